@@ -1,0 +1,272 @@
+// Package config is tollgate's configuration: the schema users write in YAML,
+// its defaults, parsing with ${VAR} expansion, and validation that reports
+// every problem at once with the field path it belongs to.
+//
+// The flow is Default → Parse(io.Reader) → Validate, with no side effects:
+// nothing here opens a socket, reads a key file or touches global state.
+// Every field is documented for users in deploy/tollgate.example.yaml.
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the proxy listener: app traffic, the Stripe webhook and the
+	// billing API.
+	Listen string `yaml:"listen"`
+	// AdminListen serves /metrics, /healthz and /readyz. It must be a loopback
+	// address unless AdminAllowPublic is set: metrics reveal routes and usage.
+	AdminListen      string `yaml:"admin_listen"`
+	AdminAllowPublic bool   `yaml:"admin_allow_public"`
+	// Upstream is the application's base URL.
+	Upstream string `yaml:"upstream"`
+	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept and
+	// extended; from anyone else they are replaced.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	Server   Server           `yaml:"server"`
+	Proxy    ProxyTimeouts    `yaml:"proxy"`
+	Log      Log              `yaml:"log"`
+	Redis    Redis            `yaml:"redis"`
+	Stripe   Stripe           `yaml:"stripe"`
+	Auth     Auth             `yaml:"auth"`
+	Plans    map[string]*Plan `yaml:"plans"`
+	Gating   Gating           `yaml:"gating"`
+	Routes   []*Route         `yaml:"routes"`
+	Metering Metering         `yaml:"metering"`
+	Billing  Billing          `yaml:"billing"`
+	Webhook  Webhook          `yaml:"webhook"`
+	Metrics  Metrics          `yaml:"metrics"`
+}
+
+// Server holds the listeners' timeouts and shutdown behaviour.
+type Server struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	// WriteTimeout is 0 by default so that streamed responses (SSE) and
+	// WebSockets are not cut off; slow clients are bounded by IdleTimeout
+	// and by the upstream.
+	WriteTimeout   time.Duration `yaml:"write_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes int           `yaml:"max_header_bytes"`
+	// DrainDelay is how long /readyz answers 503 before the listener stops
+	// accepting, so load balancers take the replica out first.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// ProxyTimeouts bound the connection to the upstream.
+type ProxyTimeouts struct {
+	DialTimeout           time.Duration `yaml:"dial_timeout"`
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
+	MaxIdleConnsPerHost   int           `yaml:"max_idle_conns_per_host"`
+}
+
+// Log selects the structured log output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// Redis locates the shared store. With neither URL nor Addrs set, tollgate
+// runs an embedded in-process store: one replica only, nothing durable.
+type Redis struct {
+	URL        string   `yaml:"url"`
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	Username   string   `yaml:"username"`
+	Password   string   `yaml:"password"`
+	DB         int      `yaml:"db"`
+	TLS        bool     `yaml:"tls"`
+	// Prefix is put before every key, so several deployments can share one
+	// Redis. Customer keys also carry a {cus_...} hash tag for Cluster.
+	Prefix       string        `yaml:"prefix"`
+	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// Embedded reports whether no external Redis is configured.
+func (r Redis) Embedded() bool { return r.URL == "" && len(r.Addrs) == 0 }
+
+// Stripe configures the Stripe API client and webhook verification.
+type Stripe struct {
+	SecretKey      string   `yaml:"secret_key"`
+	WebhookSecrets []string `yaml:"webhook_secrets"`
+	// APIBase points stripe-go at stripe-mock or a test double.
+	APIBase           string        `yaml:"api_base"`
+	Timeout           time.Duration `yaml:"timeout"`
+	MaxNetworkRetries int           `yaml:"max_network_retries"`
+}
+
+// Auth configures caller authentication.
+type Auth struct {
+	JWT JWT `yaml:"jwt"`
+}
+
+// JWT configures bearer-token verification. Algorithms and Audience have no
+// default: an empty list would mean "accept anything".
+type JWT struct {
+	Algorithms           []string      `yaml:"algorithms"`
+	Issuer               string        `yaml:"issuer"`
+	Audience             []string      `yaml:"audience"`
+	JWKSURL              string        `yaml:"jwks_url"`
+	JWKSRefresh          time.Duration `yaml:"jwks_refresh"`
+	JWKSRefetchCooldown  time.Duration `yaml:"jwks_refetch_cooldown"`
+	PublicKeyFiles       []string      `yaml:"public_key_files"`
+	HMACSecret           string        `yaml:"hmac_secret"`
+	Leeway               time.Duration `yaml:"leeway"`
+	CustomerClaim        string        `yaml:"customer_claim"`
+	UserClaim            string        `yaml:"user_claim"`
+	Cookie               string        `yaml:"cookie"`
+	MaxTokenBytes        int           `yaml:"max_token_bytes"`
+	CacheSize            int           `yaml:"cache_size"`
+	ForwardAuthorization *bool         `yaml:"forward_authorization"`
+}
+
+// Plan maps Stripe price ids to a plan name, its features and limits.
+type Plan struct {
+	Prices   []string         `yaml:"prices"`
+	Features []string         `yaml:"features"`
+	Limits   map[string]int64 `yaml:"limits"`
+}
+
+// Gating tunes entitlement decisions.
+type Gating struct {
+	GracePeriod  time.Duration `yaml:"grace_period"`
+	MaxStaleness time.Duration `yaml:"max_staleness"`
+	UpgradeURL   string        `yaml:"upgrade_url"`
+}
+
+// Auth modes of a route.
+const (
+	AuthRequired = "required"
+	AuthOptional = "optional"
+	AuthNone     = "none"
+)
+
+// Route is one entry of the ordered route table; the first match wins.
+type Route struct {
+	Name     string   `yaml:"name"`
+	Path     string   `yaml:"path"`
+	Methods  []string `yaml:"methods"`
+	Auth     string   `yaml:"auth"`
+	Require  Require  `yaml:"require"`
+	Meter    string   `yaml:"meter"`
+	FailOpen bool     `yaml:"fail_open"`
+}
+
+// AuthMode is the route's auth mode; an empty one means required.
+func (r *Route) AuthMode() string {
+	if r.Auth == "" {
+		return AuthRequired
+	}
+	return r.Auth
+}
+
+// Label is the route's name in metrics and logs.
+func (r *Route) Label() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return r.Path
+}
+
+// Require lists what a caller must have to use a route.
+type Require struct {
+	Subscription bool     `yaml:"subscription"`
+	Plans        []string `yaml:"plans"`
+	Features     []string `yaml:"features"`
+}
+
+// Any reports whether the route needs any entitlement at all.
+func (r Require) Any() bool { return r.Subscription || len(r.Plans) > 0 || len(r.Features) > 0 }
+
+// Metering configures usage counting and reporting.
+type Metering struct {
+	FlushInterval time.Duration     `yaml:"flush_interval"`
+	Window        time.Duration     `yaml:"window"`
+	Meters        map[string]*Meter `yaml:"meters"`
+}
+
+// Meter modes.
+const (
+	ModeMeterEvents  = "meter_events"
+	ModeUsageRecords = "usage_records"
+)
+
+// Meter is one usage meter reported to Stripe. An empty Mode means
+// meter_events.
+type Meter struct {
+	EventName string `yaml:"event_name"`
+	Mode      string `yaml:"mode"`
+}
+
+// Billing configures the self-serve billing API.
+type Billing struct {
+	Prefix    string `yaml:"prefix"`
+	TrialDays int    `yaml:"trial_days"`
+}
+
+// Webhook configures Stripe webhook intake.
+type Webhook struct {
+	Path          string `yaml:"path"`
+	ForwardURL    string `yaml:"forward_url"`
+	ForwardSecret string `yaml:"forward_secret"`
+}
+
+// Metrics configures the Prometheus output.
+type Metrics struct {
+	PerCustomer bool `yaml:"per_customer"`
+}
+
+// Default returns the configuration every file is read on top of.
+func Default() *Config {
+	return &Config{
+		Listen:      ":8080",
+		AdminListen: "127.0.0.1:9090",
+		Server: Server{
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			DrainDelay:        5 * time.Second,
+			ShutdownTimeout:   30 * time.Second,
+		},
+		Proxy: ProxyTimeouts{
+			DialTimeout:           5 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   100,
+		},
+		Log: Log{Level: "info", Format: "json"},
+		Redis: Redis{
+			Prefix:       "tollgate:",
+			DialTimeout:  2 * time.Second,
+			ReadTimeout:  time.Second,
+			WriteTimeout: time.Second,
+		},
+		Stripe: Stripe{Timeout: 20 * time.Second, MaxNetworkRetries: 2},
+		Auth: Auth{JWT: JWT{
+			Leeway:              30 * time.Second,
+			CustomerClaim:       "stripe_customer_id",
+			UserClaim:           "sub",
+			MaxTokenBytes:       8 << 10,
+			CacheSize:           10000,
+			JWKSRefresh:         time.Hour,
+			JWKSRefetchCooldown: 5 * time.Minute,
+		}},
+		Gating:   Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute},
+		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second},
+		Billing:  Billing{Prefix: "/_tollgate/billing"},
+		Webhook:  Webhook{Path: "/_tollgate/stripe/webhook"},
+	}
+}
+
+// ForwardsAuthorization reports whether the Authorization header is passed
+// to the upstream (default true: apps often re-read claims themselves).
+func (j JWT) ForwardsAuthorization() bool {
+	return j.ForwardAuthorization == nil || *j.ForwardAuthorization
+}

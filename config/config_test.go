@@ -1,0 +1,178 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const minimal = `
+upstream: http://127.0.0.1:3000
+auth:
+  jwt:
+    algorithms: [HS256]
+    audience: [api]
+    hmac_secret: "${SECRET}"
+routes:
+  - { path: /healthz, auth: none }
+  - { path: /api/**, require: { subscription: true }, meter: calls }
+plans:
+  starter: { prices: [price_1], features: [reports], limits: { calls: 100 } }
+metering:
+  meters:
+    calls: { event_name: api_calls }
+`
+
+func TestParseMinimal(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	cfg, err := ParseEnv(strings.NewReader(minimal), env(map[string]string{"SECRET": secret}))
+	if err != nil {
+		t.Fatalf("ParseEnv: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"hmac_secret expanded", cfg.Auth.JWT.HMACSecret, secret},
+		{"default listen kept", cfg.Listen, ":8080"},
+		{"default leeway kept", cfg.Auth.JWT.Leeway, 30 * time.Second},
+		{"routes", len(cfg.Routes), 2},
+		{"route auth", cfg.Routes[1].AuthMode(), AuthRequired},
+		{"limit", cfg.Plans["starter"].Limits["calls"], int64(100)},
+		{"meter mode default", cfg.Metering.Meters["calls"].Mode, ""},
+		{"forward auth default", cfg.Auth.JWT.ForwardsAuthorization(), true},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestEnvCannotInjectYAML: ${VAR} is expanded in parsed values, never in the
+// raw text, so a value with YAML syntax stays one string.
+func TestEnvCannotInjectYAML(t *testing.T) {
+	evil := "x\"\nadmin_allow_public: true\nfoo: \"" + strings.Repeat("s", 32)
+	cfg, err := ParseEnv(strings.NewReader(minimal), env(map[string]string{"SECRET": evil}))
+	if err != nil {
+		t.Fatalf("ParseEnv: %v", err)
+	}
+	if cfg.AdminAllowPublic || cfg.Auth.JWT.HMACSecret != evil {
+		t.Errorf("env value changed the structure: admin_allow_public=%v secret=%q", cfg.AdminAllowPublic, cfg.Auth.JWT.HMACSecret)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, yaml string
+		want       []string // substrings of the joined error, each a field path
+	}{
+		{"unknown top key", "listn: x", []string{"listn: unknown key"}},
+		{"unknown nested key", "auth: {jwt: {algorithm: [RS256]}}", []string{"auth.jwt.algorithm: unknown key"}},
+		{"wrong type list", "auth: {jwt: {audience: api}}", []string{"auth.jwt.audience: want a list"}},
+		{"wrong type duration", "gating: {grace_period: 3}", []string{"gating.grace_period: \"3\" is not a duration"}},
+		{"wrong type bool", "admin_allow_public: yes please", []string{"admin_allow_public: \"yes please\" is not true or false"}},
+		{"wrong type int", "redis: {db: one}", []string{"redis.db: \"one\" is not a whole number"}},
+		{"route key", "routes: [{path: /a, requires: {}}]", []string{"routes[0].requires: unknown key"}},
+		{"unset env", "upstream: ${NOPE_NOT_SET}", []string{"upstream: environment variable NOPE_NOT_SET is not set"}},
+		{"all at once", "a: 1\nb: 2\nserver: {idle_timeout: x}", []string{"a: unknown key", "b: unknown key", "server.idle_timeout"}},
+		{"duplicate key", "listen: a\nlisten: b", []string{"listen: key given twice"}},
+		{"mapping for scalar", "listen: {a: 1}", []string{"listen: want a single value"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseEnv(strings.NewReader(c.yaml), env(nil))
+			if err == nil {
+				t.Fatalf("ParseEnv(%q) = nil error; want %q", c.yaml, c.want)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("ParseEnv(%q) error = %q; want it to contain %q", c.yaml, err, w)
+				}
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Line == 0 {
+				t.Errorf("error %v carries no *FieldError with a line", err)
+			}
+		})
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	base := func() *Config {
+		cfg, err := ParseEnv(strings.NewReader(minimal), env(map[string]string{"SECRET": strings.Repeat("s", 32)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	for _, c := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string // "" = valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"empty algorithms", func(c *Config) { c.Auth.JWT.Algorithms = nil }, "auth.jwt.algorithms: required"},
+		{"alg none", func(c *Config) { c.Auth.JWT.Algorithms = []string{"none"} }, "auth.jwt.algorithms[0]: \"none\" is not supported"},
+		{"empty audience", func(c *Config) { c.Auth.JWT.Audience = nil }, "auth.jwt.audience: required"},
+		{"blank audience", func(c *Config) { c.Auth.JWT.Audience = []string{" "} }, "auth.jwt.audience[0]: must not be empty"},
+		{"hmac with RS256", func(c *Config) { c.Auth.JWT.Algorithms = []string{"RS256"} }, "auth.jwt.hmac_secret: an HMAC secret needs HS256"},
+		{"two key sources", func(c *Config) { c.Auth.JWT.JWKSURL = "https://a/jwks" }, "auth.jwt: set exactly one"},
+		{"jwks over http", func(c *Config) {
+			c.Auth.JWT.HMACSecret, c.Auth.JWT.Algorithms, c.Auth.JWT.JWKSURL = "", []string{"RS256"}, "http://idp.example.com/jwks"
+		}, "auth.jwt.jwks_url"},
+		{"public admin", func(c *Config) { c.AdminListen = "0.0.0.0:9090" }, "admin_listen: \"0.0.0.0:9090\" is not a loopback address"},
+		{"public admin opted in", func(c *Config) { c.AdminListen, c.AdminAllowPublic = "0.0.0.0:9090", true }, ""},
+		{"admin same as listen", func(c *Config) { c.AdminListen = c.Listen }, "admin_listen: must differ"},
+		{"no upstream", func(c *Config) { c.Upstream = "" }, "upstream: required"},
+		{"bad cidr", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/40"} }, "trusted_proxies[0]"},
+		{"unknown plan", func(c *Config) { c.Routes[1].Require.Plans = []string{"gold"} }, "routes[1].require.plans[0]: no plan \"gold\""},
+		{"unknown meter", func(c *Config) { c.Routes[1].Meter = "bytes" }, "routes[1].meter: no meter \"bytes\""},
+		{"require on public route", func(c *Config) { c.Routes[0].Require.Subscription = true }, "routes[0].require: needs auth: required"},
+		{"meter on optional route", func(c *Config) { c.Routes[1].Auth = AuthOptional }, "routes[1].meter: needs auth: required"},
+		{"bad auth mode", func(c *Config) { c.Routes[0].Auth = "sometimes" }, "routes[0].auth"},
+		{"no routes", func(c *Config) { c.Routes = nil }, "routes: no routes"},
+		{"price in two plans", func(c *Config) { c.Plans["pro"] = &Plan{Prices: []string{"price_1"}} }, "plans.starter.prices[0]: \"price_1\" is already in plan \"pro\""},
+		{"limit on unknown meter", func(c *Config) { c.Plans["starter"].Limits["bytes"] = 1 }, "plans.starter.limits.bytes: no meter"},
+		{"meter without event name", func(c *Config) { c.Metering.Meters["calls"].EventName = "" }, "metering.meters.calls.event_name: required"},
+		{"flush longer than window", func(c *Config) { c.Metering.FlushInterval = 2 * time.Minute }, "metering.flush_interval"},
+		{"zero shutdown timeout", func(c *Config) { c.Server.ShutdownTimeout = 0 }, "server.shutdown_timeout: must be a positive duration"},
+		{"brace in prefix", func(c *Config) { c.Redis.Prefix = "a{b}" }, "redis.prefix"},
+		{"publishable key", func(c *Config) { c.Stripe.SecretKey = "pk_test_x" }, "stripe.secret_key"},
+		{"forward without secret", func(c *Config) { c.Webhook.ForwardURL = "https://app/hooks" }, "webhook.forward_secret"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base()
+			c.mutate(cfg)
+			err := cfg.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("Validate() = %v; want nil", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("Validate() = %v; want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	f, err := os.Open("../deploy/tollgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := ParseEnv(f, env(map[string]string{"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}))
+	if err != nil {
+		t.Fatalf("example config does not parse: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("example config is not valid: %v", err)
+	}
+}

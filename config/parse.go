@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FieldError is one problem with one field of the configuration.
+type FieldError struct {
+	Path string // e.g. routes[2].require.features
+	Line int    // line in the YAML file, 0 when unknown
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Path, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+}
+
+// ErrEmpty is returned by Parse for a file with no YAML document.
+var ErrEmpty = errors.New("config: empty configuration")
+
+// Parse reads YAML on top of Default(). Unknown keys, wrong types and unset
+// ${VAR} references are reported together, each with its field path.
+func Parse(r io.Reader) (*Config, error) {
+	return ParseEnv(r, os.LookupEnv)
+}
+
+// ParseEnv is Parse with the environment lookup injected (tests).
+func ParseEnv(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("config: read: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, ErrEmpty
+	}
+	cfg := Default()
+	d := decoder{lookup: lookup}
+	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	return cfg, nil
+}
+
+type decoder struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
+	if path == "" {
+		path = "(top level)"
+	}
+	d.errs = append(d.errs, &FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// decode walks the YAML tree and the Go value together, so that every error
+// can name the field it is about, and all of them are collected.
+func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the default
+	}
+	switch {
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(path, n, v.Elem())
+	case v.Kind() == reflect.Struct:
+		d.decodeStruct(path, n, v)
+	case v.Kind() == reflect.Map:
+		d.decodeMap(path, n, v)
+	case v.Kind() == reflect.Slice:
+		d.decodeSlice(path, n, v)
+	default:
+		d.decodeScalar(path, n, v)
+	}
+}
+
+func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n, "want a mapping of keys, got %s", kindName(n))
+		return
+	}
+	fields := map[string]int{}
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" {
+			fields[tag] = i
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		idx, ok := fields[k.Value]
+		if !ok {
+			d.fail(p, k, "unknown key (known keys: %s)", strings.Join(sortedKeys(fields), ", "))
+			continue
+		}
+		if seen[k.Value] {
+			d.fail(p, k, "key given twice")
+			continue
+		}
+		seen[k.Value] = true
+		d.decode(p, val, v.Field(idx))
+	}
+}
+
+func (d *decoder) decodeMap(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n, "want a mapping, got %s", kindName(n))
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if k.Value == "" {
+			d.fail(p, k, "empty key")
+			continue
+		}
+		if v.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+			d.fail(p, k, "key given twice")
+			continue
+		}
+		elem := reflect.New(v.Type().Elem()).Elem()
+		d.decode(p, val, elem)
+		v.SetMapIndex(reflect.ValueOf(k.Value), elem)
+	}
+}
+
+func (d *decoder) decodeSlice(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.SequenceNode {
+		d.fail(path, n, "want a list, got %s", kindName(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		d.decode(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
+	}
+	v.Set(s)
+}
+
+func (d *decoder) decodeScalar(path string, n *yaml.Node, v reflect.Value) {
+	if n.Kind != yaml.ScalarNode {
+		d.fail(path, n, "want a single value, got %s", kindName(n))
+		return
+	}
+	value, ok := d.expand(path, n)
+	if !ok {
+		return
+	}
+	var err error
+	switch {
+	case v.Type() == durationType:
+		var dur time.Duration
+		dur, err = time.ParseDuration(value)
+		if err != nil {
+			d.fail(path, n, "%q is not a duration (write it like 500ms, 30s, 5m or 72h)", value)
+			return
+		}
+		v.SetInt(int64(dur))
+	case v.Kind() == reflect.String:
+		v.SetString(value)
+	case v.Kind() == reflect.Bool:
+		var b bool
+		b, err = strconv.ParseBool(value)
+		if err != nil {
+			d.fail(path, n, "%q is not true or false", value)
+			return
+		}
+		v.SetBool(b)
+	case v.CanInt():
+		var i int64
+		i, err = strconv.ParseInt(value, 10, 64)
+		if err != nil || v.OverflowInt(i) {
+			d.fail(path, n, "%q is not a whole number", value)
+			return
+		}
+		v.SetInt(i)
+	default:
+		d.fail(path, n, "unsupported field type %s", v.Type())
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces ${VAR} in a scalar's text. It runs on parsed values, never
+// on the raw file, so a variable's content cannot inject YAML structure.
+// An unset variable is an error: an empty secret must never pass silently.
+func (d *decoder) expand(path string, n *yaml.Node) (string, bool) {
+	ok := true
+	out := envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+		name := envRef.FindStringSubmatch(ref)[1]
+		val, set := d.lookup(name)
+		if !set {
+			d.fail(path, n, "environment variable %s is not set", name)
+			ok = false
+		}
+		return val
+	})
+	return out, ok
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "something else"
+}

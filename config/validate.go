@@ -1,0 +1,182 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Algorithms is every JWT algorithm tollgate can verify.
+var Algorithms = []string{
+	"HS256", "HS384", "HS512",
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "EdDSA",
+}
+
+// PatternChecker validates a route path pattern. The proxy package owns the
+// pattern syntax; it registers its compiler here so that `tollgate check`
+// and the proxy agree on what a valid pattern is.
+var PatternChecker = func(string) error { return nil }
+
+type problems struct{ errs []error }
+
+func (p *problems) add(path, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks the whole configuration and returns every problem found,
+// joined, each a *FieldError naming its field path. It has no side effects.
+func (c *Config) Validate() error {
+	var p problems
+	c.validateListeners(&p)
+	c.validateServer(&p)
+	c.validateRedis(&p)
+	c.validateStripe(&p)
+	c.validateJWT(&p)
+	c.validatePlans(&p)
+	c.validateGating(&p)
+	c.validateMetering(&p)
+	c.validateRoutes(&p)
+	c.validateEndpoints(&p)
+	return errors.Join(p.errs...)
+}
+
+func (c *Config) validateListeners(p *problems) {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		p.add("listen", "%q is not host:port (for example \":8080\")", c.Listen)
+	}
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	switch {
+	case err != nil:
+		p.add("admin_listen", "%q is not host:port (for example \"127.0.0.1:9090\")", c.AdminListen)
+	case c.AdminListen == c.Listen:
+		p.add("admin_listen", "must differ from listen: /metrics and /readyz are never served on the proxy listener")
+	case !isLoopback(host) && !c.AdminAllowPublic:
+		p.add("admin_listen", "%q is not a loopback address; metrics reveal routes and usage, so set admin_allow_public: true to serve them on it deliberately", c.AdminListen)
+	}
+	u, err := url.Parse(c.Upstream)
+	switch {
+	case c.Upstream == "":
+		p.add("upstream", "required: the application's base URL, for example http://127.0.0.1:3000")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		p.add("upstream", "%q is not an http:// or https:// URL with a host", c.Upstream)
+	case u.RawQuery != "" || u.Fragment != "":
+		p.add("upstream", "%q must not have a query or fragment", c.Upstream)
+	}
+	for i, cidr := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			p.add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR such as 10.0.0.0/8", cidr)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		p.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		p.add("log.format", "%q is not json or text", c.Log.Format)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (c *Config) validateServer(p *problems) {
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
+		{"server.shutdown_timeout", c.Server.ShutdownTimeout},
+		{"proxy.dial_timeout", c.Proxy.DialTimeout},
+		{"proxy.response_header_timeout", c.Proxy.ResponseHeaderTimeout},
+		{"metering.flush_interval", c.Metering.FlushInterval},
+		{"metering.window", c.Metering.Window},
+		{"stripe.timeout", c.Stripe.Timeout},
+		{"redis.dial_timeout", c.Redis.DialTimeout},
+		{"auth.jwt.jwks_refresh", c.Auth.JWT.JWKSRefresh},
+		{"auth.jwt.jwks_refetch_cooldown", c.Auth.JWT.JWKSRefetchCooldown},
+	} {
+		if f.d <= 0 {
+			p.add(f.path, "must be a positive duration, got %s", f.d)
+		}
+	}
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{
+		{"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout},
+		{"server.drain_delay", c.Server.DrainDelay},
+		{"proxy.idle_conn_timeout", c.Proxy.IdleConnTimeout},
+		{"redis.read_timeout", c.Redis.ReadTimeout},
+		{"redis.write_timeout", c.Redis.WriteTimeout},
+	} {
+		if f.d < 0 {
+			p.add(f.path, "must not be negative (0 means no limit), got %s", f.d)
+		}
+	}
+	if c.Server.MaxHeaderBytes < 4096 {
+		p.add("server.max_header_bytes", "must be at least 4096, got %d", c.Server.MaxHeaderBytes)
+	}
+	if c.Proxy.MaxIdleConnsPerHost < 0 {
+		p.add("proxy.max_idle_conns_per_host", "must not be negative, got %d", c.Proxy.MaxIdleConnsPerHost)
+	}
+}
+
+func (c *Config) validateRedis(p *problems) {
+	r := c.Redis
+	if r.URL != "" && len(r.Addrs) > 0 {
+		p.add("redis", "set url or addrs, not both")
+	}
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			p.add("redis.url", "not a redis://, rediss:// or unix:// URL")
+		}
+	}
+	for i, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			p.add(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		p.add("redis.master_name", "Sentinel needs redis.addrs (the sentinels' addresses)")
+	}
+	if r.DB < 0 || r.DB > 15 {
+		p.add("redis.db", "must be 0..15, got %d", r.DB)
+	}
+	if strings.ContainsAny(r.Prefix, "{} ") {
+		p.add("redis.prefix", "%q must not contain braces or spaces: braces would break the per-customer hash tag", r.Prefix)
+	}
+}
+
+func (c *Config) validateStripe(p *problems) {
+	s := c.Stripe
+	if s.SecretKey != "" && !strings.HasPrefix(s.SecretKey, "sk_") && !strings.HasPrefix(s.SecretKey, "rk_") {
+		p.add("stripe.secret_key", "does not look like a Stripe secret or restricted key (sk_... or rk_...)")
+	}
+	for i, w := range s.WebhookSecrets {
+		if !strings.HasPrefix(w, "whsec_") {
+			p.add(fmt.Sprintf("stripe.webhook_secrets[%d]", i), "does not look like a webhook signing secret (whsec_...)")
+		}
+	}
+	if s.APIBase != "" {
+		if u, err := url.Parse(s.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("stripe.api_base", "%q is not an http(s) URL", s.APIBase)
+		}
+	}
+	if s.MaxNetworkRetries < 0 || s.MaxNetworkRetries > 10 {
+		p.add("stripe.max_network_retries", "must be 0..10, got %d", s.MaxNetworkRetries)
+	}
+}

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+var (
+	identRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	methodRe = regexp.MustCompile(`^[A-Z]+$`)
+)
+
+func (c *Config) validateJWT(p *problems) {
+	j := c.Auth.JWT
+	if len(j.Algorithms) == 0 {
+		p.add("auth.jwt.algorithms", "required, no default: list the algorithms your issuer signs with, for example [RS256]")
+	}
+	hmac, public := false, false
+	for i, a := range j.Algorithms {
+		switch {
+		case !slices.Contains(Algorithms, a):
+			p.add(fmt.Sprintf("auth.jwt.algorithms[%d]", i), "%q is not supported (one of %s; \"none\" is never accepted)", a, strings.Join(Algorithms, ", "))
+		case strings.HasPrefix(a, "HS"):
+			hmac = true
+		default:
+			public = true
+		}
+	}
+	if hmac && public {
+		p.add("auth.jwt.algorithms", "mixes HMAC (HS*) and public-key algorithms: a key is pinned to one kind, list one kind")
+	}
+	if len(j.Audience) == 0 {
+		p.add("auth.jwt.audience", "required, non-empty: the audience value(s) your tokens are issued for")
+	}
+	for i, a := range j.Audience {
+		if strings.TrimSpace(a) == "" {
+			p.add(fmt.Sprintf("auth.jwt.audience[%d]", i), "must not be empty")
+		}
+	}
+	sources := 0
+	for _, set := range []bool{j.JWKSURL != "", len(j.PublicKeyFiles) > 0, j.HMACSecret != ""} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		p.add("auth.jwt", "needs a key source: jwks_url, public_key_files or hmac_secret")
+	case sources > 1:
+		p.add("auth.jwt", "set exactly one of jwks_url, public_key_files, hmac_secret")
+	}
+	if j.HMACSecret != "" {
+		if public {
+			p.add("auth.jwt.hmac_secret", "an HMAC secret needs HS256/HS384/HS512 in auth.jwt.algorithms")
+		}
+		if len(j.HMACSecret) < 32 {
+			p.add("auth.jwt.hmac_secret", "is %d bytes; use at least 32 random bytes", len(j.HMACSecret))
+		}
+	}
+	if (j.JWKSURL != "" || len(j.PublicKeyFiles) > 0) && hmac {
+		p.add("auth.jwt.algorithms", "HS* algorithms cannot be verified with public keys (key confusion): use hmac_secret or drop them")
+	}
+	if j.JWKSURL != "" {
+		u, err := url.Parse(j.JWKSURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			p.add("auth.jwt.jwks_url", "%q must be an https:// URL (http:// only for a loopback host)", j.JWKSURL)
+		}
+	}
+	if j.Leeway < 0 || j.Leeway > 5*time.Minute {
+		p.add("auth.jwt.leeway", "must be between 0 and 5m, got %s", j.Leeway)
+	}
+	if j.CustomerClaim == "" {
+		p.add("auth.jwt.customer_claim", "must not be empty")
+	}
+	if j.UserClaim == "" {
+		p.add("auth.jwt.user_claim", "must not be empty")
+	}
+	if j.MaxTokenBytes < 512 || j.MaxTokenBytes > 64<<10 {
+		p.add("auth.jwt.max_token_bytes", "must be 512..65536, got %d", j.MaxTokenBytes)
+	}
+	if j.CacheSize < 0 {
+		p.add("auth.jwt.cache_size", "must not be negative (0 turns the cache off), got %d", j.CacheSize)
+	}
+}
+
+func (c *Config) validatePlans(p *problems) {
+	owner := map[string]string{}
+	for _, name := range sortedNames(c.Plans) {
+		pl := c.Plans[name]
+		path := "plans." + name
+		if !identRe.MatchString(name) {
+			p.add(path, "plan name %q must be letters, digits, '_', '-' or '.'", name)
+		}
+		if len(pl.Prices) == 0 {
+			p.add(path+".prices", "needs at least one Stripe price id (price_...)")
+		}
+		for i, price := range pl.Prices {
+			pp := fmt.Sprintf("%s.prices[%d]", path, i)
+			switch {
+			case !strings.HasPrefix(price, "price_") && !strings.HasPrefix(price, "plan_"):
+				p.add(pp, "%q does not look like a Stripe price id (price_...)", price)
+			case owner[price] != "":
+				p.add(pp, "%q is already in plan %q: a price maps to one plan", price, owner[price])
+			default:
+				owner[price] = name
+			}
+		}
+		for i, f := range pl.Features {
+			if !identRe.MatchString(f) {
+				p.add(fmt.Sprintf("%s.features[%d]", path, i), "%q is not a valid feature name", f)
+			}
+		}
+		for _, meter := range sortedNames(pl.Limits) {
+			limit := pl.Limits[meter]
+			if _, ok := c.Metering.Meters[meter]; !ok {
+				p.add(path+".limits."+meter, "no meter %q in metering.meters", meter)
+			}
+			if limit < 0 {
+				p.add(path+".limits."+meter, "must not be negative, got %d", limit)
+			}
+		}
+	}
+}
+
+func (c *Config) validateGating(p *problems) {
+	if c.Gating.GracePeriod < 0 {
+		p.add("gating.grace_period", "must not be negative, got %s", c.Gating.GracePeriod)
+	}
+	if c.Gating.MaxStaleness < 0 {
+		p.add("gating.max_staleness", "must not be negative (0 fails closed as soon as the store is unreachable), got %s", c.Gating.MaxStaleness)
+	}
+	if u := c.Gating.UpgradeURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http" && !strings.HasPrefix(u, "/")) {
+			p.add("gating.upgrade_url", "%q is not an absolute URL or a path", u)
+		}
+	}
+}
+
+func (c *Config) validateMetering(p *problems) {
+	m := c.Metering
+	if m.Window > 0 && m.Window < time.Second {
+		p.add("metering.window", "must be at least 1s, got %s", m.Window)
+	}
+	if m.FlushInterval > 0 && m.Window > 0 && m.FlushInterval > m.Window {
+		p.add("metering.flush_interval", "%s is longer than metering.window %s", m.FlushInterval, m.Window)
+	}
+	for _, name := range sortedNames(m.Meters) {
+		meter, path := m.Meters[name], "metering.meters."+name
+		if !identRe.MatchString(name) {
+			p.add(path, "meter name %q must be letters, digits, '_', '-' or '.'", name)
+		}
+		switch meter.Mode {
+		case ModeMeterEvents, "":
+			if meter.EventName == "" {
+				p.add(path+".event_name", "required: the event_name of the Stripe Billing Meter")
+			}
+		case ModeUsageRecords:
+		default:
+			p.add(path+".mode", "%q is not meter_events or usage_records", meter.Mode)
+		}
+	}
+}
+
+func (c *Config) validateRoutes(p *problems) {
+	if len(c.Routes) == 0 {
+		p.add("routes", "no routes: every request would be denied with 403 no_route")
+	}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			p.add(path, "empty route")
+			continue
+		}
+		if r.Path == "" {
+			p.add(path+".path", "required")
+		} else if err := PatternChecker(r.Path); err != nil {
+			p.add(path+".path", "%v", err)
+		}
+		for j, m := range r.Methods {
+			if !methodRe.MatchString(m) {
+				p.add(fmt.Sprintf("%s.methods[%d]", path, j), "%q is not an upper-case HTTP method", m)
+			}
+		}
+		if !slices.Contains([]string{"", AuthRequired, AuthOptional, AuthNone}, r.Auth) {
+			p.add(path+".auth", "%q is not required, optional or none", r.Auth)
+		}
+		if r.AuthMode() != AuthRequired && r.Require.Any() {
+			p.add(path+".require", "needs auth: required: an anonymous caller has no subscription to check")
+		}
+		if r.AuthMode() != AuthRequired && r.Meter != "" {
+			p.add(path+".meter", "needs auth: required: usage cannot be billed to an anonymous caller")
+		}
+		for j, pl := range r.Require.Plans {
+			if _, ok := c.Plans[pl]; !ok {
+				p.add(fmt.Sprintf("%s.require.plans[%d]", path, j), "no plan %q in plans", pl)
+			}
+		}
+		for j, f := range r.Require.Features {
+			if !identRe.MatchString(f) {
+				p.add(fmt.Sprintf("%s.require.features[%d]", path, j), "%q is not a valid feature name", f)
+			}
+		}
+		if r.Meter != "" {
+			if _, ok := c.Metering.Meters[r.Meter]; !ok {
+				p.add(path+".meter", "no meter %q in metering.meters", r.Meter)
+			}
+		}
+	}
+}
+
+func (c *Config) validateEndpoints(p *problems) {
+	for _, e := range [][2]string{{"webhook.path", c.Webhook.Path}, {"billing.prefix", c.Billing.Prefix}} {
+		path, v := e[0], e[1]
+		if !strings.HasPrefix(v, "/") || PatternChecker(v) != nil || strings.Contains(v, "*") {
+			p.add(path, "%q must be a plain absolute path such as /_tollgate/...", v)
+		}
+	}
+	if c.Billing.TrialDays < 0 || c.Billing.TrialDays > 730 {
+		p.add("billing.trial_days", "must be 0..730, got %d", c.Billing.TrialDays)
+	}
+	if c.Webhook.ForwardURL != "" {
+		if u, err := url.Parse(c.Webhook.ForwardURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("webhook.forward_url", "%q is not an http(s) URL", c.Webhook.ForwardURL)
+		}
+		if !strings.HasPrefix(c.Webhook.ForwardSecret, "whsec_") {
+			p.add("webhook.forward_secret", "required with forward_url: a whsec_... secret the app verifies forwarded events with")
+		}
+	}
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
