@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// HTTPError is an answer tollgate gives itself instead of the upstream's.
+// Msg is what the client reads; Err is the cause, logged and never sent, so
+// JWT, Redis and Stripe details cannot leak to callers.
+type HTTPError struct {
+	Status int
+	Code   string // machine-readable, e.g. subscription_required
+	Msg    string
+	Extra  map[string]any // upgrade_url, limit, used, ...
+	// RetryAfter, when positive, is sent as Retry-After in seconds.
+	RetryAfter int
+	Err        error
+}
+
+func (e *HTTPError) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Err.Error()
+	}
+	return e.Code
+}
+
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// Common answers.
+var (
+	errBadPath = &HTTPError{Status: http.StatusBadRequest, Code: "bad_request",
+		Msg: "The request path is not allowed: it holds encoded separators, invalid escapes or reserved characters."}
+	errNoRoute = &HTTPError{Status: http.StatusForbidden, Code: "no_route",
+		Msg: "No route allows this request."}
+	errUnauthenticated = &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated",
+		Msg: "A valid bearer token is required."}
+	errUnavailable = &HTTPError{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
+		Msg: "Entitlements cannot be checked right now; try again shortly."}
+	errUpstream = &HTTPError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
+		Msg: "The application did not answer."}
+	errUpstreamTimeout = &HTTPError{Status: http.StatusGatewayTimeout, Code: "upstream_timeout",
+		Msg: "The application did not answer in time."}
+)
+
+// WriteError writes e in the SPEC's shape:
+// {"error":{"code":"…","message":"…"}} plus e.Extra at the top level.
+func WriteError(w http.ResponseWriter, e *HTTPError) {
+	body := map[string]any{"error": map[string]string{"code": e.Code, "message": e.Msg}}
+	for k, v := range e.Extra {
+		body[k] = v
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if e.Status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(body)
+}

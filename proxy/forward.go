@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// rewrite builds the outbound request. httputil.ReverseProxy has already
+// removed hop-by-hop headers (including any a client listed in Connection)
+// and Forwarded / X-Forwarded-* before this runs, so what is set here
+// cannot be removed by the client.
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
+
+	// The one normalised path, never the client's raw form.
+	pr.Out.URL.Path, pr.Out.URL.RawPath = DecodePath(x.path), x.path
+	pr.SetURL(s.upstream)
+	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
+
+	s.setForwarded(pr)
+
+	h := pr.Out.Header
+	h.Set(HeaderRequestID, x.rid)
+	if !s.fwdAuth {
+		h.Del("Authorization")
+	}
+	if x.id.User != "" {
+		h.Set(HeaderUser, x.id.User)
+	}
+	if x.id.Customer != "" {
+		h.Set(HeaderCustomer, x.id.Customer)
+	}
+	if x.decision.Plan != "" {
+		h.Set(HeaderPlan, x.decision.Plan)
+	}
+	if x.decision.Status != "" {
+		h.Set(HeaderStatus, x.decision.Status)
+	}
+	if len(x.decision.Features) > 0 {
+		h.Set(HeaderFeatures, strings.Join(x.decision.Features, ","))
+	}
+	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), upstreamStartKey{}, time.Now()))
+}
+
+type upstreamStartKey struct{}
+
+// setForwarded rebuilds X-Forwarded-*: a client's values are dropped unless
+// the peer is a trusted proxy, whose values are kept and extended.
+func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
+	pr.Out.Header.Del("X-Real-Ip")
+	if !s.trustedPeer(pr.In.RemoteAddr) {
+		pr.SetXForwarded()
+		return
+	}
+	in, out := pr.In.Header, pr.Out.Header
+	for _, k := range []string{"X-Forwarded-For", "X-Real-Ip"} {
+		if v := in.Values(k); len(v) > 0 {
+			out[k] = append([]string(nil), v...)
+		}
+	}
+	pr.SetXForwarded() // appends the peer to the kept X-Forwarded-For
+	for _, k := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v := in.Get(k); v != "" {
+			out.Set(k, v)
+		}
+	}
+}
+
+func (s *Server) trustedPeer(remote string) bool {
+	if len(s.trusted) == 0 {
+		return false
+	}
+	ip, err := netip.ParseAddr(peerIP(remote))
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func peerIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
+}
+
+// modifyResponse records the upstream's answer and removes every reserved
+// header from it, so the app cannot leak tollgate-internal headers and
+// X-Tollgate-Usage never reaches the client.
+func (s *Server) modifyResponse(resp *http.Response) error {
+	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	x.status = resp.StatusCode
+	if t, ok := resp.Request.Context().Value(upstreamStartKey{}).(time.Time); ok {
+		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
+	}
+	StripReserved(resp.Header)
+	return nil
+}
+
+// upstreamError answers when the upstream could not be reached or failed
+// mid-response. Nothing is metered for such a request.
+func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	x := r.Context().Value(exchangeKey{}).(*exchange)
+	log := s.log.With("request_id", x.rid)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; there is nobody to answer.
+		x.outcome, x.status = "client_closed", 499
+		log.Debug("client closed request", "cause", err.Error())
+		return
+	}
+	e := errUpstream
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		e = errUpstreamTimeout
+	}
+	x.outcome, x.status = "upstream_error", e.Status
+	log.Warn("upstream failed", "cause", err.Error())
+	WriteError(w, e)
+}

@@ -1,0 +1,335 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/proxy/auth"
+)
+
+// Identity headers tollgate sets on forwarded requests. Clients can never
+// set them: every X-Tollgate-* header is stripped at ingress.
+const (
+	HeaderUser     = "X-Tollgate-User"
+	HeaderCustomer = "X-Tollgate-Customer"
+	HeaderPlan     = "X-Tollgate-Plan"
+	HeaderStatus   = "X-Tollgate-Status"
+	HeaderFeatures = "X-Tollgate-Features"
+	// HeaderUsage is the upstream's answer header metering N units.
+	HeaderUsage     = "X-Tollgate-Usage"
+	HeaderRequestID = "X-Request-Id"
+)
+
+// Authenticator verifies the caller of a request; *auth.Verifier is one.
+// It returns auth.ErrNoCredentials when the request carries no token.
+type Authenticator interface {
+	Authenticate(r *http.Request) (auth.Identity, error)
+}
+
+// Decision is what the gate allowed, forwarded as identity headers.
+type Decision struct {
+	Plan     string
+	Status   string
+	Features []string
+}
+
+// Gate decides whether an authenticated caller may use a route. A non-nil
+// *HTTPError is the denial to send.
+type Gate interface {
+	Decide(ctx context.Context, route *config.Route, id auth.Identity) (Decision, *HTTPError)
+}
+
+// Mount is an endpoint tollgate serves itself on the proxy listener (the
+// Stripe webhook, the billing API). It sees the normalised path.
+type Mount struct {
+	Path    string
+	Prefix  bool // Path and everything below it
+	Handler http.Handler
+}
+
+// Options configure a Server.
+type Options struct {
+	Config        *config.Config
+	Authenticator Authenticator // nil: every auth: required route answers 401
+	Gate          Gate          // nil: every route with require answers 503
+	Mounts        []Mount
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
+	Transport     http.RoundTripper // nil: one built from config.Proxy
+}
+
+// Server is the proxy listener's handler.
+type Server struct {
+	routes   []route
+	upstream *url.URL
+	trusted  []netip.Prefix
+	fwdAuth  bool
+	auth     Authenticator
+	gate     Gate
+	mounts   []Mount
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	rp       *httputil.ReverseProxy
+}
+
+type route struct {
+	cfg     *config.Route
+	pattern Pattern
+	methods []string
+	label   string
+}
+
+func init() {
+	config.PatternChecker = func(p string) error {
+		_, err := CompilePattern(p)
+		return err
+	}
+}
+
+// New builds the handler from a validated configuration.
+func New(o Options) (*Server, error) {
+	c := o.Config
+	up, err := url.Parse(c.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: upstream: %w", err)
+	}
+	s := &Server{
+		upstream: up,
+		fwdAuth:  c.Auth.JWT.ForwardsAuthorization(),
+		auth:     o.Authenticator,
+		gate:     o.Gate,
+		mounts:   o.Mounts,
+		metrics:  o.Metrics,
+		log:      o.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
+	for i, rc := range c.Routes {
+		p, err := CompilePattern(rc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
+		}
+		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label()})
+	}
+	for _, cidr := range c.TrustedProxies {
+		pfx, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: trusted_proxies: %w", err)
+		}
+		s.trusted = append(s.trusted, pfx.Masked())
+	}
+	tr := o.Transport
+	if tr == nil {
+		tr = NewTransport(c.Proxy)
+	}
+	s.rp = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      tr,
+		ModifyResponse: s.modifyResponse,
+		ErrorHandler:   s.upstreamError,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// NewTransport is the upstream transport with every timeout bounded.
+func NewTransport(c config.ProxyTimeouts) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never send app traffic through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ResponseHeaderTimeout: c.ResponseHeaderTimeout,
+		IdleConnTimeout:       c.IdleConnTimeout,
+		MaxIdleConnsPerHost:   c.MaxIdleConnsPerHost,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// exchange is what one request carries from ServeHTTP to the
+// ReverseProxy callbacks, through the request context.
+type exchange struct {
+	path     string // the one normalised path: matched, gated, forwarded
+	rid      string
+	route    *route
+	id       auth.Identity
+	decision Decision
+	status   int    // upstream status, 0 if none
+	outcome  string // metrics decision label
+}
+
+type exchangeKey struct{}
+
+// ServeHTTP handles one request in numbered steps; each step that denies
+// answers in the SPEC's JSON shape.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{outcome: "allowed"}
+
+	// 1. Request id: keep a well-formed client id, or make one.
+	x.rid = r.Header.Get(HeaderRequestID)
+	if !ValidRequestID(x.rid) {
+		x.rid = NewRequestID()
+	}
+	r.Header.Set(HeaderRequestID, x.rid)
+	w.Header().Set(HeaderRequestID, x.rid)
+	log := s.log.With("request_id", x.rid)
+
+	// 2. Header hygiene, before anything reads headers.
+	StripReserved(r.Header)
+
+	defer func() { s.observe(log, r, x, start) }()
+
+	// 3. One normalised path for everything that follows.
+	p, err := NormalizePath(r.RequestURI)
+	if err != nil {
+		s.deny(w, log, x, errBadPath, err)
+		return
+	}
+	x.path = p
+	r.URL.Path, r.URL.RawPath = DecodePath(p), p
+
+	// 4. tollgate's own endpoints.
+	if m := s.mount(p); m != nil {
+		x.outcome = "internal"
+		m.Handler.ServeHTTP(w, r.WithContext(WithRequestID(r.Context(), x.rid)))
+		return
+	}
+
+	// 5. Route: first match wins; no match is a denial.
+	x.route = s.match(r.Method, p)
+	if x.route == nil {
+		s.deny(w, log, x, errNoRoute, nil)
+		return
+	}
+
+	// 6. Authentication per the route's mode.
+	if herr := s.authenticate(r, x); herr != nil {
+		s.deny(w, log, x, herr, herr.Err)
+		return
+	}
+
+	// 7. Entitlements.
+	if x.route.cfg.Require.Any() {
+		if s.gate == nil {
+			s.deny(w, log, x, errUnavailable, errors.New("no entitlements gate configured"))
+			return
+		}
+		d, herr := s.gate.Decide(r.Context(), x.route.cfg, x.id)
+		if herr != nil {
+			s.deny(w, log, x, herr, herr.Err)
+			return
+		}
+		x.decision = d
+	}
+
+	// 8. Forward with verified identity headers.
+	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+}
+
+func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
+	mode := x.route.cfg.AuthMode()
+	if mode == config.AuthNone {
+		return nil
+	}
+	if s.auth == nil {
+		if mode == config.AuthOptional {
+			return nil
+		}
+		return &HTTPError{Status: errUnauthenticated.Status, Code: errUnauthenticated.Code,
+			Msg: errUnauthenticated.Msg, Err: errors.New("no authenticator configured")}
+	}
+	id, err := s.auth.Authenticate(r)
+	switch {
+	case err == nil:
+		x.id = id
+		return nil
+	case errors.Is(err, auth.ErrNoCredentials) && mode == config.AuthOptional:
+		return nil
+	default:
+		// A present-but-invalid token is refused on optional routes too.
+		return &HTTPError{Status: errUnauthenticated.Status, Code: errUnauthenticated.Code,
+			Msg: errUnauthenticated.Msg, Err: err}
+	}
+}
+
+func (s *Server) mount(p string) *Mount {
+	for i := range s.mounts {
+		m := &s.mounts[i]
+		if p == m.Path || (m.Prefix && strings.HasPrefix(p, strings.TrimSuffix(m.Path, "/")+"/")) {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *Server) match(method, p string) *route {
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if len(rt.methods) > 0 && !containsMethod(rt.methods, method) {
+			continue
+		}
+		if rt.pattern.Match(p) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func containsMethod(methods []string, m string) bool {
+	for _, x := range methods {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) deny(w http.ResponseWriter, log *slog.Logger, x *exchange, e *HTTPError, cause error) {
+	x.outcome = e.Code
+	x.status = e.Status
+	if cause != nil {
+		log.Info("request denied", "code", e.Code, "cause", cause.Error())
+	}
+	WriteError(w, e)
+}
+
+func (s *Server) observe(log *slog.Logger, r *http.Request, x *exchange, start time.Time) {
+	label := "-"
+	if x.route != nil {
+		label = x.route.label
+	}
+	d := time.Since(start)
+	s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
+	s.metrics.RequestDuration.WithLabelValues(label).Observe(d.Seconds())
+	log.Info("request", "method", r.Method, "path", x.path, "route", label,
+		"decision", x.outcome, "status", x.status, "duration_ms", float64(d.Microseconds())/1000)
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the request id, for mounted handlers.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
