@@ -51,11 +51,11 @@ func (c *Config) validateListeners(p *problems) {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		p.add("listen", "%q is not host:port (for example \":8080\")", c.Listen)
 	}
-	host, _, err := net.SplitHostPort(c.AdminListen)
+	host, port, err := net.SplitHostPort(c.AdminListen)
 	switch {
 	case err != nil:
 		p.add("admin_listen", "%q is not host:port (for example \"127.0.0.1:9090\")", c.AdminListen)
-	case c.AdminListen == c.Listen:
+	case c.AdminListen == c.Listen && port != "0":
 		p.add("admin_listen", "must differ from listen: /metrics and /readyz are never served on the proxy listener")
 	case !isLoopback(host) && !c.AdminAllowPublic:
 		p.add("admin_listen", "%q is not a loopback address; metrics reveal routes and usage, so set admin_allow_public: true to serve them on it deliberately", c.AdminListen)

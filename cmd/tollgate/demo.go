@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/sidecar"
+)
+
+// demoConfig is the embedded default `tollgate demo` runs on. Its secrets
+// are public demo values: never reuse them.
+//
+//go:embed demo.yaml
+var demoConfig []byte
+
+const (
+	demoHMACSecret = "tollgate-demo-hmac-secret-DO-NOT-USE-IN-PRODUCTION"
+	demoUser       = "user_demo"
+	demoCustomer   = "cus_demo"
+)
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "proxy listener address")
+	admin := fs.String("admin-listen", "127.0.0.1:0", "admin listener address (0 = any free port)")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	up, err := startDemoUpstream()
+	if err != nil {
+		fmt.Fprintf(stderr, "demo: start demo upstream: %v\n", err)
+		return 1
+	}
+	defer up.Close()
+
+	env := map[string]string{
+		"DEMO_UPSTREAM":    "http://" + up.Addr,
+		"DEMO_LISTEN":      *listen,
+		"DEMO_ADMIN":       *admin,
+		"DEMO_HMAC_SECRET": demoHMACSecret,
+		"DEMO_LOG_LEVEL":   *logLevel,
+	}
+	cfg, err := config.ParseEnv(bytes.NewReader(demoConfig), func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		printProblems(stderr, "embedded demo config", err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	return runSidecar(ctx, cfg, log, func(sc *sidecar.Sidecar) {
+		printDemoHelp(stdout, sc, cfg)
+	})
+}
+
+func demoToken(cfg *config.Config, ttl time.Duration) string {
+	now := time.Now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub":                      demoUser,
+		cfg.Auth.JWT.CustomerClaim: demoCustomer,
+		"iss":                      cfg.Auth.JWT.Issuer,
+		"aud":                      cfg.Auth.JWT.Audience,
+		"iat":                      now.Unix(),
+		"exp":                      now.Add(ttl).Unix(),
+	}).SignedString([]byte(demoHMACSecret))
+	if err != nil {
+		panic(err) // HS256 signing with a fixed key cannot fail
+	}
+	return tok
+}
+
+func printDemoHelp(w io.Writer, sc *sidecar.Sidecar, cfg *config.Config) {
+	base := "http://" + sc.ProxyAddr()
+	tok := demoToken(cfg, 24*time.Hour)
+	fmt.Fprintf(w, `tollgate demo is running (embedded store, demo upstream, demo secrets; Ctrl-C stops it).
+
+  proxy:   %[1]s
+  admin:   http://%[2]s  (/metrics /healthz /readyz)
+
+A demo token (user %[3]s, Stripe customer %[4]s, valid 24h):
+
+  export TOKEN=%[5]s
+
+Try:
+
+  curl -i %[1]s/healthz                                        # public route: 200
+  curl -i %[1]s/api/hello                                      # no token: 401
+  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # verified: the app sees X-Tollgate-User/-Customer
+  curl -i -H "X-Tollgate-Customer: cus_evil" -H "Authorization: Bearer $TOKEN" %[1]s/api/hello   # spoofed header is dropped
+  curl -i --path-as-is "%[1]s/api/..%%2fadmin"                     # encoded slash: 400
+  curl -i %[1]s/nowhere                                        # no route: 403
+  curl -s http://%[2]s/metrics | grep tollgate_requests_total
+`, base, sc.AdminAddr(), demoUser, demoCustomer, tok)
+}
+
+type demoUpstream struct {
+	Addr string
+	srv  *http.Server
+}
+
+func (d *demoUpstream) Close() { d.srv.Close() }
+
+// startDemoUpstream runs a tiny app that echoes what tollgate forwarded.
+func startDemoUpstream() (*demoUpstream, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen := map[string]string{"path": r.URL.EscapedPath(), "method": r.Method}
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, "X-Tollgate-") || k == "X-Request-Id" {
+				seen[k] = strings.Join(v, ",")
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"demo_app_saw": seen})
+	})}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			slog.Error("demo upstream failed", "err", err)
+		}
+	}()
+	return &demoUpstream{Addr: ln.Addr().String(), srv: srv}, nil
+}

@@ -1,0 +1,187 @@
+// Command tollgate is the entitlements sidecar: it authenticates every
+// request, gates it on the caller's Stripe subscription, forwards it to the
+// application and meters usage for Stripe billing.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/sidecar"
+)
+
+// Set by the linker: -ldflags "-X main.version=v0.1.0 -X main.commit=abc".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usage = `tollgate: an entitlements sidecar for products billed with Stripe.
+
+Usage:
+  tollgate serve   -config FILE   run the sidecar
+  tollgate check   -config FILE   validate a config; every problem with its field path; exit 1 if any
+  tollgate demo                   run everything on an embedded default, and print curl commands to try
+  tollgate version                print version, commit and Go version
+`
+
+func main() {
+	// SIGTERM (Kubernetes) and Ctrl-C start a graceful shutdown.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "check":
+		return check(rest, stdout, stderr)
+	case "demo":
+		return demo(ctx, rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "tollgate: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func versionString() string {
+	c := commit
+	if c == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("tollgate %s (commit %s, %s %s/%s)", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "path to the YAML configuration file")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "usage: tollgate %s -config FILE\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+// loadConfig parses and validates a file; the error lists every problem.
+func loadConfig(path string) (*config.Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cfg, err := config.Parse(f)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("check", args, stderr)
+	if !ok {
+		return 2
+	}
+	if _, err := loadConfig(path); err != nil {
+		printProblems(stderr, path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+// printProblems prints one line per problem, each with the file name.
+func printProblems(w io.Writer, path string, err error) {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	fmt.Fprintf(w, "%s: %d problem(s):\n", path, len(list))
+	for _, e := range list {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	path, ok := configFlag("serve", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		printProblems(stderr, path, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	return runSidecar(ctx, cfg, log, nil)
+}
+
+func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*sidecar.Sidecar)) int {
+	sc, err := sidecar.New(ctx, cfg, sidecar.Options{Logger: log})
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	if err := sc.Listen(); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	if ready != nil {
+		ready(sc)
+	}
+	if err := sc.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("serve failed", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,224 @@
+// Package sidecar wires tollgate's parts into one running process: the store,
+// the authenticator, the proxy listener and the admin listener, with
+// readiness and graceful shutdown. cmd/tollgate's serve and demo both run it.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/proxy"
+	"github.com/tollgate-dev/tollgate/proxy/auth"
+)
+
+// Sidecar is one tollgate process.
+type Sidecar struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	Metrics  *metrics.Metrics
+	Store    *store.Store
+	verifier *auth.Verifier
+	handler  *proxy.Server
+
+	proxyLn, adminLn net.Listener
+	proxySrv         *http.Server
+	adminSrv         *http.Server
+	draining         atomic.Bool
+}
+
+// Options adjust a Sidecar beyond its configuration (tests, demo).
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock used for token checks; nil means time.Now.
+	Now func() time.Time
+}
+
+// New builds every part from a validated configuration. Nothing listens yet.
+func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Sidecar{cfg: cfg, log: log, Metrics: metrics.New()}
+	var err error
+	if s.Store, err = store.Open(cfg.Redis, log); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = newVerifier(ctx, cfg.Auth.JWT, s.Metrics, log, o.Now); err != nil {
+		s.Store.Close()
+		return nil, err
+	}
+	s.handler, err = proxy.New(proxy.Options{
+		Config:        cfg,
+		Authenticator: s.verifier,
+		Metrics:       s.Metrics,
+		Logger:        log,
+	})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Listen binds both listeners, so that their addresses are known (tests use
+// port 0) before Serve.
+func (s *Sidecar) Listen() error {
+	var err error
+	if s.proxyLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.adminLn, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+		s.proxyLn.Close()
+		return fmt.Errorf("admin_listen %s: %w", s.cfg.AdminListen, err)
+	}
+	return nil
+}
+
+// ProxyAddr is the proxy listener's address, after Listen.
+func (s *Sidecar) ProxyAddr() string { return s.proxyLn.Addr().String() }
+
+// AdminAddr is the admin listener's address, after Listen.
+func (s *Sidecar) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Serve runs until ctx is done, then shuts down gracefully: /readyz turns
+// 503, the drain delay passes, in-flight requests finish within
+// server.shutdown_timeout, and the store is closed. It returns nil after a
+// clean shutdown.
+func (s *Sidecar) Serve(ctx context.Context) error {
+	if s.proxyLn == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	sc := s.cfg.Server
+	s.proxySrv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.adminSrv = &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.proxySrv, s.proxyLn}, {s.adminSrv, s.adminLn}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.srv.Serve(p.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	s.log.Info("tollgate serving", "listen", s.ProxyAddr(), "admin_listen", s.AdminAddr(),
+		"upstream", s.cfg.Upstream, "embedded_store", s.Store.Embedded())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		s.log.Error("listener failed", "err", serveErr)
+	}
+	s.shutdown(serveErr != nil)
+	wg.Wait()
+	return serveErr
+}
+
+func (s *Sidecar) shutdown(now bool) {
+	s.draining.Store(true)
+	if d := s.cfg.Server.DrainDelay; d > 0 && !now {
+		s.log.Info("draining: /readyz answers 503", "drain_delay", d.String())
+		t := time.NewTimer(d)
+		<-t.C
+	}
+	start := time.Now()
+	// A fresh, bounded context: Shutdown with an already-cancelled one would
+	// return at once instead of letting in-flight requests finish.
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := s.proxySrv.Shutdown(ctx); err != nil {
+		s.log.Warn("proxy shutdown cut short: in-flight requests were closed", "err", err)
+		s.proxySrv.Close()
+	}
+	if err := s.adminSrv.Shutdown(ctx); err != nil {
+		s.adminSrv.Close()
+	}
+	s.close()
+	s.log.Info("tollgate stopped", "shutdown_ms", time.Since(start).Milliseconds())
+}
+
+func (s *Sidecar) close() {
+	if s.verifier != nil {
+		s.verifier.Close()
+	}
+	if err := s.Store.Close(); err != nil {
+		s.log.Warn("store close", "err", err)
+	}
+}
+
+func (s *Sidecar) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{
+		Timeout:           10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		EnableOpenMetrics: false,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+// readyz answers 200 only when this replica can decide correctly: not
+// draining, the store answers and the token keys are loaded.
+func (s *Sidecar) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var problems []string
+	if s.draining.Load() {
+		problems = append(problems, "draining")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.Store.Ping(ctx); err != nil {
+		problems = append(problems, "store unreachable")
+		s.log.Warn("readyz: store ping failed", "err", err)
+	}
+	if !s.verifier.Ready() {
+		problems = append(problems, "token keys not loaded")
+	}
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}

@@ -1,0 +1,179 @@
+package auth
+
+import (
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// evictScan is how many entries an insert into a full cache inspects looking
+// for an expired one before evicting an arbitrary one. Go's randomised map
+// iteration makes the arbitrary choice a random one, which is good enough and
+// keeps inserts O(1).
+const evictScan = 8
+
+// verified is what the token cache remembers about a token whose signature
+// and claims were checked. Claims is shared by every hit and must be treated
+// as read-only.
+type verified struct {
+	user     string
+	customer string // from the customer claim only; links are resolved per request
+	exp      time.Time
+	nbf, iat time.Time // zero when absent
+	claims   jwt.MapClaims
+}
+
+// checkTimes re-applies golang-jwt's exp/nbf/iat rules with leeway, so a
+// cache hit is accepted exactly when a fresh verification would be.
+func (e *verified) checkTimes(now time.Time, leeway time.Duration) *Error {
+	if !now.Before(e.exp.Add(leeway)) {
+		return failf(ReasonExpired, "token expired at %s (cached)", e.exp.Format(time.RFC3339))
+	}
+	if !e.nbf.IsZero() && now.Before(e.nbf.Add(-leeway)) {
+		return failf(ReasonNotYetValid, "token not valid before %s (cached)", e.nbf.Format(time.RFC3339))
+	}
+	if !e.iat.IsZero() && now.Before(e.iat.Add(-leeway)) {
+		return failf(ReasonNotYetValid, "token issued in the future at %s (cached)", e.iat.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// tokenCache maps SHA-256(token) to its verification. Only verified tokens
+// are stored, so an attacker cannot fill it with garbage.
+type tokenCache struct {
+	mu      sync.RWMutex
+	max     int
+	leeway  time.Duration
+	entries map[[32]byte]*verified
+}
+
+func newTokenCache(max int, leeway time.Duration) *tokenCache {
+	return &tokenCache{max: max, leeway: leeway, entries: make(map[[32]byte]*verified)}
+}
+
+// get returns the entry for key, or ok false. A hit whose time claims no
+// longer pass returns the rejection; an expired entry is also dropped so no
+// entry outlives exp.
+func (c *tokenCache) get(key [32]byte, now time.Time) (e *verified, rej *Error, ok bool) {
+	c.mu.RLock()
+	e, ok = c.entries[key]
+	c.mu.RUnlock()
+	if !ok {
+		return nil, nil, false
+	}
+	if rej = e.checkTimes(now, c.leeway); rej != nil && rej.Reason == ReasonExpired {
+		c.mu.Lock()
+		delete(c.entries, key)
+		c.mu.Unlock()
+	}
+	return e, rej, true
+}
+
+func (c *tokenCache) put(key [32]byte, e *verified, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
+		c.evictLocked(now)
+	}
+	c.entries[key] = e
+}
+
+func (c *tokenCache) evictLocked(now time.Time) {
+	var victim [32]byte
+	n := 0
+	for k, e := range c.entries {
+		if n == 0 {
+			victim = k
+		}
+		if !now.Before(e.exp.Add(c.leeway)) {
+			delete(c.entries, k)
+			return
+		}
+		if n++; n == evictScan {
+			break
+		}
+	}
+	delete(c.entries, victim)
+}
+
+func (c *tokenCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+// Link cache lifetimes beyond Options.LinkTTL.
+const (
+	// negativeLinkTTL caps how long "user has no customer" is reused: right
+	// after checkout the link appears and the user should not wait long.
+	negativeLinkTTL = 5 * time.Second
+	// staleLinkFactor × LinkTTL is how old an answer may be when Links fails
+	// and it is used anyway; past that the request fails with 503 rather
+	// than act on a link that may have changed.
+	staleLinkFactor = 10
+)
+
+type linkEntry struct {
+	customer string
+	ok       bool
+	at       time.Time
+}
+
+// linkCache remembers Links answers briefly. Unlike verified tokens, links
+// change (a checkout completes, a customer is deleted), so they are never
+// cached for long.
+type linkCache struct {
+	mu      sync.Mutex
+	max     int
+	ttl     time.Duration
+	entries map[string]linkEntry
+}
+
+func newLinkCache(max int, ttl time.Duration) *linkCache {
+	return &linkCache{max: max, ttl: ttl, entries: make(map[string]linkEntry)}
+}
+
+// fresh returns the entry for user if it may be used without asking Links.
+func (c *linkCache) fresh(user string, now time.Time) (linkEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[user]
+	if !ok {
+		return linkEntry{}, false
+	}
+	ttl := c.ttl
+	if !e.ok {
+		ttl = min(ttl, negativeLinkTTL)
+	}
+	age := now.Sub(e.at)
+	return e, age >= 0 && age < ttl
+}
+
+// stale returns the entry for user if it is recent enough to stand in for a
+// failed lookup.
+func (c *linkCache) stale(user string, now time.Time) (linkEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[user]
+	age := now.Sub(e.at)
+	return e, ok && age >= 0 && age < staleLinkFactor*c.ttl
+}
+
+func (c *linkCache) put(user string, e linkEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[user]; !ok && len(c.entries) >= c.max {
+		for k := range c.entries { // random victim, see evictScan
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[user] = e
+}
+
+func (c *linkCache) forget(user string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, user)
+}

@@ -1,0 +1,159 @@
+package auth
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TestLeewayBoundaries pins exp/nbf/iat boundaries with the injected clock,
+// both on a fresh verification and on a cache hit: a cached token must be
+// accepted exactly when a fresh verification would accept it.
+func TestLeewayBoundaries(t *testing.T) {
+	exp := t0.Add(time.Hour)
+	claims := with(claimsAt(t0), "nbf", t0.Unix(), "exp", exp.Unix())
+	tests := []struct {
+		name   string
+		leeway time.Duration
+		now    time.Time
+		want   string
+	}{
+		{"no leeway, 1s before exp", 0, exp.Add(-time.Second), ReasonOK},
+		{"no leeway, at exp", 0, exp, ReasonExpired},
+		{"no leeway, at nbf", 0, t0, ReasonOK},
+		{"no leeway, 1s before nbf", 0, t0.Add(-time.Second), ReasonNotYetValid},
+		{"30s leeway, exp+29s", 30 * time.Second, exp.Add(29 * time.Second), ReasonOK},
+		{"30s leeway, exp+30s", 30 * time.Second, exp.Add(30 * time.Second), ReasonExpired},
+		{"30s leeway, nbf-30s", 30 * time.Second, t0.Add(-30 * time.Second), ReasonOK},
+		{"30s leeway, nbf-31s", 30 * time.Second, t0.Add(-31 * time.Second), ReasonNotYetValid},
+	}
+	for _, tt := range tests {
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, claims)
+		t.Run(tt.name+"/fresh", func(t *testing.T) {
+			clock := newClock(tt.now)
+			o := hmacOptions(clock)
+			o.Leeway = tt.leeway
+			v := newVerifier(t, o)
+			_, err := v.Authenticate(bearer(tok))
+			if got := reasonOf(err); got != tt.want {
+				t.Errorf("at %v: Authenticate = %q (%v); want %q", tt.now.Sub(t0), got, err, tt.want)
+			}
+		})
+		t.Run(tt.name+"/cached", func(t *testing.T) {
+			clock := newClock(t0.Add(time.Minute)) // valid for every leeway
+			o := hmacOptions(clock)
+			o.Leeway = tt.leeway
+			v := newVerifier(t, o)
+			if _, err := v.Authenticate(bearer(tok)); err != nil {
+				t.Fatalf("priming Authenticate: %v", err)
+			}
+			clock.Set(tt.now)
+			_, err := v.Authenticate(bearer(tok))
+			if got := reasonOf(err); got != tt.want {
+				t.Errorf("at %v: cached Authenticate = %q (%v); want %q", tt.now.Sub(t0), got, err, tt.want)
+			}
+			if n := v.verifications.Load(); n != 1 {
+				t.Errorf("verifications = %d; want 1 (second call served from cache)", n)
+			}
+		})
+	}
+}
+
+// TestCacheVerifiesOnce checks the point of the cache: an RS256 signature is
+// checked once per token, not once per request.
+func TestCacheVerifiesOnce(t *testing.T) {
+	clock := newClock(t0)
+	v := newVerifier(t, baseOptions(t, clock))
+	tok := sign(t, jwt.SigningMethodRS256, rsaKey(), claimsAt(t0))
+	for i := range 100 {
+		clock.Advance(time.Second)
+		if _, err := v.Authenticate(bearer(tok)); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if got, want := v.verifications.Load(), int64(1); got != want {
+		t.Errorf("verifications = %d; want %d", got, want)
+	}
+}
+
+// Stolen-token replay past exp: a cached token is rejected once the clock
+// passes exp, and its entry is dropped.
+func TestCacheHitRejectsAfterExpiry(t *testing.T) {
+	clock := newClock(t0)
+	v := newVerifier(t, hmacOptions(clock))
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "exp", t0.Add(time.Minute).Unix()))
+	if _, err := v.Authenticate(bearer(tok)); err != nil {
+		t.Fatalf("Authenticate before exp: %v", err)
+	}
+	if got := v.tokens.len(); got != 1 {
+		t.Fatalf("cache len = %d; want 1", got)
+	}
+	clock.Advance(time.Minute)
+	_, err := v.Authenticate(bearer(tok))
+	if got, want := reasonOf(err), ReasonExpired; got != want {
+		t.Errorf("Authenticate after exp = %q (%v); want %q", got, err, want)
+	}
+	if got := v.tokens.len(); got != 0 {
+		t.Errorf("cache len after expiry = %d; want 0", got)
+	}
+	// Rewinding the clock re-verifies from scratch; it does not resurrect
+	// the entry.
+	clock.Set(t0)
+	if _, err := v.Authenticate(bearer(tok)); err != nil {
+		t.Errorf("Authenticate after rewind: %v", err)
+	}
+	if got, want := v.verifications.Load(), int64(2); got != want {
+		t.Errorf("verifications = %d; want %d", got, want)
+	}
+}
+
+// Rejections are not cached: a failing token costs a verification every
+// time, and cannot fill the cache.
+func TestCacheStoresOnlyVerified(t *testing.T) {
+	v := newVerifier(t, hmacOptions(newClock(t0)))
+	bad := sign(t, jwt.SigningMethodHS256, []byte("wrong-secret-wrong-secret-wrong-secret"), claimsAt(t0))
+	for range 3 {
+		if _, err := v.Authenticate(bearer(bad)); err == nil {
+			t.Fatal("Authenticate(bad) succeeded")
+		}
+	}
+	if got := v.tokens.len(); got != 0 {
+		t.Errorf("cache len = %d; want 0", got)
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	tests := []struct {
+		name    string
+		expired int // tokens that expire before the flood
+	}{
+		{"all live", 0},
+		{"some expired", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newClock(t0)
+			o := hmacOptions(clock)
+			o.CacheSize = 4
+			v := newVerifier(t, o)
+			for i := range tt.expired {
+				c := with(claimsAt(t0), "sub", fmt.Sprintf("short_%d", i), "exp", t0.Add(time.Second).Unix())
+				if _, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, testSecret, c))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Advance(2 * time.Second)
+			for i := range 20 {
+				c := with(claimsAt(t0), "sub", fmt.Sprintf("user_%d", i))
+				if _, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, testSecret, c))); err != nil {
+					t.Fatal(err)
+				}
+				if got := v.tokens.len(); got > o.CacheSize {
+					t.Fatalf("after %d tokens cache len = %d; want <= %d", i+1, got, o.CacheSize)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,234 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+)
+
+// jwksSource keeps the keys of one JWKS URL.
+//
+// It parses with jwkset but does its own fetching rather than using keyfunc's
+// HTTP storage, whose behaviour conflicts with issue 3: its first fetch
+// blocks the constructor, the body size is unbounded, a `{"keys":[]}` answer
+// wipes the keys, the unknown-kid rate limiter runs on the wall clock and
+// parks request goroutines in limiter waits, and its refresh goroutine cannot
+// be joined on Close. Here one goroutine (run) does every fetch, so fetches
+// never overlap and Close waits for it.
+type jwksSource struct {
+	url      string
+	client   *http.Client
+	timeout  time.Duration
+	refresh  time.Duration
+	cooldown time.Duration
+	now      func() time.Time
+	allowed  []string
+	log      *slog.Logger
+
+	keys      atomic.Pointer[keySet]
+	ready     chan struct{} // closed after the first successful fetch
+	readyOnce sync.Once
+	kick      chan struct{} // buffered(1): "fetch now"
+
+	mu        sync.Mutex
+	lastKick  time.Time     // on the now clock; zero: never kicked
+	nextFetch chan struct{} // closed when the next fetch to start has finished
+	stopped   bool
+
+	attempts atomic.Int64 // fetches finished, successful or not (tests)
+}
+
+func newJWKSSource(o *Options) *jwksSource {
+	client := o.HTTPClient
+	if client == nil {
+		client = &http.Client{
+			Timeout:   DefaultJWKSTimeout,
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		}
+	}
+	timeout := client.Timeout
+	if timeout <= 0 {
+		timeout = DefaultJWKSTimeout
+	}
+	return &jwksSource{
+		url:       o.JWKSURL,
+		client:    client,
+		timeout:   timeout,
+		refresh:   o.JWKSRefresh,
+		cooldown:  o.JWKSRefetchCooldown,
+		now:       o.Now,
+		allowed:   o.Algorithms,
+		log:       o.Logger,
+		ready:     make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		nextFetch: make(chan struct{}),
+	}
+}
+
+// run fetches at once, then on every refresh tick or kick, until ctx ends.
+func (s *jwksSource) run(ctx context.Context) {
+	defer s.stop()
+	backoff := min(time.Second, s.refresh)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-s.kick:
+		}
+		if err := s.fetchOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("auth: JWKS fetch failed; keeping previous keys",
+				"url", s.url, "keys", s.keys.Load().len(), "retry_in", backoff, "error", err)
+			timer.Reset(backoff)
+			backoff = min(2*backoff, s.refresh)
+			continue
+		}
+		backoff = min(time.Second, s.refresh)
+		timer.Reset(s.refresh)
+	}
+}
+
+// fetchOnce runs one fetch and wakes the requests waiting for it.
+func (s *jwksSource) fetchOnce(ctx context.Context) error {
+	s.mu.Lock()
+	done := s.nextFetch
+	s.nextFetch = make(chan struct{})
+	s.mu.Unlock()
+	defer close(done)
+	defer s.attempts.Add(1)
+
+	ks, err := s.fetch(ctx)
+	if err != nil {
+		return err
+	}
+	s.keys.Store(ks)
+	s.readyOnce.Do(func() {
+		s.log.Info("auth: JWKS loaded", "url", s.url, "keys", ks.len())
+		close(s.ready)
+	})
+	return nil
+}
+
+// stop releases requests still waiting for a fetch once run has exited.
+func (s *jwksSource) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopped {
+		s.stopped = true
+		close(s.nextFetch)
+	}
+}
+
+func (s *jwksSource) fetch(ctx context.Context) (*keySet, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if len(body) > MaxJWKSBytes {
+		return nil, fmt.Errorf("body exceeds %d bytes", MaxJWKSBytes)
+	}
+	keys, err := parseJWKS(body, s.allowed, s.log)
+	if err != nil {
+		return nil, err
+	}
+	return newKeySet(keys), nil
+}
+
+// parseJWKS returns the usable, pinned keys of a JWK Set. Keys that are
+// malformed, unsupported, for encryption or not allowed by the algorithm
+// list are skipped; a set with no usable key is an error, so a garbage or
+// empty answer never replaces working keys.
+func parseJWKS(body []byte, allowed []string, log *slog.Logger) (keys []pinnedKey, err error) {
+	// A panic in a background fetch would kill the proxy; the endpoint's
+	// bytes are not trusted to be sane.
+	defer func() {
+		if r := recover(); r != nil {
+			keys, err = nil, fmt.Errorf("parse JWKS: panic: %v", r)
+		}
+	}()
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("decode JWKS: %w", err)
+	}
+	for i, m := range set.Keys {
+		if m.USE == jwkset.UseEnc || m.KTY == jwkset.KtyOct {
+			continue
+		}
+		// Drop private parameters a careless issuer may publish: only the
+		// public key is needed, and we never want to hold the private one.
+		m.D, m.P, m.Q, m.DP, m.DQ, m.QI, m.OTH = "", "", "", "", "", "", nil
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			log.Warn("auth: JWKS key skipped", "index", i, "kid", m.KID, "error", err)
+			continue
+		}
+		pub := jwk.Key()
+		algs, err := pinAlgorithms(pub, string(m.ALG), allowed)
+		if err != nil {
+			log.Debug("auth: JWKS key not usable", "index", i, "kid", m.KID, "reason", err)
+			continue
+		}
+		keys = append(keys, pinnedKey{kid: m.KID, algs: algs, key: pub})
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("JWKS holds no usable key for the allowed algorithms")
+	}
+	return keys, nil
+}
+
+// refetch asks for an immediate fetch because a token named an unknown kid,
+// and waits for it. At most one such fetch happens per cooldown (on the now
+// clock); it returns false without fetching while the cooldown runs.
+func (s *jwksSource) refetch(ctx context.Context) bool {
+	s.mu.Lock()
+	now := s.now()
+	if s.stopped || (!s.lastKick.IsZero() && now.Sub(s.lastKick) < s.cooldown) {
+		s.mu.Unlock()
+		return false
+	}
+	s.lastKick = now
+	// nextFetch is the fetch that starts after this kick (run swaps the
+	// channel when a fetch starts), so waking up means the new keys are in.
+	done := s.nextFetch
+	s.mu.Unlock()
+
+	select {
+	case s.kick <- struct{}{}:
+	default: // a kick is already pending; it serves us too
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
