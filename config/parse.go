@@ -33,7 +33,11 @@ func (e *FieldError) Error() string {
 var ErrEmpty = errors.New("config: empty configuration")
 
 // Parse reads YAML on top of Default(). Unknown keys, wrong types and unset
-// ${VAR} references are reported together, each with its field path.
+// ${VAR} references are reported together, each a *FieldError with its path.
+// With such field errors Parse still returns the configuration decoded so
+// far (bad fields keep their defaults), so that a caller can run Validate
+// and report every problem of the file in one go; a YAML syntax error
+// returns a nil configuration.
 func Parse(r io.Reader) (*Config, error) {
 	return ParseEnv(r, os.LookupEnv)
 }
@@ -54,10 +58,37 @@ func ParseEnv(r io.Reader, lookup func(string) (string, bool)) (*Config, error) 
 	cfg := Default()
 	d := decoder{lookup: lookup}
 	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
-	if len(d.errs) > 0 {
-		return nil, errors.Join(d.errs...)
+	return cfg, errors.Join(d.errs...)
+}
+
+// Load is ParseEnv then Validate: the configuration, or every problem of
+// the file (field errors and validation errors) joined.
+func Load(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	cfg, err := ParseEnv(r, lookup)
+	if cfg == nil {
+		return nil, err
+	}
+	if err := errors.Join(err, cfg.Validate()); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+// Problems flattens an error from Parse, Load or Validate into its single
+// problems, in order, for printing one per line.
+func Problems(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, Problems(e)...)
+	}
+	return out
 }
 
 type decoder struct {

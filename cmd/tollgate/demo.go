@@ -55,13 +55,10 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"DEMO_HMAC_SECRET": demoHMACSecret,
 		"DEMO_LOG_LEVEL":   *logLevel,
 	}
-	cfg, err := config.ParseEnv(bytes.NewReader(demoConfig), func(k string) (string, bool) {
+	cfg, err := config.Load(bytes.NewReader(demoConfig), func(k string) (string, bool) {
 		v, ok := env[k]
 		return v, ok
 	})
-	if err == nil {
-		err = cfg.Validate()
-	}
 	if err != nil {
 		printProblems(stderr, "embedded demo config", err)
 		return 1

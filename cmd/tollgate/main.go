@@ -105,14 +105,7 @@ func loadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	defer f.Close()
-	cfg, err := config.Parse(f)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return config.Load(f, os.LookupEnv)
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
@@ -130,12 +123,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 
 // printProblems prints one line per problem, each with the file name.
 func printProblems(w io.Writer, path string, err error) {
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
+	list := config.Problems(err)
 	fmt.Fprintf(w, "%s: %d problem(s):\n", path, len(list))
 	for _, e := range list {
 		fmt.Fprintf(w, "  %s\n", e)

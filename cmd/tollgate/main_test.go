@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestCheckGolden(t *testing.T) {
+	t.Setenv("TOLLGATE_TEST_HMAC", strings.Repeat("h", 32))
+	t.Setenv("STRIPE_SECRET_KEY", "sk_test_example")
+	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_example")
+	for _, c := range []struct {
+		name     string
+		args     []string
+		wantCode int
+	}{
+		{"check_good", []string{"check", "-config", "testdata/good.yaml"}, 0},
+		{"check_bad", []string{"check", "-config", "testdata/bad.yaml"}, 1},
+		{"check_example", []string{"check", "-config", "../../deploy/tollgate.example.yaml"}, 0},
+		{"check_missing_file", []string{"check", "-config", "testdata/nope.yaml"}, 1},
+		{"check_no_flag", []string{"check"}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(context.Background(), c.args, &out, &out)
+			if code != c.wantCode {
+				t.Errorf("tollgate %v exit = %d; want %d\n%s", c.args, code, c.wantCode, out.String())
+			}
+			golden(t, c.name, out.Bytes())
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !regexp.MustCompile(`^tollgate \S+ \(commit \S+, go1\.\d+`).Match(out.Bytes()) {
+		t.Errorf("version = %q", out.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"frobnicate"}, &out, &out); code != 2 || !strings.Contains(out.String(), `unknown command "frobnicate"`) {
+		t.Errorf("exit %d, %q", code, out.String())
+	}
+}
+
+// syncBuffer lets the test read the demo's output while it runs.
+type lineWriter struct{ lines chan string }
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(bytes.NewReader(p))
+	for sc.Scan() {
+		w.lines <- sc.Text()
+	}
+	return len(p), nil
+}
+
+// The README's first command: the demo starts with no flags beyond a free
+// port, no Redis and no network, and what it prints works.
+func TestDemoPrintsWorkingCommands(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := lineWriter{make(chan string, 1000)}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, out, io.Discard) }()
+	var base, token string
+	deadline := time.After(30 * time.Second)
+	for base == "" || token == "" {
+		select {
+		case l := <-out.lines:
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "proxy:"); ok {
+				base = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "export TOKEN="); ok {
+				token = v
+			}
+		case code := <-done:
+			t.Fatalf("demo exited early with %d", code)
+		case <-deadline:
+			t.Fatal("demo printed no proxy address and token")
+		}
+	}
+	for _, c := range []struct {
+		path, token string
+		want        int
+		body        string
+	}{
+		{"/healthz", "", 200, ""},
+		{"/api/hello", "", 401, "unauthenticated"},
+		{"/api/hello", token, 200, `"X-Tollgate-Customer":"cus_demo"`},
+		{"/nowhere", "", 403, "no_route"},
+	} {
+		req, _ := http.NewRequest("GET", base+c.path, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || !strings.Contains(string(b), c.body) {
+			t.Errorf("GET %s (token %v) = %d %s; want %d containing %q", c.path, c.token != "", resp.StatusCode, b, c.want, c.body)
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("demo exit = %d after shutdown; want 0", code)
+	}
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var binDir string
+
+// buildBinary builds the real tollgate binary once, for signal tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "tollgate-bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binDir = dir
+		out, err := runCmd("go", "build", "-o", filepath.Join(dir, "tollgate"), ".")
+		if err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	}
+	return filepath.Join(binDir, "tollgate")
+}
+
