@@ -169,4 +169,3 @@ func buildBinary(t *testing.T) string {
 	}
 	return filepath.Join(binDir, "tollgate")
 }
-

@@ -1,0 +1,32 @@
+# tollgate: make build | test | bench | lint | fuzz
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+
+.PHONY: build test bench lint fuzz demo
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/tollgate ./cmd/tollgate
+
+# The whole suite, with the race detector. Starts its own redis-server and
+# stripe-mock processes; see README "Running the tests".
+test:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet $(PKGS)
+
+# Each native fuzz target for FUZZTIME (their seed corpora run in every `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzStripReserved$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzForwardedPathIsMatchedPath$$' -fuzztime $(FUZZTIME)
+
+demo:
+	$(GO) run ./cmd/tollgate demo
