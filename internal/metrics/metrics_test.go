@@ -1,0 +1,71 @@
+package metrics
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
+
+// touch gives every vector one series so that Gather lists it.
+func touch(m *Metrics) {
+	m.Requests.WithLabelValues("api", "allowed").Inc()
+	m.RequestDuration.WithLabelValues("api").Observe(0.01)
+	m.UpstreamDuration.Observe(0.01)
+	m.JWTValidations.WithLabelValues("ok").Inc()
+}
+
+// The metric names, types, labels and help are a contract (the SPEC's
+// "Metrics" section); a rename must show up as a golden-file diff.
+func TestMetricsGolden(t *testing.T) {
+	m := New()
+	touch(m)
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, f := range fams {
+		name := f.GetName()
+		if !strings.HasPrefix(name, "tollgate_") {
+			continue
+		}
+		var labels []string
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		fmt.Fprintf(&b, "%s %s {%s} %s\n", name, f.GetType(), strings.Join(labels, ","), f.GetHelp())
+	}
+	got := b.String()
+	const path = "testdata/metrics.golden"
+	if *update {
+		os.WriteFile(path, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("metrics differ from %s:\n--- got\n%s--- want\n%s", path, got, want)
+	}
+}
+
+func TestInstancesDoNotCollide(t *testing.T) {
+	a, b := New(), New()
+	a.Requests.WithLabelValues("x", "allowed").Inc()
+	if n := testCount(b.Requests); n != 0 {
+		t.Errorf("second instance sees %d series of the first", n)
+	}
+}
+
+func testCount(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric, 100)
+	c.Collect(ch)
+	close(ch)
+	return len(ch)
+}

@@ -1,0 +1,51 @@
+package testrig
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// pollInterval is how often WaitFor and the start-up probes re-check a
+// condition.
+const pollInterval = 10 * time.Millisecond
+
+// WaitFor polls cond until it returns nil and fails the test with cond's last
+// error if that has not happened within timeout.
+func WaitFor(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	if err := poll(timeout, cond); err != nil {
+		tb.Fatalf("testrig: condition not met within %v: %v", timeout, err)
+	}
+}
+
+// poll calls cond every pollInterval until it returns nil, returns an error
+// marked permanent, or timeout has passed; it returns cond's last error.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if isPermanent(err) || time.Now().After(deadline) {
+			return err
+		}
+		<-ticker.C
+	}
+}
+
+// permanentError stops poll early: the condition can no longer become true.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return permanentError{err} }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
