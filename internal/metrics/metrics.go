@@ -16,6 +16,18 @@ type Metrics struct {
 	RequestDuration  *prometheus.HistogramVec // route
 	UpstreamDuration prometheus.Histogram
 	JWTValidations   *prometheus.CounterVec // result
+
+	EntitlementCache *prometheus.CounterVec // result: hit, miss, negative, stale, unavailable
+	EntitlementAge   prometheus.Histogram
+	WebhookEvents    *prometheus.CounterVec // type, result
+
+	UsageUnits         *prometheus.CounterVec // meter
+	UsageReportedUnits *prometheus.CounterVec // meter
+	UsagePendingUnits  *prometheus.GaugeVec   // meter
+	UsageReportErrors  *prometheus.CounterVec // meter, reason
+
+	StripeRequests        *prometheus.CounterVec   // operation, code
+	StripeRequestDuration *prometheus.HistogramVec // operation
 }
 
 // New creates the collectors and registers them, plus the Go runtime and
@@ -42,8 +54,49 @@ func New() *Metrics {
 			Name: "tollgate_jwt_validations_total",
 			Help: "JWT validations by result (ok, or the reason a token was refused).",
 		}, []string{"result"}),
+		EntitlementCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_entitlement_cache_total",
+			Help: "Entitlement lookups by result: hit, miss (loaded), negative (known unsubscribed), stale (last known state used while the store is unreachable), unavailable.",
+		}, []string{"result"}),
+		EntitlementAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_entitlement_age_seconds",
+			Help:    "Age of the customer state a decision used: time since it was last confirmed current with the store.",
+			Buckets: []float64{0.1, 0.5, 1, 2, 5, 15, 30, 60, 120, 300, 600},
+		}),
+		WebhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_webhook_events_total",
+			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, invalid, failed).",
+		}, []string{"type", "result"}),
+		UsageUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_units_total",
+			Help: "Usage units counted on the request path, by meter.",
+		}, []string{"meter"}),
+		UsageReportedUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_reported_units_total",
+			Help: "Usage units Stripe accepted (or already had), by meter.",
+		}, []string{"meter"}),
+		UsagePendingUnits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_usage_pending_units",
+			Help: "Usage units counted but not yet reported to Stripe (local buffer and Redis), by meter.",
+		}, []string{"meter"}),
+		UsageReportErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_report_errors_total",
+			Help: "Failed usage reports by meter and reason (rate_limited, server_error, timeout, permanent, store).",
+		}, []string{"meter", "reason"}),
+		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stripe_requests_total",
+			Help: "Stripe API requests by operation and HTTP status code (0 for transport errors).",
+		}, []string{"operation", "code"}),
+		StripeRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_stripe_request_duration_seconds",
+			Help:    "Stripe API request latency by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}, []string{"operation"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
+		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
+		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
+		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -18,6 +18,15 @@ func touch(m *Metrics) {
 	m.RequestDuration.WithLabelValues("api").Observe(0.01)
 	m.UpstreamDuration.Observe(0.01)
 	m.JWTValidations.WithLabelValues("ok").Inc()
+	m.EntitlementCache.WithLabelValues("hit").Inc()
+	m.EntitlementAge.Observe(1)
+	m.WebhookEvents.WithLabelValues("invoice.paid", "processed").Inc()
+	m.UsageUnits.WithLabelValues("api_calls").Inc()
+	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
+	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)
+	m.UsageReportErrors.WithLabelValues("api_calls", "timeout").Inc()
+	m.StripeRequests.WithLabelValues("POST /v1/billing/meter_events", "200").Inc()
+	m.StripeRequestDuration.WithLabelValues("POST /v1/billing/meter_events").Observe(0.1)
 }
 
 // The metric names, types, labels and help are a contract (the SPEC's

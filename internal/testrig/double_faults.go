@@ -38,7 +38,7 @@ type Fault struct {
 //   - 429: code rate_limit and no Stripe-Should-Retry, so stripe-go does not
 //     retry (use Code "lock_timeout" and ShouldRetry "true" for the 429 it
 //     does retry).
-//   - 409: code lock_timeout-style conflict, Stripe-Should-Retry: true.
+//   - 409: a lock_timeout conflict, Stripe-Should-Retry: true.
 //   - 400, 401, 402, 404: invalid_request_error, authentication_error,
 //     card_error, resource_missing; Stripe-Should-Retry: false.
 //   - anything else: api_error without the header.
