@@ -7,7 +7,10 @@
 // Every field is documented for users in deploy/tollgate.example.yaml.
 package config
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -189,6 +192,22 @@ type Metering struct {
 	FlushInterval time.Duration     `yaml:"flush_interval"`
 	Window        time.Duration     `yaml:"window"`
 	Meters        map[string]*Meter `yaml:"meters"`
+	// CountedStatuses are the upstream answers that are billed: classes such
+	// as "2xx" or exact codes such as "304". Default ["2xx"].
+	CountedStatuses []string `yaml:"counted_statuses"`
+}
+
+// Counts reports whether an upstream answer with this status is billed.
+func (m Metering) Counts(status int) bool {
+	for _, s := range m.CountedStatuses {
+		if len(s) == 3 && s[1:] == "xx" && status/100 == int(s[0]-'0') {
+			return true
+		}
+		if strconv.Itoa(status) == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Meter modes.
@@ -259,7 +278,7 @@ func Default() *Config {
 			JWKSRefetchCooldown: 5 * time.Minute,
 		}},
 		Gating:   Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute},
-		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second},
+		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"}},
 		Billing:  Billing{Prefix: "/_tollgate/billing"},
 		Webhook:  Webhook{Path: "/_tollgate/stripe/webhook"},
 	}

@@ -12,6 +12,7 @@ import (
 var (
 	identRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 	methodRe = regexp.MustCompile(`^[A-Z]+$`)
+	statusRe = regexp.MustCompile(`^([1-5]xx|[1-5][0-9][0-9])$`)
 )
 
 func (c *Config) validateJWT(p *problems) {
@@ -147,6 +148,11 @@ func (c *Config) validateMetering(p *problems) {
 	}
 	if m.FlushInterval > 0 && m.Window > 0 && m.FlushInterval > m.Window {
 		p.add("metering.flush_interval", "%s is longer than metering.window %s", m.FlushInterval, m.Window)
+	}
+	for i, st := range m.CountedStatuses {
+		if !statusRe.MatchString(st) {
+			p.add(fmt.Sprintf("metering.counted_statuses[%d]", i), "%q is not a status class (2xx) or code (304)", st)
+		}
 	}
 	for _, name := range sortedNames(m.Meters) {
 		meter, path := m.Meters[name], "metering.meters."+name

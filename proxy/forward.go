@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -103,6 +104,15 @@ func peerIP(remote string) string {
 func (s *Server) modifyResponse(resp *http.Response) error {
 	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 	x.status = resp.StatusCode
+	x.units = 1
+	if v := resp.Header.Get(HeaderUsage); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.log.Warn("upstream sent an invalid "+HeaderUsage+"; counting 1 unit", "request_id", x.rid, "value", v)
+		} else {
+			x.units = n
+		}
+	}
 	if t, ok := resp.Request.Context().Value(upstreamStartKey{}).(time.Time); ok {
 		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
 	}

@@ -50,6 +50,13 @@ type Gate interface {
 	Decide(ctx context.Context, route *config.Route, id auth.Identity) (Decision, *HTTPError)
 }
 
+// Counter records metered usage; *meter.Meter is one. Count is called on
+// the request path after the upstream's answer was fully sent, so it must
+// not block or do network I/O.
+type Counter interface {
+	Count(customer, meter string, units int64)
+}
+
 // Mount is an endpoint tollgate serves itself on the proxy listener (the
 // Stripe webhook, the billing API). It sees the normalised path.
 type Mount struct {
@@ -63,6 +70,7 @@ type Options struct {
 	Config        *config.Config
 	Authenticator Authenticator // nil: every auth: required route answers 401
 	Gate          Gate          // nil: every route with require answers 503
+	Counter       Counter       // nil: nothing is metered
 	Mounts        []Mount
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
@@ -77,6 +85,8 @@ type Server struct {
 	fwdAuth  bool
 	auth     Authenticator
 	gate     Gate
+	counter  Counter
+	counted  func(status int) bool
 	mounts   []Mount
 	metrics  *metrics.Metrics
 	log      *slog.Logger
@@ -109,6 +119,8 @@ func New(o Options) (*Server, error) {
 		fwdAuth:  c.Auth.JWT.ForwardsAuthorization(),
 		auth:     o.Authenticator,
 		gate:     o.Gate,
+		counter:  o.Counter,
+		counted:  c.Metering.Counts,
 		mounts:   o.Mounts,
 		metrics:  o.Metrics,
 		log:      o.Logger,
@@ -170,6 +182,7 @@ type exchange struct {
 	id       auth.Identity
 	decision Decision
 	status   int    // upstream status, 0 if none
+	units    int64  // usage the upstream reported (X-Tollgate-Usage), else 1
 	outcome  string // metrics decision label
 }
 
@@ -240,6 +253,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 8. Forward with verified identity headers.
 	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+
+	// 9. Meter: only once the answer was fully sent (a failed copy panics
+	// with http.ErrAbortHandler and never gets here), only counted statuses.
+	if m := x.route.cfg.Meter; m != "" && s.counter != nil && x.id.Customer != "" && s.counted(x.status) && x.units > 0 {
+		s.counter.Count(x.id.Customer, m, x.units)
+	}
 }
 
 func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
@@ -261,6 +280,9 @@ func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
 		return nil
 	case errors.Is(err, auth.ErrNoCredentials) && mode == config.AuthOptional:
 		return nil
+	case errors.Is(err, auth.ErrLinkUnavailable):
+		// The token is valid; the user→customer link could not be read.
+		return &HTTPError{Status: errUnavailable.Status, Code: errUnavailable.Code, Msg: errUnavailable.Msg, Err: err}
 	default:
 		// A present-but-invalid token is refused on optional routes too.
 		return &HTTPError{Status: errUnauthenticated.Status, Code: errUnauthenticated.Code,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 // never overlap and Close waits for it.
 type jwksSource struct {
 	url      string
+	logURL   string // url without credentials
 	client   *http.Client
 	timeout  time.Duration
 	refresh  time.Duration
@@ -51,8 +53,9 @@ func newJWKSSource(o *Options) *jwksSource {
 	client := o.HTTPClient
 	if client == nil {
 		client = &http.Client{
-			Timeout:   DefaultJWKSTimeout,
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			Timeout:       DefaultJWKSTimeout,
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: noDowngrade,
 		}
 	}
 	timeout := client.Timeout
@@ -61,6 +64,7 @@ func newJWKSSource(o *Options) *jwksSource {
 	}
 	return &jwksSource{
 		url:       o.JWKSURL,
+		logURL:    redact(o.JWKSURL),
 		client:    client,
 		timeout:   timeout,
 		refresh:   o.JWKSRefresh,
@@ -72,6 +76,30 @@ func newJWKSSource(o *Options) *jwksSource {
 		kick:      make(chan struct{}, 1),
 		nextFetch: make(chan struct{}),
 	}
+}
+
+// redact hides a password in the URL's userinfo and drops its query, which
+// some providers use for access tokens.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery = ""
+	return u.Redacted()
+}
+
+// noDowngrade follows redirects like net/http's default, except from https
+// to anything else: key material must not travel in clear text because the
+// endpoint said so.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing redirect from https to %s", req.URL.Scheme)
+	}
+	return nil
 }
 
 // run fetches at once, then on every refresh tick or kick, until ctx ends.
@@ -92,7 +120,7 @@ func (s *jwksSource) run(ctx context.Context) {
 				return
 			}
 			s.log.Warn("auth: JWKS fetch failed; keeping previous keys",
-				"url", s.url, "keys", s.keys.Load().len(), "retry_in", backoff, "error", err)
+				"url", s.logURL, "keys", s.keys.Load().len(), "retry_in", backoff, "error", err)
 			timer.Reset(backoff)
 			backoff = min(2*backoff, s.refresh)
 			continue
@@ -109,15 +137,15 @@ func (s *jwksSource) fetchOnce(ctx context.Context) error {
 	s.nextFetch = make(chan struct{})
 	s.mu.Unlock()
 	defer close(done)
-	defer s.attempts.Add(1)
 
 	ks, err := s.fetch(ctx)
+	s.attempts.Add(1) // before ready closes: WaitReady implies attempts >= 1
 	if err != nil {
 		return err
 	}
 	s.keys.Store(ks)
 	s.readyOnce.Do(func() {
-		s.log.Info("auth: JWKS loaded", "url", s.url, "keys", ks.len())
+		s.log.Info("auth: JWKS loaded", "url", s.logURL, "keys", ks.len())
 		close(s.ready)
 	})
 	return nil
@@ -225,6 +253,11 @@ func (s *jwksSource) refetch(ctx context.Context) bool {
 	case s.kick <- struct{}{}:
 	default: // a kick is already pending; it serves us too
 	}
+	// A fetch in progress (say, against a hanging endpoint) delays ours;
+	// bound the wait to about one fetch so the request is not held for two
+	// fetch timeouts.
+	ctx, cancel := context.WithTimeout(ctx, s.timeout+time.Second)
+	defer cancel()
 	select {
 	case <-done:
 		return true

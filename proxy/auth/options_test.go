@@ -7,11 +7,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-		"math/big"
+	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
-	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -37,7 +37,11 @@ func TestOptionsRejected(t *testing.T) {
 		{"no audience", func(o *Options) { o.Audience = nil }, "Audience", "required"},
 		{"empty audience entry", func(o *Options) { o.Audience = []string{"api", ""} }, "Audience[1]", "empty"},
 		{"no key source", func(o *Options) { o.HMACSecret = nil; o.Algorithms = []string{"RS256"} }, "HMACSecret", "no key source"},
-		{"HS without secret", func(o *Options) { o.HMACSecret = nil; o.JWKSURL = "https://idp.test/jwks"; o.Algorithms = []string{"HS256", "RS256"} }, "HMACSecret", "required when"},
+		{"HS without secret", func(o *Options) {
+			o.HMACSecret = nil
+			o.JWKSURL = "https://idp.test/jwks"
+			o.Algorithms = []string{"HS256", "RS256"}
+		}, "HMACSecret", "required when"},
 		{"secret without HS", func(o *Options) { o.Algorithms = []string{"RS256"}; o.JWKSURL = "https://idp.test/jwks" }, "HMACSecret", "no HS* algorithm"},
 		{"short secret", func(o *Options) { o.HMACSecret = []byte("secret") }, "HMACSecret", "at least 32"},
 		{"RS without public keys", func(o *Options) { o.Algorithms = []string{"HS256", "RS256"} }, "Algorithms", "neither PublicKeyFiles nor JWKSURL"},
@@ -52,7 +56,10 @@ func TestOptionsRejected(t *testing.T) {
 		{"metric with wrong labels", func(o *Options) {
 			o.Validations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x"}, []string{"route", "result"})
 		}, "Validations", `"result"`},
-		{"PEM file missing", func(o *Options) { o.Algorithms = []string{"HS256", "RS256"}; o.PublicKeyFiles = []string{"/nonexistent.pem"} }, "PublicKeyFiles[0]", "no such file"},
+		{"PEM file missing", func(o *Options) {
+			o.Algorithms = []string{"HS256", "RS256"}
+			o.PublicKeyFiles = []string{"/nonexistent.pem"}
+		}, "PublicKeyFiles[0]", "no such file"},
 		{"PEM holds a private key", func(o *Options) {
 			o.Algorithms = []string{"HS256", "RS256"}
 			o.PublicKeyFiles = []string{writeFile(t, "priv.pem", rsaPriv)}

@@ -171,7 +171,7 @@ func (v *Verifier) Authenticate(r *http.Request) (Identity, error) {
 	reason := ReasonOK
 	if e != nil {
 		reason = e.Reason
-		if reason != ReasonMissing {
+		if reason != ReasonMissing && v.log.Enabled(r.Context(), slog.LevelDebug) {
 			v.log.LogAttrs(r.Context(), slog.LevelDebug, "auth: token rejected",
 				slog.String("reason", reason), slog.String("error", e.Err.Error()))
 		}
