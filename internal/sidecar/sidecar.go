@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 	"github.com/tollgate-dev/tollgate/proxy"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
@@ -29,7 +31,9 @@ type Sidecar struct {
 	log      *slog.Logger
 	Metrics  *metrics.Metrics
 	Store    *store.Store
+	Stripe   *client.API // every Stripe call goes through this one client
 	verifier *auth.Verifier
+	meter    meterService // nil when no meters are configured
 	handler  *proxy.Server
 
 	proxyLn, adminLn net.Listener
@@ -56,16 +60,25 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	if s.Store, err = store.Open(cfg.Redis, log); err != nil {
 		return nil, err
 	}
+	s.Stripe = stripeapi.New(cfg.Stripe, s.Metrics, log)
 	if s.verifier, err = newVerifier(ctx, cfg.Auth.JWT, s.Metrics, log, o.Now); err != nil {
 		s.Store.Close()
 		return nil, err
 	}
-	s.handler, err = proxy.New(proxy.Options{
+	if s.meter, err = newMeter(ctx, s); err != nil {
+		s.close()
+		return nil, err
+	}
+	po := proxy.Options{
 		Config:        cfg,
 		Authenticator: s.verifier,
 		Metrics:       s.Metrics,
 		Logger:        log,
-	})
+	}
+	if s.meter != nil {
+		po.Counter = s.meter
+	}
+	s.handler, err = proxy.New(po)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -164,6 +177,12 @@ func (s *Sidecar) shutdown(now bool) {
 	if err := s.proxySrv.Shutdown(ctx); err != nil {
 		s.log.Warn("proxy shutdown cut short: in-flight requests were closed", "err", err)
 		s.proxySrv.Close()
+	}
+	// Every request is done: flush what they counted before the store closes.
+	if s.meter != nil {
+		if err := s.meter.Close(ctx); err != nil {
+			s.log.Error("metering: flush at shutdown failed", "err", err)
+		}
 	}
 	if err := s.adminSrv.Shutdown(ctx); err != nil {
 		s.adminSrv.Close()
