@@ -141,6 +141,17 @@ type Gating struct {
 	GracePeriod  time.Duration `yaml:"grace_period"`
 	MaxStaleness time.Duration `yaml:"max_staleness"`
 	UpgradeURL   string        `yaml:"upgrade_url"`
+	// CacheSize bounds the customers each replica keeps in memory.
+	CacheSize int `yaml:"cache_size"`
+	// RefreshInterval re-reads every cached customer from the store, a
+	// backstop for a lost change announcement; 0 turns it off.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// NegativeTTL is how long a customer Stripe does not know is denied
+	// without asking again.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// SyncInterval runs reconciliation with Stripe (one replica at a time);
+	// 0 turns the background sync off (tollgate sync still works).
+	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
 // Auth modes of a route.
@@ -195,6 +206,20 @@ type Metering struct {
 	// CountedStatuses are the upstream answers that are billed: classes such
 	// as "2xx" or exact codes such as "304". Default ["2xx"].
 	CountedStatuses []string `yaml:"counted_statuses"`
+	// MaxBufferedKeys bounds the counts a replica keeps in memory while
+	// Redis is unreachable, in (customer, meter, window) entries. When it is
+	// full, a new window is merged into the newest buffered window of the
+	// same (customer, meter); a (customer, meter) with nothing buffered is
+	// dropped, logged and counted in usage_report_errors_total. Default
+	// 100000 (about 10 MB).
+	MaxBufferedKeys int `yaml:"max_buffered_keys"`
+	// LeaseTTL is how long the reporting lease lasts without renewal: one
+	// replica at a time reports to Stripe, and a crashed one hands over
+	// within this time. Default 10s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// RateLimit caps the Stripe calls per second of the (single) reporting
+	// replica, across all customers. Default 50.
+	RateLimit int `yaml:"rate_limit"`
 }
 
 // Counts reports whether an upstream answer with this status is billed.
@@ -221,6 +246,9 @@ const (
 type Meter struct {
 	EventName string `yaml:"event_name"`
 	Mode      string `yaml:"mode"`
+	// Price is the metered price whose subscription item receives usage
+	// records; required with mode usage_records, unused otherwise.
+	Price string `yaml:"price"`
 }
 
 // Billing configures the self-serve billing API.
@@ -277,10 +305,12 @@ func Default() *Config {
 			JWKSRefresh:         time.Hour,
 			JWKSRefetchCooldown: 5 * time.Minute,
 		}},
-		Gating:   Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute},
-		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"}},
-		Billing:  Billing{Prefix: "/_tollgate/billing"},
-		Webhook:  Webhook{Path: "/_tollgate/stripe/webhook"},
+		Gating: Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute, CacheSize: 100000,
+			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour},
+		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
+			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
+		Billing: Billing{Prefix: "/_tollgate/billing"},
+		Webhook: Webhook{Path: "/_tollgate/stripe/webhook"},
 	}
 }
 

@@ -143,6 +143,14 @@ func TestValidateRules(t *testing.T) {
 		{"limit on unknown meter", func(c *Config) { c.Plans["starter"].Limits["bytes"] = 1 }, "plans.starter.limits.bytes: no meter"},
 		{"meter without event name", func(c *Config) { c.Metering.Meters["calls"].EventName = "" }, "metering.meters.calls.event_name: required"},
 		{"flush longer than window", func(c *Config) { c.Metering.FlushInterval = 2 * time.Minute }, "metering.flush_interval"},
+		{"zero buffered keys", func(c *Config) { c.Metering.MaxBufferedKeys = 0 }, "metering.max_buffered_keys: must be at least 1"},
+		{"short lease", func(c *Config) { c.Metering.LeaseTTL = 100 * time.Millisecond }, "metering.lease_ttl: must be between 1s and 10m"},
+		{"zero rate limit", func(c *Config) { c.Metering.RateLimit = 0 }, "metering.rate_limit: must be 1..10000"},
+		{"usage records without price", func(c *Config) { c.Metering.Meters["calls"].Mode = ModeUsageRecords }, "metering.meters.calls.price: required with mode: usage_records"},
+		{"usage records with price", func(c *Config) {
+			c.Metering.Meters["calls"].Mode, c.Metering.Meters["calls"].Price = ModeUsageRecords, "price_metered"
+		}, ""},
+		{"price on a meter-events meter", func(c *Config) { c.Metering.Meters["calls"].Price = "price_x" }, "metering.meters.calls.price: only used with mode: usage_records"},
 		{"zero shutdown timeout", func(c *Config) { c.Server.ShutdownTimeout = 0 }, "server.shutdown_timeout: must be a positive duration"},
 		{"brace in prefix", func(c *Config) { c.Redis.Prefix = "a{b}" }, "redis.prefix"},
 		{"publishable key", func(c *Config) { c.Stripe.SecretKey = "pk_test_x" }, "stripe.secret_key"},

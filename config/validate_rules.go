@@ -134,6 +134,17 @@ func (c *Config) validateGating(p *problems) {
 	if c.Gating.MaxStaleness < 0 {
 		p.add("gating.max_staleness", "must not be negative (0 fails closed as soon as the store is unreachable), got %s", c.Gating.MaxStaleness)
 	}
+	if c.Gating.CacheSize < 100 {
+		p.add("gating.cache_size", "must be at least 100, got %d", c.Gating.CacheSize)
+	}
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{{"gating.refresh_interval", c.Gating.RefreshInterval}, {"gating.negative_ttl", c.Gating.NegativeTTL}, {"gating.sync_interval", c.Gating.SyncInterval}} {
+		if f.d < 0 {
+			p.add(f.path, "must not be negative, got %s", f.d)
+		}
+	}
 	if u := c.Gating.UpgradeURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http" && !strings.HasPrefix(u, "/")) {
 			p.add("gating.upgrade_url", "%q is not an absolute URL or a path", u)
@@ -148,6 +159,15 @@ func (c *Config) validateMetering(p *problems) {
 	}
 	if m.FlushInterval > 0 && m.Window > 0 && m.FlushInterval > m.Window {
 		p.add("metering.flush_interval", "%s is longer than metering.window %s", m.FlushInterval, m.Window)
+	}
+	if m.MaxBufferedKeys < 1 {
+		p.add("metering.max_buffered_keys", "must be at least 1, got %d", m.MaxBufferedKeys)
+	}
+	if m.LeaseTTL < time.Second || m.LeaseTTL > 10*time.Minute {
+		p.add("metering.lease_ttl", "must be between 1s and 10m, got %s", m.LeaseTTL)
+	}
+	if m.RateLimit < 1 || m.RateLimit > 10000 {
+		p.add("metering.rate_limit", "must be 1..10000 Stripe calls per second, got %d", m.RateLimit)
 	}
 	for i, st := range m.CountedStatuses {
 		if !statusRe.MatchString(st) {
@@ -164,7 +184,13 @@ func (c *Config) validateMetering(p *problems) {
 			if meter.EventName == "" {
 				p.add(path+".event_name", "required: the event_name of the Stripe Billing Meter")
 			}
+			if meter.Price != "" {
+				p.add(path+".price", "only used with mode: usage_records")
+			}
 		case ModeUsageRecords:
+			if !strings.HasPrefix(meter.Price, "price_") && !strings.HasPrefix(meter.Price, "plan_") {
+				p.add(path+".price", "required with mode: usage_records: the metered Stripe price id (price_...)")
+			}
 		default:
 			p.add(path+".mode", "%q is not meter_events or usage_records", meter.Mode)
 		}

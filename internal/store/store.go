@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -31,6 +32,7 @@ type Store struct {
 // reported by Ping, so that tollgate starts (and reports unready) while Redis
 // is still coming up.
 func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
+	routeRedisLogs.Do(func() { redis.SetLogger(redisLogger{log}) })
 	s := &Store{Keys: Keys{Prefix: cfg.Prefix}}
 	if cfg.Embedded() {
 		m := miniredis.NewMiniRedis()
@@ -77,6 +79,16 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 	}
 	s.Client = redis.NewUniversalClient(opts)
 	return s, nil
+}
+
+// routeRedisLogs sends go-redis's own log lines (reconnect attempts) to
+// the first store's structured logger instead of stderr.
+var routeRedisLogs sync.Once
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // Embedded reports whether the store is the in-process one.

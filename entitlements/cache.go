@@ -1,0 +1,98 @@
+package entitlements
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// entry is one cached customer.
+type entry struct {
+	view     *view
+	loadedAt time.Time // read from the store (or Stripe) at this time
+	// negativeUntil, when set, marks a customer Stripe does not know; it
+	// is denied without a lookup until then.
+	negativeUntil time.Time
+}
+
+const shards = 32
+
+// cache is a bounded, sharded map of customer → entry. When a shard is
+// full an arbitrary entry is evicted: any evicted customer is simply
+// reloaded from the store on its next request.
+type cache struct {
+	seed     maphash.Seed
+	perShard int
+	shard    [shards]struct {
+		mu sync.RWMutex
+		m  map[string]*entry
+	}
+}
+
+func newCache(size int) *cache {
+	c := &cache{seed: maphash.MakeSeed(), perShard: max(1, size/shards)}
+	for i := range c.shard {
+		c.shard[i].m = make(map[string]*entry)
+	}
+	return c
+}
+
+func (c *cache) idx(customer string) int {
+	return int(maphash.String(c.seed, customer) % shards)
+}
+
+func (c *cache) get(customer string) *entry {
+	s := &c.shard[c.idx(customer)]
+	s.mu.RLock()
+	e := s.m[customer]
+	s.mu.RUnlock()
+	return e
+}
+
+func (c *cache) put(customer string, e *entry) {
+	s := &c.shard[c.idx(customer)]
+	s.mu.Lock()
+	if _, ok := s.m[customer]; !ok && len(s.m) >= c.perShard {
+		for k := range s.m {
+			delete(s.m, k)
+			break
+		}
+	}
+	s.m[customer] = e
+	s.mu.Unlock()
+}
+
+func (c *cache) remove(customer string) {
+	s := &c.shard[c.idx(customer)]
+	s.mu.Lock()
+	delete(s.m, customer)
+	s.mu.Unlock()
+}
+
+// has reports whether the customer is cached (so a change is worth loading).
+func (c *cache) has(customer string) bool { return c.get(customer) != nil }
+
+// keys lists every cached customer.
+func (c *cache) keys() []string {
+	var out []string
+	for i := range c.shard {
+		s := &c.shard[i]
+		s.mu.RLock()
+		for k := range s.m {
+			out = append(out, k)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shard {
+		s := &c.shard[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

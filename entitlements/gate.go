@@ -1,0 +1,229 @@
+package entitlements
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+)
+
+// Source loads a customer's state from Stripe; *StripeSource is one.
+type Source interface {
+	// Fetch returns the customer's state as Stripe has it now, or
+	// ErrUnknownCustomer.
+	Fetch(ctx context.Context, customer string) (*State, error)
+}
+
+// Options configure a Gate.
+type Options struct {
+	Store   Store
+	Source  Source // nil: a customer missing from the store is unsubscribed
+	Plans   map[string]*config.Plan
+	Gating  config.Gating
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time // nil: time.Now
+}
+
+// Gate makes every entitlement decision of one replica.
+type Gate struct {
+	store   Store
+	source  Source
+	plans   *Plans
+	rules   Rules
+	cfg     config.Gating
+	cache   *cache
+	loads   singleflight.Group
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	now     func() time.Time
+	// confirmed is when the watcher last proved the cache current: every
+	// change announced before it has been applied (unix nanoseconds; 0
+	// while the feed is down).
+	confirmed atomic.Int64
+}
+
+// New returns a Gate; Run must be started for cross-replica updates.
+func New(o Options) *Gate {
+	g := &Gate{
+		store:   o.Store,
+		source:  o.Source,
+		plans:   NewPlans(o.Plans),
+		rules:   Rules{Grace: o.Gating.GracePeriod, UpgradeURL: o.Gating.UpgradeURL},
+		cfg:     o.Gating,
+		cache:   newCache(o.Gating.CacheSize),
+		metrics: o.Metrics,
+		log:     o.Logger,
+		now:     o.Now,
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.metrics == nil {
+		g.metrics = metrics.New()
+	}
+	return g
+}
+
+var (
+	denyNoCustomer = &Denial{Status: http.StatusPaymentRequired, Code: "subscription_required",
+		Message: "No Stripe customer is linked to this account; subscribe first."}
+	denyUnavailable = &Denial{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
+		Message: "Entitlements cannot be checked right now; try again shortly."}
+)
+
+// Decide answers whether customer may use a route that requires req.
+// failOpen allows the request when the state cannot be known.
+func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, failOpen bool) Decision {
+	if customer == "" {
+		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
+	}
+	now := g.now()
+	e := g.cache.get(customer)
+	if e != nil && !e.negativeUntil.IsZero() && now.After(e.negativeUntil) {
+		e = nil // a negative answer expired: ask again
+	}
+	result := "hit"
+	if e == nil {
+		var err error
+		if e, err = g.load(ctx, customer); err != nil {
+			g.log.Warn("entitlements: load failed", "customer", customer, "err", err)
+			g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
+			return g.unavailable(failOpen)
+		}
+		result = "miss"
+	}
+	if !e.negativeUntil.IsZero() {
+		g.metrics.EntitlementCache.WithLabelValues("negative").Inc()
+		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
+	}
+	age := now.Sub(g.confirmedSince(e))
+	if age > g.cfg.MaxStaleness {
+		g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
+		return g.unavailable(failOpen)
+	}
+	if age > staleAfter {
+		result = "stale"
+	}
+	g.metrics.EntitlementCache.WithLabelValues(result).Inc()
+	g.metrics.EntitlementAge.Observe(age.Seconds())
+	d := g.rules.decide(e.view, req, now)
+	d.Age = age
+	return d
+}
+
+// staleAfter is the age past which a decision counts as made on stale
+// state (the feed's own health checks run every second).
+const staleAfter = 5 * time.Second
+
+func (g *Gate) unavailable(failOpen bool) Decision {
+	if failOpen {
+		return Decision{Status: "unknown"}
+	}
+	return Decision{Denial: denyUnavailable}
+}
+
+func (g *Gate) withUpgrade(d *Denial) *Denial {
+	if g.rules.UpgradeURL == "" {
+		return d
+	}
+	c := *d
+	c.UpgradeURL = g.rules.UpgradeURL
+	return &c
+}
+
+// confirmedSince is the time the entry was last known to be current.
+func (g *Gate) confirmedSince(e *entry) time.Time {
+	if c := g.confirmed.Load(); c > e.loadedAt.UnixNano() {
+		return time.Unix(0, c)
+	}
+	return e.loadedAt
+}
+
+// load reads a customer not in memory: from the store, else from Stripe
+// (writing what it found to the store for the other replicas). Concurrent
+// requests for one customer share one load; the load is not cancelled
+// when the request that started it goes away.
+func (g *Gate) load(ctx context.Context, customer string) (*entry, error) {
+	v, err, _ := g.loads.Do(customer, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return g.loadNow(lctx, customer)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*entry), nil
+}
+
+const loadTimeout = 10 * time.Second
+
+func (g *Gate) loadNow(ctx context.Context, customer string) (*entry, error) {
+	start := g.now()
+	st, err := g.store.Get(ctx, customer)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound) && g.source == nil:
+		st = &State{Customer: customer}
+	case errors.Is(err, ErrNotFound):
+		if st, err = g.fetch(ctx, customer); err != nil {
+			if errors.Is(err, ErrUnknownCustomer) {
+				e := &entry{view: &view{}, loadedAt: start, negativeUntil: start.Add(g.cfg.NegativeTTL)}
+				g.cache.put(customer, e)
+				return e, nil
+			}
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	e := &entry{view: newView(st, g.plans), loadedAt: start}
+	g.cache.put(customer, e)
+	return e, nil
+}
+
+// fetch asks Stripe and stores the answer unless the store got a state in
+// the meantime (a webhook's state is never overwritten by a lookup).
+func (g *Gate) fetch(ctx context.Context, customer string) (*State, error) {
+	st, err := g.source.Fetch(ctx, customer)
+	if err != nil {
+		return nil, fmt.Errorf("entitlements: fetch %s from Stripe: %w", customer, err)
+	}
+	st.Source, st.UpdatedAt = "lookup", g.now()
+	var stored *State
+	err = g.store.Update(ctx, customer, func(cur *State) (*State, error) {
+		if cur != nil {
+			stored = cur
+			return cur, nil
+		}
+		stored = st
+		return st, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// Apply puts a state written by this replica into its own cache at once
+// (the announcement reaches the other replicas).
+func (g *Gate) Apply(st *State) {
+	g.cache.put(st.Customer, &entry{view: newView(st, g.plans), loadedAt: g.now()})
+}
+
+// Forget drops a customer from this replica's cache.
+func (g *Gate) Forget(customer string) { g.cache.remove(customer) }
+
+// Cached returns the number of customers in memory.
+func (g *Gate) Cached() int { return g.cache.len() }

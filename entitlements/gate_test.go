@@ -1,0 +1,235 @@
+package entitlements
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
+)
+
+// clock is a real clock that tests can move forward.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+func gating() config.Gating {
+	g := config.Default().Gating
+	g.MaxStaleness = 5 * time.Minute
+	return g
+}
+
+func newGate(t *testing.T, s Store, src Source, clk *clock) (*Gate, *metrics.Metrics) {
+	t.Helper()
+	m := metrics.New()
+	g := New(Options{Store: s, Source: src, Plans: testPlans, Gating: gating(), Metrics: m, Logger: quiet, Now: clk.now})
+	return g, m
+}
+
+// runGate starts the change feed and waits until it is live.
+func runGate(t *testing.T, g *Gate) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, "change feed live", func() bool { return g.confirmed.Load() != 0 })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func stripeSub(customer, id, status, price string, periodEnd time.Time) *stripe.Subscription {
+	return &stripe.Subscription{
+		ID: id, Status: stripe.SubscriptionStatus(status), Customer: &stripe.Customer{ID: customer},
+		CurrentPeriodStart: periodEnd.AddDate(0, -1, 0).Unix(), CurrentPeriodEnd: periodEnd.Unix(),
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{ID: "si_" + id, Price: &stripe.Price{ID: price}}}},
+	}
+}
+
+var reqSub = config.Require{Subscription: true}
+
+func put(t *testing.T, s Store, st *State) {
+	t.Helper()
+	if err := s.Update(context.Background(), st.Customer, func(*State) (*State, error) { return st, nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A first-seen paying customer is loaded from Stripe exactly once, however
+// many requests arrive together, and is never denied for being new.
+func TestFirstSightLoadsFromStripeOnce(t *testing.T) {
+	d := testrig.NewStripeDouble(t)
+	d.PutCustomer(&stripe.Customer{ID: "cus_new"})
+	d.PutSubscription(stripeSub("cus_new", "sub_1", "active", "price_pro", time.Now().Add(24*time.Hour)))
+	d.SetActiveEntitlements("cus_new", "beta")
+	s := openStore(t, config.Redis{Prefix: "tg:"})
+	g, m := newGate(t, s, NewStripeSource(testrig.StripeClient(t, d.URL())), &clock{})
+
+	var wg sync.WaitGroup
+	var denied atomic.Int32
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if dec := g.Decide(context.Background(), "cus_new", config.Require{Features: []string{"exports", "beta"}}, false); !dec.Allowed() {
+				denied.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := denied.Load(); n != 0 {
+		t.Errorf("%d of 50 concurrent first requests denied; want 0", n)
+	}
+	if n := d.Count("GET", "/v1/customers/cus_new"); n != 1 {
+		t.Errorf("Stripe customer fetched %d times; want 1 (single-flight)", n)
+	}
+	if st, err := s.Get(context.Background(), "cus_new"); err != nil || st.Source != "lookup" || len(st.Subscriptions) != 1 {
+		t.Errorf("stored after lookup = %+v, %v; want the Stripe state for the other replicas", st, err)
+	}
+	before := d.Count("GET", "")
+	g.Decide(context.Background(), "cus_new", reqSub, false)
+	if hits := testutil.ToFloat64(m.EntitlementCache.WithLabelValues("hit")); hits != 1 || d.Count("GET", "") != before {
+		t.Errorf("cache hits = %v, Stripe calls %d→%d; want the next request served from memory", hits, before, d.Count("GET", ""))
+	}
+}
+
+func TestUnknownCustomerNegativelyCached(t *testing.T) {
+	d := testrig.NewStripeDouble(t)
+	clk := &clock{}
+	g, _ := newGate(t, openStore(t, config.Redis{Prefix: "tg:"}), NewStripeSource(testrig.StripeClient(t, d.URL())), clk)
+	for i := 0; i < 5; i++ {
+		if dec := g.Decide(context.Background(), "cus_ghost", reqSub, false); dec.Allowed() || dec.Denial.Code != "subscription_required" {
+			t.Fatalf("unknown customer = %+v; want 402 subscription_required", dec.Denial)
+		}
+	}
+	if n := d.Count("GET", "/v1/customers/cus_ghost"); n != 1 {
+		t.Errorf("Stripe asked %d times within the negative TTL; want 1", n)
+	}
+	clk.advance(gating().NegativeTTL + time.Second)
+	g.Decide(context.Background(), "cus_ghost", reqSub, false)
+	if n := d.Count("GET", "/v1/customers/cus_ghost"); n != 2 {
+		t.Errorf("Stripe asked %d times after the TTL; want 2", n)
+	}
+}
+
+// Stripe failing on first sight is not a denial for being new: 503, retry.
+func TestFirstSightStripeDownIsUnavailable(t *testing.T) {
+	d := testrig.NewStripeDouble(t)
+	d.FailNext(10, 500)
+	g, _ := newGate(t, openStore(t, config.Redis{Prefix: "tg:"}), NewStripeSource(testrig.StripeClient(t, d.URL())), &clock{})
+	dec := g.Decide(context.Background(), "cus_x", reqSub, false)
+	if dec.Allowed() || dec.Denial.Code != "entitlements_unavailable" {
+		t.Errorf("Stripe down = %+v; want 503 entitlements_unavailable", dec.Denial)
+	}
+	if dec := g.Decide(context.Background(), "cus_x", reqSub, true); !dec.Allowed() {
+		t.Errorf("fail_open route denied: %+v", dec.Denial)
+	}
+}
+
+// Two replicas on one real Redis: a change written through one is enforced
+// by the other, without a request to the store on the decision path.
+func TestChangeReachesOtherReplica(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	cfg := config.Redis{URL: rd.URL(), Prefix: "tg:"}
+	a, b := openStore(t, cfg), openStore(t, cfg)
+	put(t, a, &State{Customer: "cus_r", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour))) // decisions happen inside the period
+	ga, _ := newGate(t, a, nil, clk)
+	gb, _ := newGate(t, b, nil, clk)
+	runGate(t, ga)
+	runGate(t, gb)
+	for _, g := range []*Gate{ga, gb} {
+		if dec := g.Decide(context.Background(), "cus_r", config.Require{Plans: []string{"pro"}}, false); !dec.Allowed() {
+			t.Fatalf("before the change: %+v", dec.Denial)
+		}
+	}
+	start := time.Now()
+	put(t, a, &State{Customer: "cus_r", Subscriptions: []Subscription{sub("canceled", "price_pro")}})
+	waitUntil(t, "replica b to enforce the cancellation", func() bool {
+		return !gb.Decide(context.Background(), "cus_r", reqSub, false).Allowed()
+	})
+	t.Logf("change enforced on the other replica after %v", time.Since(start))
+}
+
+// With Redis killed, decisions use the last known state until
+// max_staleness, then fail closed (fail_open routes stay open); when Redis
+// returns, decisions recover by themselves.
+func TestStoreOutage(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_o", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	g, m := newGate(t, s, nil, clk)
+	runGate(t, g)
+	if !g.Decide(context.Background(), "cus_o", reqSub, false).Allowed() {
+		t.Fatal("denied before the outage")
+	}
+	rd.Kill()
+	waitUntil(t, "the gate to notice the outage", func() bool { return g.confirmed.Load() == 0 })
+
+	clk.advance(gating().MaxStaleness - 10*time.Second)
+	if dec := g.Decide(context.Background(), "cus_o", reqSub, false); !dec.Allowed() {
+		t.Errorf("inside max_staleness: %+v; want the last known state used", dec.Denial)
+	}
+	if got := testutil.ToFloat64(m.EntitlementCache.WithLabelValues("stale")); got != 1 {
+		t.Errorf("stale decisions = %v; want 1", got)
+	}
+	clk.advance(20 * time.Second)
+	if dec := g.Decide(context.Background(), "cus_o", reqSub, false); dec.Allowed() || dec.Denial.Code != "entitlements_unavailable" {
+		t.Errorf("past max_staleness: %+v; want 503 entitlements_unavailable", dec.Denial)
+	}
+	if dec := g.Decide(context.Background(), "cus_o", reqSub, true); !dec.Allowed() {
+		t.Errorf("fail_open past max_staleness denied: %+v", dec.Denial)
+	}
+	if dec := g.Decide(context.Background(), "cus_unseen", reqSub, false); dec.Allowed() || dec.Denial.Code != "entitlements_unavailable" {
+		t.Errorf("unseen customer during outage: %+v; want 503", dec.Denial)
+	}
+
+	rd.Restart()
+	put(t, s, &State{Customer: "cus_o", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	waitUntil(t, "decisions to recover", func() bool {
+		return g.Decide(context.Background(), "cus_o", reqSub, false).Allowed()
+	})
+}
+
+// A lost announcement is healed by the periodic refresh.
+func TestRefreshHealsLostAnnouncement(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_l", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	g, _ := newGate(t, s, nil, clk)
+	g.cfg.RefreshInterval = 200 * time.Millisecond
+	runGate(t, g)
+	if !g.Decide(context.Background(), "cus_l", reqSub, false).Allowed() {
+		t.Fatal("denied before the change")
+	}
+	// Write behind the store's back: no announcement.
+	raw := `{"customer":"cus_l","subscriptions":[{"id":"s","status":"canceled","prices":["price_pro"]}]}`
+	if err := rd.Client().Set(context.Background(), "tg:{cus_l}:state", raw, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the refresh to pick up the silent change", func() bool {
+		return !g.Decide(context.Background(), "cus_l", reqSub, false).Allowed()
+	})
+}

@@ -1,0 +1,247 @@
+package entitlements
+
+import (
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+)
+
+// Denial is a refused decision, in the SPEC's shape.
+type Denial struct {
+	Status     int
+	Code       string
+	Message    string
+	UpgradeURL string
+	// Limit, Used and RetryAfter are set for quota denials.
+	Limit, Used int64
+	RetryAfter  time.Duration
+}
+
+// Decision is the answer for one request.
+type Decision struct {
+	Denial *Denial // nil: allowed
+	// Plan, Status and Features describe the caller for the forwarded
+	// X-Tollgate-Plan/-Status/-Features headers (Features comma separated).
+	Plan, Status, Features string
+	// Age is how old the state the decision used is.
+	Age time.Duration
+	// PeriodStart and PeriodEnd bound the customer's current billing period
+	// (zero when there is none), for quotas.
+	PeriodStart, PeriodEnd time.Time
+}
+
+// Allowed reports whether the request may proceed.
+func (d Decision) Allowed() bool { return d.Denial == nil }
+
+// Plans maps price ids to plan names and plan names to features.
+type Plans struct {
+	byPrice  map[string]string
+	features map[string][]string
+}
+
+// NewPlans indexes the configured plans.
+func NewPlans(cfg map[string]*config.Plan) *Plans {
+	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}}
+	for name, pl := range cfg {
+		for _, price := range pl.Prices {
+			p.byPrice[price] = name
+		}
+		p.features[name] = pl.Features
+	}
+	return p
+}
+
+// subView is one subscription, resolved against the configured plans once,
+// when the state enters the cache, so that a decision does no allocation.
+type subView struct {
+	status      string
+	plans       []string
+	periodStart time.Time
+	periodEnd   time.Time
+	cancelAtEnd bool
+	features    []string // sorted: plan features ∪ Stripe entitlements
+	planHeader  string
+	featHeader  string
+}
+
+// view is a State prepared for decisions.
+type view struct {
+	subs           []subView
+	stripeFeatures []string
+	stripeHeader   string
+}
+
+func newView(st *State, plans *Plans) *view {
+	v := &view{stripeFeatures: sortedUnique(st.Features)}
+	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
+	if st.Deleted {
+		return v
+	}
+	for _, s := range st.Subscriptions {
+		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd, cancelAtEnd: s.CancelAtPeriodEnd}
+		feats := append([]string(nil), st.Features...)
+		for _, price := range s.Prices {
+			if name, ok := plans.byPrice[price]; ok && !slices.Contains(sv.plans, name) {
+				sv.plans = append(sv.plans, name)
+				feats = append(feats, plans.features[name]...)
+			}
+		}
+		sort.Strings(sv.plans)
+		sv.features = sortedUnique(feats)
+		sv.planHeader = strings.Join(sv.plans, ",")
+		sv.featHeader = strings.Join(sv.features, ",")
+		v.subs = append(v.subs, sv)
+	}
+	return v
+}
+
+func sortedUnique(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// entitled applies the SPEC's status rules at time now.
+func (s *subView) entitled(now time.Time, grace time.Duration) bool {
+	switch s.status {
+	case StatusActive, StatusTrialing:
+		// cancel_at_period_end keeps access until the period ends, and no
+		// longer, even if the deletion webhook is late.
+		return !s.cancelAtEnd || s.periodEnd.IsZero() || now.Before(s.periodEnd)
+	case StatusPastDue:
+		// Grace runs from the end of the unpaid period; with no known
+		// period there is nothing to run from, so it fails closed.
+		return !s.periodEnd.IsZero() && now.Before(s.periodEnd.Add(grace))
+	}
+	return false
+}
+
+// Rules holds what a decision needs besides the state.
+type Rules struct {
+	Grace      time.Duration
+	UpgradeURL string
+}
+
+// decide evaluates one requirement against a prepared state.
+func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
+	var d Decision
+	var first *subView
+	extra := 0
+	for i := range v.subs {
+		s := &v.subs[i]
+		if !s.entitled(now, r.Grace) {
+			continue
+		}
+		if first == nil {
+			first = s
+		} else {
+			extra++
+		}
+	}
+	switch {
+	case first == nil:
+		d.Features = v.stripeHeader
+		if len(v.subs) > 0 {
+			d.Status = v.subs[0].status
+		}
+	case extra == 0:
+		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
+		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
+	default:
+		d = r.merge(v, now)
+	}
+	if first == nil && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
+		d.Denial = r.deny(http.StatusPaymentRequired, "subscription_required", subscriptionMessage(v))
+		return d
+	}
+	if len(req.Plans) > 0 && !r.anyPlan(v, req.Plans, now) {
+		d.Denial = r.deny(http.StatusForbidden, "plan_required", "Your plan does not include this; required: "+strings.Join(req.Plans, " or ")+".")
+		return d
+	}
+	if missing := r.missingFeature(v, req.Features, now); missing != "" {
+		d.Denial = r.deny(http.StatusForbidden, "feature_required", "Your plan does not include the feature "+missing+".")
+	}
+	return d
+}
+
+func (r Rules) deny(status int, code, msg string) *Denial {
+	return &Denial{Status: status, Code: code, Message: msg, UpgradeURL: r.UpgradeURL}
+}
+
+func subscriptionMessage(v *view) string {
+	if len(v.subs) == 0 {
+		return "An active subscription is required."
+	}
+	return "An active subscription is required; the current one is " + v.subs[0].status + "."
+}
+
+// merge combines several entitled subscriptions (rare: allocates).
+func (r Rules) merge(v *view, now time.Time) Decision {
+	var d Decision
+	var plans, feats []string
+	for i := range v.subs {
+		s := &v.subs[i]
+		if !s.entitled(now, r.Grace) {
+			continue
+		}
+		if d.Status == "" {
+			d.Status = s.status
+		}
+		plans = append(plans, s.plans...)
+		feats = append(feats, s.features...)
+		if s.periodEnd.After(d.PeriodEnd) {
+			d.PeriodStart, d.PeriodEnd = s.periodStart, s.periodEnd
+		}
+	}
+	d.Plan = strings.Join(sortedUnique(plans), ",")
+	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
+	return d
+}
+
+func (r Rules) anyPlan(v *view, want []string, now time.Time) bool {
+	for i := range v.subs {
+		if s := &v.subs[i]; s.entitled(now, r.Grace) {
+			for _, p := range s.plans {
+				if slices.Contains(want, p) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// missingFeature returns the first required feature no entitled
+// subscription (nor Stripe) grants, or "".
+func (r Rules) missingFeature(v *view, want []string, now time.Time) string {
+	for _, f := range want {
+		found := has(v.stripeFeatures, f)
+		for i := 0; i < len(v.subs) && !found; i++ {
+			s := &v.subs[i]
+			found = s.entitled(now, r.Grace) && has(s.features, f)
+		}
+		if !found {
+			return f
+		}
+	}
+	return ""
+}
+
+// hasAll reports whether the sorted set holds every name in want.
+func hasAll(set, want []string) bool {
+	for _, w := range want {
+		if !has(set, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func has(set []string, name string) bool {
+	_, ok := slices.BinarySearch(set, name)
+	return ok
+}

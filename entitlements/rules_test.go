@@ -1,0 +1,98 @@
+package entitlements
+
+import (
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+)
+
+var testPlans = map[string]*config.Plan{
+	"starter": {Prices: []string{"price_starter_m", "price_starter_y"}, Features: []string{"reports"}},
+	"pro":     {Prices: []string{"price_pro"}, Features: []string{"reports", "exports"}},
+	"addon":   {Prices: []string{"price_addon"}, Features: []string{"sso"}},
+}
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func sub(status string, prices ...string) Subscription {
+	return Subscription{ID: "sub_" + status, Status: status, Prices: prices,
+		CurrentPeriodStart: t0.AddDate(0, -1, 0), CurrentPeriodEnd: t0}
+}
+
+func TestDecideRules(t *testing.T) {
+	grace := 72 * time.Hour
+	reqSub := config.Require{Subscription: true}
+	for _, c := range []struct {
+		name     string
+		state    State
+		req      config.Require
+		now      time.Time
+		wantCode string // "" = allowed
+		wantPlan string
+		wantFeat string
+	}{
+		{"active", State{Subscriptions: []Subscription{sub("active", "price_pro")}}, reqSub, t0.Add(-time.Hour), "", "pro", "exports,reports"},
+		{"trialing", State{Subscriptions: []Subscription{sub("trialing", "price_starter_m")}}, reqSub, t0.Add(-time.Hour), "", "starter", "reports"},
+		{"no subscription", State{}, reqSub, t0, "subscription_required", "", ""},
+		{"past_due inside grace", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}}, reqSub, t0.Add(grace - time.Second), "", "pro", "exports,reports"},
+		{"past_due at grace end", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}}, reqSub, t0.Add(grace), "subscription_required", "", ""},
+		{"past_due no period fails closed", State{Subscriptions: []Subscription{{ID: "s", Status: "past_due", Prices: []string{"price_pro"}}}}, reqSub, t0, "subscription_required", "", ""},
+		{"cancel at period end, before end", State{Subscriptions: []Subscription{func() Subscription { s := sub("active", "price_pro"); s.CancelAtPeriodEnd = true; return s }()}}, reqSub, t0.Add(-time.Second), "", "pro", "exports,reports"},
+		{"cancel at period end, after end", State{Subscriptions: []Subscription{func() Subscription { s := sub("active", "price_pro"); s.CancelAtPeriodEnd = true; return s }()}}, reqSub, t0, "subscription_required", "", ""},
+		{"active past period without cancel keeps access", State{Subscriptions: []Subscription{sub("active", "price_pro")}}, reqSub, t0.Add(48 * time.Hour), "", "pro", "exports,reports"},
+		{"canceled", State{Subscriptions: []Subscription{sub("canceled", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"unpaid", State{Subscriptions: []Subscription{sub("unpaid", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"incomplete", State{Subscriptions: []Subscription{sub("incomplete", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"incomplete_expired", State{Subscriptions: []Subscription{sub("incomplete_expired", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"paused", State{Subscriptions: []Subscription{sub("paused", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"deleted customer", State{Deleted: true, Subscriptions: []Subscription{sub("active", "price_pro")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"plan required, has it", State{Subscriptions: []Subscription{sub("active", "price_pro")}}, config.Require{Plans: []string{"pro"}}, t0.Add(-time.Hour), "", "pro", "exports,reports"},
+		{"plan required, other plan", State{Subscriptions: []Subscription{sub("active", "price_starter_y")}}, config.Require{Plans: []string{"pro"}}, t0.Add(-time.Hour), "plan_required", "starter", "reports"},
+		{"plan required, none", State{}, config.Require{Plans: []string{"pro"}}, t0, "subscription_required", "", ""},
+		{"feature from plan", State{Subscriptions: []Subscription{sub("active", "price_pro")}}, config.Require{Features: []string{"exports"}}, t0.Add(-time.Hour), "", "pro", "exports,reports"},
+		{"feature missing", State{Subscriptions: []Subscription{sub("active", "price_starter_m")}}, config.Require{Features: []string{"exports"}}, t0.Add(-time.Hour), "feature_required", "starter", "reports"},
+		{"feature from Stripe entitlement", State{Features: []string{"exports"}, Subscriptions: []Subscription{sub("active", "price_starter_m")}}, config.Require{Features: []string{"exports"}}, t0.Add(-time.Hour), "", "starter", "exports,reports"},
+		{"feature from Stripe without a subscription", State{Features: []string{"beta"}}, config.Require{Features: []string{"beta"}}, t0, "", "", "beta"},
+		{"feature missing and no subscription", State{}, config.Require{Features: []string{"exports"}}, t0, "subscription_required", "", ""},
+		{"feature of a lapsed subscription", State{Subscriptions: []Subscription{sub("canceled", "price_pro")}}, config.Require{Features: []string{"exports"}}, t0.Add(-time.Hour), "subscription_required", "", ""},
+		{"unknown price: subscribed, no plan", State{Subscriptions: []Subscription{sub("active", "price_unknown")}}, reqSub, t0.Add(-time.Hour), "", "", ""},
+		{"two subscriptions merge", State{Subscriptions: []Subscription{sub("active", "price_starter_m"), func() Subscription { s := sub("active", "price_addon"); s.ID = "sub_2"; return s }()}}, config.Require{Features: []string{"sso"}}, t0.Add(-time.Hour), "", "addon,starter", "reports,sso"},
+		{"one price, one subscription, two plans", State{Subscriptions: []Subscription{sub("active", "price_pro", "price_addon")}}, config.Require{Plans: []string{"addon"}}, t0.Add(-time.Hour), "", "addon,pro", "exports,reports,sso"},
+		{"lapsed plus active", State{Subscriptions: []Subscription{sub("canceled", "price_pro"), func() Subscription { s := sub("active", "price_starter_m"); s.ID = "sub_2"; return s }()}}, config.Require{Plans: []string{"pro"}}, t0.Add(-time.Hour), "plan_required", "starter", "reports"},
+		{"no requirement allows the unsubscribed", State{}, config.Require{}, t0, "", "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := c.state
+			r := Rules{Grace: grace, UpgradeURL: "https://app.example/upgrade"}
+			d := r.decide(newView(&st, NewPlans(testPlans)), c.req, c.now)
+			gotCode := ""
+			if d.Denial != nil {
+				gotCode = d.Denial.Code
+				if d.Denial.UpgradeURL != "https://app.example/upgrade" {
+					t.Errorf("denial upgrade_url = %q", d.Denial.UpgradeURL)
+				}
+			}
+			if gotCode != c.wantCode {
+				t.Fatalf("decide = %q; want %q", gotCode, c.wantCode)
+			}
+			if c.wantCode == "" || c.wantPlan != "" {
+				if d.Plan != c.wantPlan || d.Features != c.wantFeat {
+					t.Errorf("plan %q features %q; want %q %q", d.Plan, d.Features, c.wantPlan, c.wantFeat)
+				}
+			}
+		})
+	}
+}
+
+func TestMergeKeepsTollgateOnlyFields(t *testing.T) {
+	cur := &State{Customer: "cus_1", HadTrial: true, PaymentFailures: 2}
+	fresh := &State{Customer: "cus_1", Subscriptions: []Subscription{sub("active", "price_pro")}}
+	got := Merge(cur, fresh)
+	if !got.HadTrial || got.PaymentFailures != 2 || len(got.Subscriptions) != 1 {
+		t.Errorf("Merge = %+v; want trial history and failures kept, subscriptions from fresh", got)
+	}
+	if fresh.HadTrial {
+		t.Error("Merge modified its argument")
+	}
+}

@@ -1,0 +1,276 @@
+package entitlements
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/store"
+)
+
+// Store keeps customer state shared by every replica.
+type Store interface {
+	// Get returns the stored state, or ErrNotFound.
+	Get(ctx context.Context, customer string) (*State, error)
+	// GetMany returns the states found (missing customers are absent).
+	GetMany(ctx context.Context, customers []string) (map[string]*State, error)
+	// Update atomically replaces a customer's state with fn's result; fn
+	// gets the current state (nil when none) and may be called again if a
+	// concurrent writer got there first. Returning a nil state deletes it;
+	// returning cur itself changes nothing. Every replica is told of a
+	// change.
+	Update(ctx context.Context, customer string, fn func(cur *State) (*State, error)) error
+	// Customers lists every customer with stored state (for reconciliation).
+	Customers(ctx context.Context) ([]string, error)
+	// LinkUser records which customer a user (JWT subject) belongs to;
+	// CustomerForUser reads it back.
+	LinkUser(ctx context.Context, user, customer string) error
+	CustomerForUser(ctx context.Context, user string) (string, bool, error)
+	// Watch delivers the ids of customers whose state changed, until ctx
+	// ends; see Watcher.
+	Watch(ctx context.Context) Watcher
+	// Acquire takes a named lease for ttl if nobody holds it; it is how one
+	// replica at a time runs a periodic job.
+	Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error)
+	Ping(ctx context.Context) error
+}
+
+// Watcher is a live change feed. Next blocks up to timeout for the next
+// event: a changed customer id, a confirmation that every change before
+// it has been delivered (Sync), or an error after which the caller should
+// Close and Watch again.
+type Watcher interface {
+	Next(ctx context.Context, timeout time.Duration) (WatchEvent, error)
+	// Probe asks for a Sync event; changes published before the probe are
+	// delivered before it.
+	Probe(ctx context.Context) error
+	Close() error
+}
+
+// WatchEvent is one Watcher event.
+type WatchEvent struct {
+	Customer   string // a customer whose state changed
+	Subscribed bool   // the feed is (re)established: reload everything
+	Sync       bool   // the answer to Probe
+	Timeout    bool   // nothing within the timeout
+}
+
+// RedisStore is the Store on Redis (or the embedded Redis-protocol store):
+// one JSON value per customer under its hash tag, a set indexing the
+// customers, and a pub/sub channel announcing changes.
+type RedisStore struct {
+	rdb  redis.UniversalClient
+	keys store.Keys
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a Store on an open store connection.
+func NewRedisStore(s *store.Store) *RedisStore {
+	return &RedisStore{rdb: s.Client, keys: s.Keys}
+}
+
+func (r *RedisStore) stateKey(customer string) string { return r.keys.Customer(customer, "state") }
+func (r *RedisStore) indexKey() string                { return r.keys.Global("customers") }
+func (r *RedisStore) channel() string                 { return r.keys.Global("changes") }
+func (r *RedisStore) userKey(user string) string      { return r.keys.Global("user", user) }
+
+// Get implements Store.
+func (r *RedisStore) Get(ctx context.Context, customer string) (*State, error) {
+	b, err := r.rdb.Get(ctx, r.stateKey(customer)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("entitlements: get %s: %w", customer, err)
+	}
+	return decodeState(customer, b)
+}
+
+func decodeState(customer string, b []byte) (*State, error) {
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("entitlements: decode %s: %w", customer, err)
+	}
+	return &st, nil
+}
+
+// GetMany implements Store with one pipeline (Cluster splits it by node;
+// MGET would fail across slots).
+func (r *RedisStore) GetMany(ctx context.Context, customers []string) (map[string]*State, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(customers))
+	for i, c := range customers {
+		cmds[i] = pipe.Get(ctx, r.stateKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("entitlements: get %d customers: %w", len(customers), err)
+	}
+	out := make(map[string]*State, len(customers))
+	for i, cmd := range cmds {
+		b, err := cmd.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := decodeState(customers[i], b)
+		if err != nil {
+			return nil, err
+		}
+		out[customers[i]] = st
+	}
+	return out, nil
+}
+
+// Update implements Store with WATCH/MULTI: a concurrent write to the same
+// customer aborts the transaction and fn runs again on the newer state, so
+// two events for one customer can never interleave their writes.
+func (r *RedisStore) Update(ctx context.Context, customer string, fn func(cur *State) (*State, error)) error {
+	key := r.stateKey(customer)
+	for attempt := 0; attempt < 50; attempt++ {
+		unchanged := false
+		err := r.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			var cur *State
+			b, err := tx.Get(ctx, key).Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+			case err != nil:
+				return err
+			default:
+				if cur, err = decodeState(customer, b); err != nil {
+					return err
+				}
+			}
+			next, err := fn(cur)
+			if err != nil {
+				return err
+			}
+			if next == cur && cur != nil {
+				unchanged = true
+				return nil
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				if next == nil {
+					p.Del(ctx, key)
+					p.SRem(ctx, r.indexKey(), customer)
+				} else {
+					next.Customer = customer
+					enc, err := json.Marshal(next)
+					if err != nil {
+						return err
+					}
+					p.Set(ctx, key, enc, 0)
+					p.SAdd(ctx, r.indexKey(), customer)
+				}
+				return nil
+			})
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			// Another writer won; back off a little (jittered) and retry
+			// on its state.
+			t := time.NewTimer(time.Duration(rand.Int64N(int64(attempt+1) * int64(time.Millisecond))))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("entitlements: update %s: %w", customer, err)
+		}
+		if unchanged {
+			return nil
+		}
+		// Announce after the write is committed; a lost announcement is
+		// healed by the periodic refresh.
+		if err := r.rdb.Publish(ctx, r.channel(), customer).Err(); err != nil {
+			return fmt.Errorf("entitlements: announce %s: %w", customer, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("entitlements: update %s: too much contention", customer)
+}
+
+// Customers implements Store.
+func (r *RedisStore) Customers(ctx context.Context) ([]string, error) {
+	return r.rdb.SMembers(ctx, r.indexKey()).Result()
+}
+
+// LinkUser implements Store.
+func (r *RedisStore) LinkUser(ctx context.Context, user, customer string) error {
+	if err := r.rdb.Set(ctx, r.userKey(user), customer, 0).Err(); err != nil {
+		return fmt.Errorf("entitlements: link user: %w", err)
+	}
+	return nil
+}
+
+// CustomerForUser implements Store (and auth.UserLinks).
+func (r *RedisStore) CustomerForUser(ctx context.Context, user string) (string, bool, error) {
+	c, err := r.rdb.Get(ctx, r.userKey(user)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("entitlements: user link: %w", err)
+	}
+	return c, true, nil
+}
+
+// Acquire implements Store.
+func (r *RedisStore) Acquire(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return r.rdb.SetNX(ctx, r.keys.Global("lease", name), "1", ttl).Result()
+}
+
+// Ping implements Store.
+func (r *RedisStore) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
+
+// Watch implements Store with Redis pub/sub. Redis delivers a PONG on the
+// subscriber connection only after every message published before the
+// PING, which is what makes Probe a sound "caught up" signal.
+func (r *RedisStore) Watch(ctx context.Context) Watcher {
+	ps := r.rdb.Subscribe(ctx, r.channel())
+	// A blocked receive does not watch ctx; closing the connection ends it.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	return &redisWatcher{ps: ps, stop: stop}
+}
+
+type redisWatcher struct {
+	ps   *redis.PubSub
+	stop func() bool
+}
+
+func (w *redisWatcher) Next(ctx context.Context, timeout time.Duration) (WatchEvent, error) {
+	msg, err := w.ps.ReceiveTimeout(ctx, timeout)
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			return WatchEvent{Timeout: true}, nil
+		}
+		return WatchEvent{}, err
+	}
+	switch m := msg.(type) {
+	case *redis.Message:
+		return WatchEvent{Customer: m.Payload}, nil
+	case *redis.Subscription:
+		return WatchEvent{Subscribed: m.Kind == "subscribe"}, nil
+	case *redis.Pong:
+		return WatchEvent{Sync: true}, nil
+	}
+	return WatchEvent{Timeout: true}, nil
+}
+
+func (w *redisWatcher) Probe(ctx context.Context) error { return w.ps.Ping(ctx) }
+func (w *redisWatcher) Close() error {
+	w.stop()
+	return w.ps.Close()
+}

@@ -1,0 +1,134 @@
+package entitlements
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+)
+
+// StripeSource reads customer state from Stripe through stripe-go, at the
+// pinned API version, so state always reflects Stripe now and never an
+// event's possibly stale payload.
+type StripeSource struct {
+	api *client.API
+}
+
+var _ Source = (*StripeSource)(nil)
+
+// NewStripeSource returns a Source on a stripe-go client.
+func NewStripeSource(api *client.API) *StripeSource { return &StripeSource{api: api} }
+
+// Fetch implements Source: the customer, every subscription (any status)
+// and the active entitlements.
+func (s *StripeSource) Fetch(ctx context.Context, customer string) (*State, error) {
+	cp := &stripe.CustomerParams{}
+	cp.Context = ctx
+	c, err := s.api.Customers.Get(customer, cp)
+	if isMissing(err) {
+		return nil, ErrUnknownCustomer
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get customer: %w", err)
+	}
+	st := &State{Customer: customer}
+	if c.Deleted {
+		st.Deleted = true
+		return st, nil
+	}
+	lp := &stripe.SubscriptionListParams{Customer: stripe.String(customer), Status: stripe.String("all")}
+	lp.Context = ctx
+	it := s.api.Subscriptions.List(lp)
+	for it.Next() {
+		addSubscription(st, it.Subscription())
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	normalize(st)
+	if st.Features, err = s.activeEntitlements(ctx, customer); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (s *StripeSource) activeEntitlements(ctx context.Context, customer string) ([]string, error) {
+	p := &stripe.EntitlementsActiveEntitlementListParams{Customer: stripe.String(customer)}
+	p.Context = ctx
+	it := s.api.EntitlementsActiveEntitlements.List(p)
+	var keys []string
+	for it.Next() {
+		if k := it.EntitlementsActiveEntitlement().LookupKey; k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list active entitlements: %w", err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// addSubscription adds one Stripe subscription to a state. Ended
+// subscriptions only count towards HadTrial.
+func addSubscription(st *State, sub *stripe.Subscription) {
+	if sub.TrialStart != 0 || sub.TrialEnd != 0 {
+		st.HadTrial = true
+	}
+	switch string(sub.Status) {
+	case StatusCanceled, StatusIncompleteExpired:
+		return
+	}
+	s := Subscription{
+		ID:                 sub.ID,
+		Status:             string(sub.Status),
+		CurrentPeriodStart: unix(sub.CurrentPeriodStart),
+		CurrentPeriodEnd:   unix(sub.CurrentPeriodEnd),
+		CancelAtPeriodEnd:  sub.CancelAtPeriodEnd,
+		TrialEnd:           unix(sub.TrialEnd),
+		Created:            unix(sub.Created),
+	}
+	if sub.Items != nil {
+		for _, it := range sub.Items.Data {
+			if it.Price != nil {
+				s.Prices = append(s.Prices, it.Price.ID)
+				s.Items = append(s.Items, Item{ID: it.ID, Price: it.Price.ID})
+			}
+		}
+	}
+	slices.Sort(s.Prices)
+	slices.SortFunc(s.Items, func(a, b Item) int { return cmpString(a.ID, b.ID) })
+	st.Subscriptions = append(st.Subscriptions, s)
+}
+
+// normalize orders subscriptions so that equal states compare equal.
+func normalize(st *State) {
+	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return cmpString(a.ID, b.ID) })
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func unix(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
+
+// isMissing reports Stripe's 404 resource_missing.
+func isMissing(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && (se.HTTPStatusCode == 404 || se.Code == stripe.ErrorCodeResourceMissing)
+}
