@@ -3,6 +3,7 @@ package entitlements
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,16 +22,17 @@ const shards = 32
 // full an arbitrary entry is evicted: any evicted customer is simply
 // reloaded from the store on its next request.
 type cache struct {
-	seed     maphash.Seed
-	perShard int
-	shard    [shards]struct {
+	seed  maphash.Seed
+	limit int64
+	n     atomic.Int64 // entries across all shards
+	shard [shards]struct {
 		mu sync.RWMutex
 		m  map[string]*entry
 	}
 }
 
 func newCache(size int) *cache {
-	c := &cache{seed: maphash.MakeSeed(), perShard: max(1, size/shards)}
+	c := &cache{seed: maphash.MakeSeed(), limit: int64(max(1, size))}
 	for i := range c.shard {
 		c.shard[i].m = make(map[string]*entry)
 	}
@@ -50,22 +52,39 @@ func (c *cache) get(customer string) *entry {
 }
 
 func (c *cache) put(customer string, e *entry) {
-	s := &c.shard[c.idx(customer)]
+	i := c.idx(customer)
+	s := &c.shard[i]
 	s.mu.Lock()
-	if _, ok := s.m[customer]; !ok && len(s.m) >= c.perShard {
-		for k := range s.m {
-			delete(s.m, k)
-			break
-		}
-	}
+	_, had := s.m[customer]
 	s.m[customer] = e
 	s.mu.Unlock()
+	if !had && c.n.Add(1) > c.limit {
+		c.evictOne(i)
+	}
+}
+
+// evictOne drops one entry, from the shard after the one just written to.
+func (c *cache) evictOne(from int) {
+	for j := 1; j <= shards; j++ {
+		s := &c.shard[(from+j)%shards]
+		s.mu.Lock()
+		for k := range s.m {
+			delete(s.m, k)
+			c.n.Add(-1)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (c *cache) remove(customer string) {
 	s := &c.shard[c.idx(customer)]
 	s.mu.Lock()
-	delete(s.m, customer)
+	if _, ok := s.m[customer]; ok {
+		delete(s.m, customer)
+		c.n.Add(-1)
+	}
 	s.mu.Unlock()
 }
 
@@ -86,13 +105,4 @@ func (c *cache) keys() []string {
 	return out
 }
 
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shard {
-		s := &c.shard[i]
-		s.mu.RLock()
-		n += len(s.m)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (c *cache) len() int { return int(c.n.Load()) }

@@ -225,5 +225,8 @@ func (g *Gate) Apply(st *State) {
 // Forget drops a customer from this replica's cache.
 func (g *Gate) Forget(customer string) { g.cache.remove(customer) }
 
+// Live reports whether the change feed is up and has confirmed the cache.
+func (g *Gate) Live() bool { return g.confirmed.Load() != 0 }
+
 // Cached returns the number of customers in memory.
 func (g *Gate) Cached() int { return g.cache.len() }

@@ -8,7 +8,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -43,8 +42,8 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	if x.decision.Status != "" {
 		h.Set(HeaderStatus, x.decision.Status)
 	}
-	if len(x.decision.Features) > 0 {
-		h.Set(HeaderFeatures, strings.Join(x.decision.Features, ","))
+	if x.decision.Features != "" {
+		h.Set(HeaderFeatures, x.decision.Features)
 	}
 	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), upstreamStartKey{}, time.Now()))
 }

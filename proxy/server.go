@@ -41,7 +41,7 @@ type Authenticator interface {
 type Decision struct {
 	Plan     string
 	Status   string
-	Features []string
+	Features string // comma separated
 }
 
 // Gate decides whether an authenticated caller may use a route. A non-nil

@@ -18,6 +18,7 @@ import (
 	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/internal/store"
 	"github.com/tollgate-dev/tollgate/internal/stripeapi"
@@ -33,8 +34,12 @@ type Sidecar struct {
 	Store    *store.Store
 	Stripe   *client.API // every Stripe call goes through this one client
 	verifier *auth.Verifier
-	meter    meterService // nil when no meters are configured
-	handler  *proxy.Server
+	// Customers is the shared customer state; Gate decides from it.
+	Customers  entitlements.Store
+	Gate       *entitlements.Gate
+	reconciler *entitlements.Reconciler // nil without a Stripe key
+	meter      meterService             // nil when no meters are configured
+	handler    *proxy.Server
 
 	proxyLn, adminLn net.Listener
 	proxySrv         *http.Server
@@ -61,7 +66,20 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.Stripe = stripeapi.New(cfg.Stripe, s.Metrics, log)
-	if s.verifier, err = newVerifier(ctx, cfg.Auth.JWT, s.Metrics, log, o.Now); err != nil {
+	s.Customers = entitlements.NewRedisStore(s.Store)
+	var source entitlements.Source
+	if cfg.Stripe.SecretKey != "" {
+		src := entitlements.NewStripeSource(s.Stripe)
+		source = src
+		s.reconciler = &entitlements.Reconciler{Store: s.Customers, Source: src, Log: log}
+	} else {
+		log.Warn("stripe.secret_key is not set: customers unknown to the store are treated as unsubscribed, and no reconciliation runs")
+	}
+	s.Gate = entitlements.New(entitlements.Options{
+		Store: s.Customers, Source: source, Plans: cfg.Plans, Gating: cfg.Gating,
+		Metrics: s.Metrics, Logger: log, Now: o.Now,
+	})
+	if s.verifier, err = newVerifier(ctx, cfg.Auth.JWT, s.Customers, s.Metrics, log, o.Now); err != nil {
 		s.Store.Close()
 		return nil, err
 	}
@@ -72,6 +90,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	po := proxy.Options{
 		Config:        cfg,
 		Authenticator: s.verifier,
+		Gate:          gateAdapter{s.Gate},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
@@ -136,6 +155,9 @@ func (s *Sidecar) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	s.startWorkers(bg, &wg)
 	for _, p := range []struct {
 		srv *http.Server
 		ln  net.Listener
@@ -157,12 +179,28 @@ func (s *Sidecar) Serve(ctx context.Context) error {
 	case serveErr = <-errc:
 		s.log.Error("listener failed", "err", serveErr)
 	}
-	s.shutdown(serveErr != nil)
+	s.shutdown(serveErr != nil, stopBG)
 	wg.Wait()
 	return serveErr
 }
 
-func (s *Sidecar) shutdown(now bool) {
+// startWorkers runs the background workers until ctx ends.
+func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.Gate.Run(ctx)
+	}()
+	if s.reconciler != nil && s.cfg.Gating.SyncInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.reconciler.RunEvery(ctx, s.cfg.Gating.SyncInterval)
+		}()
+	}
+}
+
+func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	s.draining.Store(true)
 	if d := s.cfg.Server.DrainDelay; d > 0 && !now {
 		s.log.Info("draining: /readyz answers 503", "drain_delay", d.String())
@@ -187,6 +225,7 @@ func (s *Sidecar) shutdown(now bool) {
 	if err := s.adminSrv.Shutdown(ctx); err != nil {
 		s.adminSrv.Close()
 	}
+	stopWorkers()
 	s.close()
 	s.log.Info("tollgate stopped", "shutdown_ms", time.Since(start).Milliseconds())
 }
@@ -231,6 +270,9 @@ func (s *Sidecar) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.verifier.Ready() {
 		problems = append(problems, "token keys not loaded")
+	}
+	if !s.Gate.Live() {
+		problems = append(problems, "entitlements change feed not live")
 	}
 	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -11,7 +11,7 @@ import (
 )
 
 // newVerifier maps the auth.jwt section onto the verifier's options.
-func newVerifier(ctx context.Context, j config.JWT, m *metrics.Metrics, log *slog.Logger, now func() time.Time) (*auth.Verifier, error) {
+func newVerifier(ctx context.Context, j config.JWT, links auth.UserLinks, m *metrics.Metrics, log *slog.Logger, now func() time.Time) (*auth.Verifier, error) {
 	o := auth.Options{
 		Algorithms:          j.Algorithms,
 		Issuer:              j.Issuer,
@@ -27,6 +27,7 @@ func newVerifier(ctx context.Context, j config.JWT, m *metrics.Metrics, log *slo
 		MaxTokenBytes:       j.MaxTokenBytes,
 		CacheSize:           j.CacheSize,
 		Now:                 now,
+		Links:               links,
 		Validations:         m.JWTValidations,
 		Logger:              log,
 	}
