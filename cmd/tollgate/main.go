@@ -31,6 +31,7 @@ const usage = `tollgate: an entitlements sidecar for products billed with Stripe
 Usage:
   tollgate serve   -config FILE   run the sidecar
   tollgate check   -config FILE   validate a config; every problem with its field path; exit 1 if any
+  tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
   tollgate version                print version, commit and Go version
 `
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return serve(ctx, rest, stderr)
 	case "check":
 		return check(rest, stdout, stderr)
+	case "sync":
+		return syncCmd(ctx, rest, stdout, stderr)
 	case "demo":
 		return demo(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
