@@ -87,7 +87,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.close()
 		return nil, err
 	}
+	mounts, err := newWebhook(ctx, s)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
 	po := proxy.Options{
+		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
 		Gate:          gateAdapter{s.Gate},
