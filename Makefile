@@ -27,6 +27,8 @@ fuzz:
 	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzStripReserved$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzForwardedPathIsMatchedPath$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME)
 
 demo:
 	$(GO) run ./cmd/tollgate demo
