@@ -5,6 +5,7 @@ package stripeapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -26,14 +27,14 @@ func New(cfg config.Stripe, m *metrics.Metrics, log *slog.Logger) *client.API {
 		Timeout:   cfg.Timeout,
 		Transport: &instrumented{next: http.DefaultTransport, m: m},
 	}
-	level := stripe.LevelWarn
-	if log == nil || !log.Enabled(context.Background(), slog.LevelWarn) {
-		level = stripe.LevelNull
+	var logger stripe.LeveledLoggerInterface = &stripe.LeveledLogger{Level: stripe.LevelNull}
+	if log != nil {
+		logger = slogAdapter{log}
 	}
 	bc := &stripe.BackendConfig{
 		HTTPClient:        hc,
 		MaxNetworkRetries: stripe.Int64(int64(cfg.MaxNetworkRetries)),
-		LeveledLogger:     &stripe.LeveledLogger{Level: level},
+		LeveledLogger:     logger,
 		EnableTelemetry:   stripe.Bool(false),
 	}
 	if cfg.APIBase != "" {
@@ -46,6 +47,20 @@ func New(cfg config.Stripe, m *metrics.Metrics, log *slog.Logger) *client.API {
 		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, bc),
 	})
 	return api
+}
+
+// slogAdapter sends stripe-go's own log lines to the structured log at
+// debug level: every failure they describe is also returned to, and
+// logged by, the caller with its context.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Debugf(format string, v ...any) { a.emit(format, v) }
+func (a slogAdapter) Infof(format string, v ...any)  { a.emit(format, v) }
+func (a slogAdapter) Warnf(format string, v ...any)  { a.emit(format, v) }
+func (a slogAdapter) Errorf(format string, v ...any) { a.emit(format, v) }
+
+func (a slogAdapter) emit(format string, v []any) {
+	a.log.Log(context.Background(), slog.LevelDebug, "stripe-go: "+fmt.Sprintf(format, v...))
 }
 
 type instrumented struct {
