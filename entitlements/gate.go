@@ -98,7 +98,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	if e == nil {
 		var err error
 		if e, err = g.load(ctx, customer); err != nil {
-			g.log.Warn("entitlements: load failed", "customer", customer, "err", err)
+			g.log.WarnContext(ctx, "entitlements: load failed", "customer", customer, "err", err)
 			g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
 			return g.unavailable(failOpen)
 		}

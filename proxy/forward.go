@@ -107,7 +107,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	if v := resp.Header.Get(HeaderUsage); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			s.log.Warn("upstream sent an invalid "+HeaderUsage+"; counting 1 unit", "request_id", x.rid, "value", v)
+			s.log.WarnContext(resp.Request.Context(), "upstream sent an invalid "+HeaderUsage+"; counting 1 unit", "value", v)
 		} else {
 			x.units = n
 		}
@@ -123,11 +123,11 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 // mid-response. Nothing is metered for such a request.
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	x := r.Context().Value(exchangeKey{}).(*exchange)
-	log := s.log.With("request_id", x.rid)
+	ctx := r.Context()
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		x.outcome, x.status = "client_closed", 499
-		log.Debug("client closed request", "cause", err.Error())
+		s.log.DebugContext(ctx, "client closed request", "cause", err.Error())
 		return
 	}
 	e := errUpstream
@@ -136,6 +136,6 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		e = errUpstreamTimeout
 	}
 	x.outcome, x.status = "upstream_error", e.Status
-	log.Warn("upstream failed", "cause", err.Error())
+	s.log.WarnContext(ctx, "upstream failed", "cause", err.Error())
 	WriteError(w, e)
 }

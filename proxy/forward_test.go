@@ -2,16 +2,19 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/logging"
 )
 
 var spoofHeaders = []string{
@@ -351,4 +354,45 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 	if err != nil || got != "echo hello\n" {
 		t.Errorf("frame = %q, %v; want echo hello", got, err)
 	}
+}
+
+// Every line logged while serving a request names it.
+func TestEveryLogLineCarriesTheRequestID(t *testing.T) {
+	var buf syncBuffer
+	rig := newProxy(t, func(c *config.Config, o *Options) {
+		o.Logger = logging.New(config.Log{Level: "debug", Format: "json"}, &buf)
+	}, nil)
+	rig.backend.Close() // upstream failure: a warn line, then the access line
+	rawRequest(t, rig.front.Listener.Addr().String(), "GET", "/public/x", "X-Request-Id: trace-77")
+	rawRequest(t, rig.front.Listener.Addr().String(), "GET", "/api/x", "X-Request-Id: trace-78", "Authorization: Bearer nope")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 4 {
+		t.Fatalf("got %d log lines; want at least 4:\n%s", len(lines), buf.String())
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not JSON: %q", l)
+		}
+		if id, _ := m["request_id"].(string); id != "trace-77" && id != "trace-78" {
+			t.Errorf("line without the request id: %s", l)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
@@ -201,17 +202,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Header.Set(HeaderRequestID, x.rid)
 	w.Header().Set(HeaderRequestID, x.rid)
-	log := s.log.With("request_id", x.rid)
+	// Every line logged for this request, in any package, carries its id.
+	r = r.WithContext(logging.WithRequestID(r.Context(), x.rid))
+	ctx := r.Context()
 
 	// 2. Header hygiene, before anything reads headers.
 	StripReserved(r.Header)
 
-	defer func() { s.observe(log, r, x, start) }()
+	defer func() { s.observe(ctx, r, x, start) }()
 
 	// 3. One normalised path for everything that follows.
 	p, err := NormalizePath(r.RequestURI)
 	if err != nil {
-		s.deny(w, log, x, errBadPath, err)
+		s.deny(ctx, w, x, errBadPath, err)
 		return
 	}
 	x.path = p
@@ -220,32 +223,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// 4. tollgate's own endpoints.
 	if m := s.mount(p); m != nil {
 		x.outcome = "internal"
-		m.Handler.ServeHTTP(w, r.WithContext(WithRequestID(r.Context(), x.rid)))
+		m.Handler.ServeHTTP(w, r)
 		return
 	}
 
 	// 5. Route: first match wins; no match is a denial.
 	x.route = s.match(r.Method, p)
 	if x.route == nil {
-		s.deny(w, log, x, errNoRoute, nil)
+		s.deny(ctx, w, x, errNoRoute, nil)
 		return
 	}
 
 	// 6. Authentication per the route's mode.
 	if herr := s.authenticate(r, x); herr != nil {
-		s.deny(w, log, x, herr, herr.Err)
+		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}
 
 	// 7. Entitlements.
 	if x.route.cfg.Require.Any() {
 		if s.gate == nil {
-			s.deny(w, log, x, errUnavailable, errors.New("no entitlements gate configured"))
+			s.deny(ctx, w, x, errUnavailable, errors.New("no entitlements gate configured"))
 			return
 		}
 		d, herr := s.gate.Decide(r.Context(), x.route.cfg, x.id)
 		if herr != nil {
-			s.deny(w, log, x, herr, herr.Err)
+			s.deny(ctx, w, x, herr, herr.Err)
 			return
 		}
 		x.decision = d
@@ -322,16 +325,16 @@ func containsMethod(methods []string, m string) bool {
 	return false
 }
 
-func (s *Server) deny(w http.ResponseWriter, log *slog.Logger, x *exchange, e *HTTPError, cause error) {
+func (s *Server) deny(ctx context.Context, w http.ResponseWriter, x *exchange, e *HTTPError, cause error) {
 	x.outcome = e.Code
 	x.status = e.Status
 	if cause != nil {
-		log.Info("request denied", "code", e.Code, "cause", cause.Error())
+		s.log.InfoContext(ctx, "request denied", "code", e.Code, "cause", cause.Error())
 	}
 	WriteError(w, e)
 }
 
-func (s *Server) observe(log *slog.Logger, r *http.Request, x *exchange, start time.Time) {
+func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, start time.Time) {
 	label := "-"
 	if x.route != nil {
 		label = x.route.label
@@ -339,19 +342,10 @@ func (s *Server) observe(log *slog.Logger, r *http.Request, x *exchange, start t
 	d := time.Since(start)
 	s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
 	s.metrics.RequestDuration.WithLabelValues(label).Observe(d.Seconds())
-	log.Info("request", "method", r.Method, "path", x.path, "route", label,
+	s.log.InfoContext(ctx, "request", "method", r.Method, "path", x.path, "route", label,
 		"decision", x.outcome, "status", x.status, "duration_ms", float64(d.Microseconds())/1000)
 }
 
-type requestIDKey struct{}
-
-// WithRequestID returns ctx carrying the request id, for mounted handlers.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
-}
-
-// RequestID returns the request id carried by ctx, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+// RequestID returns the id of the request being served, from its context
+// (mounted handlers, the gate, anything called with the request's ctx).
+func RequestID(ctx context.Context) string { return logging.RequestID(ctx) }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/sidecar"
 )
 
@@ -33,6 +34,7 @@ Usage:
   tollgate check   -config FILE   validate a config; every problem with its field path; exit 1 if any
   tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
+  tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
   tollgate version                print version, commit and Go version
 `
 
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return syncCmd(ctx, rest, stdout, stderr)
 	case "demo":
 		return demo(ctx, rest, stdout, stderr)
+	case "usage":
+		return usageCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -133,15 +137,7 @@ func printProblems(w io.Writer, path string, err error) {
 	}
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
+func newLogger(c config.Log, w io.Writer) *slog.Logger { return logging.New(c, w) }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	path, ok := configFlag("serve", args, stderr)
