@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 
-.PHONY: build test bench lint fuzz demo
+.PHONY: build test bench lint fuzz demo load
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/tollgate ./cmd/tollgate
@@ -32,3 +32,7 @@ fuzz:
 
 demo:
 	$(GO) run ./cmd/tollgate demo
+
+# Loopback load test of the demo with hey (bounded; see scripts/load.sh).
+load:
+	scripts/load.sh
