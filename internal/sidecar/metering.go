@@ -24,14 +24,21 @@ func newMeter(_ context.Context, s *Sidecar) (meterService, error) {
 	if len(s.cfg.Metering.Meters) == 0 {
 		return nil, nil
 	}
-	m, err := meter.New(meter.Options{
+	o := meter.Options{
 		Config:  s.cfg.Metering,
 		Redis:   s.Store.Client,
 		Keys:    s.Store.Keys,
-		Sender:  meter.NewStripeSender(s.Stripe, s.cfg.Stripe.Timeout),
 		Metrics: s.Metrics,
 		Logger:  s.log,
-	})
+	}
+	if s.cfg.Stripe.SecretKey != "" {
+		o.Sender = meter.NewStripeSender(s.Stripe, s.cfg.Stripe.Timeout)
+	} else {
+		// tollgate demo, and deployments that only count: nothing is sent
+		// anywhere, the counts wait in the store.
+		s.log.Warn("stripe.secret_key is not set: usage is counted and kept in the store, and not reported to Stripe")
+	}
+	m, err := meter.New(o)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,348 @@
+package meter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
+)
+
+// waitReported polls until the double's accepted meter events add up to
+// want for every customer.
+func waitReported(t *testing.T, d *testrig.StripeDouble, want map[string]int64, timeout time.Duration) {
+	t.Helper()
+	testrig.WaitFor(t, timeout, func() error {
+		if got := sumEvents(d); !equalSums(got, want) {
+			return fmt.Errorf("reported %v; want %v", got, want)
+		}
+		return nil
+	})
+}
+
+// checkEvents checks every accepted event: unique identifier, timestamp
+// inside a 1 s window, the configured event name.
+func checkEvents(t *testing.T, d *testrig.StripeDouble) {
+	t.Helper()
+	seen := make(map[string]bool)
+	for _, e := range d.MeterEvents() {
+		if seen[e.Identifier] {
+			t.Errorf("identifier %s accepted twice", e.Identifier)
+		}
+		seen[e.Identifier] = true
+		if e.EventName != "api_calls" || len(e.Identifier) > 100 || e.Value <= 0 {
+			t.Errorf("event %+v: want event_name api_calls, identifier ≤ 100 chars, positive value", e)
+		}
+		parts := strings.Split(e.Identifier, "-")
+		if ws, err := strconv.ParseInt(parts[len(parts)-3], 10, 64); err != nil || e.Timestamp*1000 < ws || e.Timestamp*1000 >= ws+1000 {
+			t.Errorf("event %s: timestamp %d is not inside its window", e.Identifier, e.Timestamp)
+		}
+	}
+}
+
+// Two replicas count; one reports. Stripe fails a share of calls with 500
+// and 429 and times out some after recording them: every unit still
+// arrives exactly once.
+func TestReportsExactlyOnceUnderFaults(t *testing.T) {
+	r := newRig(t)
+	r.double.FailRateWith(0.2, 1, testrig.Fault{Status: 500, Type: "api_error", Message: "An unknown error occurred", ShouldRetry: "true", PathPrefix: "/v1/billing/meter_events"})
+	r.double.TimeoutAfterRecord(0.15, 2)
+	// 6 windows of 24 customers in a moment: the clock runs fast.
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	a, b := r.start(func(o *Options) { o.Now = clk.Now }), r.start(func(o *Options) { o.Now = clk.Now })
+	want := make(map[string]int64)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 1440 {
+		c, u := cus(rng.IntN(24)), int64(1+rng.IntN(5))
+		want[c] += u
+		[]*Meter{a, b}[i%2].Count(c, "calls", u)
+		if i%240 == 239 {
+			clk.Add(time.Second)
+			time.Sleep(time.Millisecond)
+		}
+		if i == 720 {
+			r.double.FailRate(0.2, http.StatusTooManyRequests, 3)
+		}
+	}
+	clk.Set(time.Now())
+	waitReported(t, r.double, want, 30*time.Second)
+	checkEvents(t, r.double)
+	if a.batch.isLeading() == b.batch.isLeading() {
+		t.Errorf("leading: a=%v b=%v; want exactly one", a.batch.isLeading(), b.batch.isLeading())
+	}
+	dups := 0
+	for _, req := range r.double.Requests() {
+		if req.Status == http.StatusBadRequest {
+			dups++
+		}
+	}
+	if dups == 0 {
+		t.Errorf("no 'already exists' answers: the timeouts after recording were not exercised")
+	}
+	t.Logf("%d events, %d requests, %d 'already exists' answers counted as delivered",
+		len(r.double.MeterEvents()), len(r.double.Requests()), dups)
+}
+
+// The crash window: Stripe accepted the event, the replica died before
+// marking it done. The next reporter sends the same identifier, Stripe
+// answers "already exists", and the units count as reported once.
+func TestCrashAfterStripeAcceptedReusesIdentifier(t *testing.T) {
+	r := newRig(t)
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	counter := r.start(func(o *Options) { o.Sender, o.Now = nil, clk.Now })
+	counter.Count("cus_A", "calls", 9)
+	if err := counter.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The dying replica: intent recorded, Stripe called, never settled.
+	st := counter.st
+	ws := counter.win.start(clk.Now())
+	state, it, err := st.begin(context.Background(), "cus_A", "calls", ws)
+	if err != nil || state != beginIntent || it.units != 9 {
+		t.Fatalf("begin = %d %+v %v; want an intent for 9 units", state, it, err)
+	}
+	sender := NewStripeSender(testrig.StripeClient(t, r.double.URL()), time.Second)
+	rep := Report{Customer: "cus_A", Meter: "calls", Config: config.Meter{EventName: "api_calls"}, Units: 9,
+		Timestamp: eventTimestamp(ws), Identifier: it.identifier()}
+	if err := sender.Send(context.Background(), rep); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	// Counts that arrive after the intent are not part of it.
+	clk2 := newFakeClock(clk.Now())
+	late := r.start(func(o *Options) { o.Sender, o.Now = nil, clk2.Now })
+	late.Count("cus_A", "calls", 1)
+	if err := late.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	next := r.start(nil)
+	waitReported(t, r.double, map[string]int64{"cus_A": 10}, 10*time.Second)
+	var sameID int
+	for _, req := range r.double.Requests() {
+		if req.Form.Get("identifier") == it.identifier() {
+			sameID++
+		}
+	}
+	events := r.double.MeterEvents()
+	if sameID != 2 || len(events) != 2 || events[1].Identifier != Identifier("cus_A", "calls", ws, it.gen, 2) {
+		t.Errorf("requests with the crashed identifier = %d, events %+v; want 2 requests and a second event with sequence 2", sameID, events)
+	}
+	if row := r.usageRow("cus_A", "calls"); row.Reported != 10 || row.Pending != 0 {
+		t.Errorf("row = %+v; want 10 reported, 0 pending", row)
+	}
+	_ = next
+}
+
+// Counts that arrive for a window already reported go out as a new event
+// (the next sequence), not lost and not deduplicated away.
+func TestLateCountsReportedAsNewEvent(t *testing.T) {
+	r := newRig(t)
+	clk := newFakeClock(time.Now())
+	m := r.start(func(o *Options) { o.Now = clk.Now })
+	start := clk.Now()
+	m.Count("cus_A", "calls", 3)
+	clk.Add(5 * time.Second) // the window closes
+	waitReported(t, r.double, map[string]int64{"cus_A": 3}, 10*time.Second)
+	clk.Set(start) // a straggler for the same window
+	m.Count("cus_A", "calls", 4)
+	clk.Add(5 * time.Second)
+	waitReported(t, r.double, map[string]int64{"cus_A": 7}, 10*time.Second)
+	ev := r.double.MeterEvents()
+	if len(ev) != 2 || ev[0].Timestamp != ev[1].Timestamp || !strings.HasSuffix(ev[1].Identifier, "-2") {
+		t.Errorf("events = %+v; want two for one window, the second with sequence 2", ev)
+	}
+}
+
+// A report Stripe refuses for good is parked: counted, shown by `tollgate
+// usage`, not retried, and the other customers' reports go on.
+func TestPermanentErrorIsParked(t *testing.T) {
+	r := newRig(t)
+	r.double.FailNextWith(1, testrig.Fault{Status: 400, Type: "invalid_request_error", Code: "resource_missing",
+		Message: "No such customer: 'cus_gone'", ShouldRetry: "false", PathPrefix: "/v1/billing/meter_events"})
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	m := r.start(func(o *Options) { o.Now = clk.Now })
+	m.Count("cus_gone", "calls", 5)
+	clk.Add(5 * time.Second) // the window closes
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if row := r.usageRow("cus_gone", "calls"); row.Parked != 5 || row.Pending != 0 {
+			return fmt.Errorf("cus_gone row %+v; want 5 parked", row)
+		}
+		return nil
+	})
+	m.Count("cus_ok", "calls", 2)
+	clk.Add(5 * time.Second)
+	waitReported(t, r.double, map[string]int64{"cus_ok": 2}, 10*time.Second)
+	u, err := ReadUsage(context.Background(), r.admin, r.keys)
+	if err != nil || len(u.Parked) != 1 || u.Parked[0].Reason != "unknown_customer" || u.Parked[0].Units != 5 ||
+		u.Parked[0].Identifier == "" || !strings.Contains(u.Parked[0].Message, "No such customer") {
+		t.Errorf("parked = %+v, %v; want one unknown_customer report of 5 units with its identifier and message", u.Parked, err)
+	}
+	if got := counterValue(m.metrics, "calls", "unknown_customer"); got != 1 {
+		t.Errorf("usage_report_errors_total{reason=unknown_customer} = %v; want 1", got)
+	}
+	var attempts int
+	for _, req := range r.double.Requests() {
+		if req.Form.Get("payload[stripe_customer_id]") == "cus_gone" {
+			attempts++
+		}
+	}
+	if attempts != 1 {
+		t.Errorf("requests for the parked customer = %d; want 1 (parked reports are not retried)", attempts)
+	}
+}
+
+// One replica reports at a time; a replica that dies without releasing
+// the lease loses it within the lease TTL, and one that closes hands it
+// over at once.
+func TestLeaseHandover(t *testing.T) {
+	r := newRig(t)
+	a := r.start(nil)
+	testrig.WaitFor(t, 5*time.Second, func() error {
+		if !a.batch.isLeading() {
+			return errors.New("a does not lead")
+		}
+		return nil
+	})
+	b := r.start(nil)
+	// "Kill" a: its workers stop, the lease is not released.
+	a.cancel()
+	a.wg.Wait()
+	died := time.Now()
+	testrig.WaitFor(t, 5*time.Second, func() error {
+		if !b.batch.isLeading() {
+			return errors.New("b does not lead")
+		}
+		return nil
+	})
+	if took := time.Since(died); took > a.cfg.LeaseTTL+a.cfg.LeaseTTL/3+500*time.Millisecond {
+		t.Errorf("takeover after %v; want within the lease TTL %v (+ one retry period)", took, a.cfg.LeaseTTL)
+	}
+	c := r.start(nil)
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	testrig.WaitFor(t, 5*time.Second, func() error {
+		if !c.batch.isLeading() {
+			return errors.New("c does not lead")
+		}
+		return nil
+	})
+	if took := time.Since(closed); took > c.cfg.LeaseTTL/3+500*time.Millisecond {
+		t.Errorf("takeover after a release took %v; want about one retry period", took)
+	}
+}
+
+// mode usage_records: the subscription item for the price is looked up
+// once, each window is one increment with an Idempotency-Key derived from
+// its identifier.
+func TestUsageRecordsMode(t *testing.T) {
+	r := newRig(t)
+	records := r.double.ServeUsageRecords()
+	r.double.PutSubscription(&stripe.Subscription{
+		ID: "sub_T1", Customer: &stripe.Customer{ID: "cus_A"}, Status: stripe.SubscriptionStatusActive,
+		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{
+			{ID: "si_other", Price: &stripe.Price{ID: "price_flat"}},
+			{ID: "si_T1", Price: &stripe.Price{ID: "price_metered"}},
+		}},
+	})
+	clk := newFakeClock(time.Now())
+	m := r.start(func(o *Options) {
+		o.Now = clk.Now
+		o.Config.Meters = map[string]*config.Meter{"calls": {Mode: config.ModeUsageRecords, Price: "price_metered"}}
+	})
+	waitSum := func(want int64) {
+		t.Helper()
+		testrig.WaitFor(t, 15*time.Second, func() error {
+			if got := records.Sum("si_T1"); got != want {
+				return fmt.Errorf("usage records for si_T1 add up to %d; want %d", got, want)
+			}
+			return nil
+		})
+	}
+	m.Count("cus_A", "calls", 1)
+	clk.Add(5 * time.Second)
+	waitSum(1)
+	// Now with answers lost after Stripe recorded them: the retry's
+	// Idempotency-Key replays the first answer instead of adding again.
+	r.double.TimeoutAfterRecord(0.5, 5)
+	for i := range 3 {
+		m.Count("cus_A", "calls", int64(i+2))
+		clk.Add(time.Second)
+	}
+	clk.Add(5 * time.Second)
+	waitSum(10)
+	for _, rec := range records.Records() {
+		if rec.Action != "increment" || !strings.HasPrefix(rec.IdempotencyKey, "tollgate-ur-tg-cus_A-calls-") {
+			t.Errorf("record %+v: want action increment and an idempotency key from the identifier", rec)
+		}
+	}
+	if n := r.double.Count("GET", "/v1/subscriptions"); n != 1 {
+		t.Errorf("subscription lookups = %d; want 1 (cached)", n)
+	}
+	if row := r.usageRow("cus_A", "calls"); row.Reported != 10 {
+		t.Errorf("row = %+v; want 10 reported", row)
+	}
+}
+
+// The global rate limit spaces Stripe calls.
+func TestRateLimit(t *testing.T) {
+	p := newPacer(20) // 50 ms apart
+	start := time.Now()
+	for range 5 {
+		if err := p.wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 190*time.Millisecond {
+		t.Errorf("5 calls at 20/s took %v; want at least 200ms minus the first slot", took)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.wait(ctx); err == nil {
+		t.Errorf("wait with a cancelled context = nil; want an error")
+	}
+}
+
+// The embedded store (miniredis, `tollgate demo` and Redis-less runs) runs
+// the same scripts: counts are flushed, reported once, and shown.
+func TestEmbeddedStoreReports(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	d := testrig.NewStripeDouble(t)
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	o := Options{Config: testMetering(), Redis: rdb, Keys: store.Keys{Prefix: "tg:"}, Metrics: metrics.New(), Logger: testLogger(),
+		Sender: NewStripeSender(testrig.StripeClient(t, d.URL()), time.Second), Now: clk.Now}
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	m.Count("cus_A", "calls", 4)
+	m.Count("cus_B", "calls", 6)
+	clk.Add(5 * time.Second)
+	waitReported(t, d, map[string]int64{"cus_A": 4, "cus_B": 6}, 10*time.Second)
+	m.Count("cus_A", "calls", 1)
+	clk.Add(-5 * time.Second) // a late count for the reported window
+	m.Count("cus_A", "calls", 2)
+	clk.Add(10 * time.Second)
+	waitReported(t, d, map[string]int64{"cus_A": 7, "cus_B": 6}, 10*time.Second)
+	checkEvents(t, d)
+	u, err := ReadUsage(context.Background(), rdb, store.Keys{Prefix: "tg:"})
+	if err != nil || len(u.Rows) != 2 || u.Rows[0].Reported != 7 || u.Rows[0].Pending != 0 {
+		t.Errorf("ReadUsage = %+v, %v; want cus_A 7 reported, nothing pending", u, err)
+	}
+}

@@ -1,0 +1,321 @@
+package meter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/store"
+)
+
+// Redis layout (P is redis.prefix, C a customer id, {C} its Cluster hash tag):
+//
+//	P{C}:usage:w:<meter>:<ws>    hash, one window's aggregate (ws: window start, Unix ms):
+//	                             counted, reported, parked, gen, seq,
+//	                             inflight_seq + inflight_units (a recorded intent)
+//	P{C}:usage:open              zset of the customer's unfinished windows, "<meter>:<ws>" → window end
+//	P{C}:usage:totals            hash "<meter>:counted|reported|parked" → units, for `tollgate usage`
+//	P{C}:usage:r:<meter>:<day>   hash rollup bucket start → units counted (for Used), 45-day TTL
+//	P{C}:usage:parked            hash "<meter>:<ws>:<seq>" → JSON of a report Stripe refused for good
+//	P{C}:usage:flushed           (Cluster) hash replica → last applied flush sequence
+//	P:usage:flushed              (single Redis) the same, for the whole flush
+//	P:usage:due                  zset customer → end of its earliest unfinished window
+//	P:usage:customers            set of every customer ever counted
+//	P:usage:lease                string, the reporting replica's token (SET NX PX)
+const (
+	rollupTTL       = 45 * 24 * time.Hour // longer than a billing period plus Stripe's 35 days
+	windowRetention = 7 * 24 * time.Hour  // a reported window is kept this long (late counts, Used)
+	markerTrimAge   = 7 * 24 * time.Hour  // flush markers of replicas silent this long are removed
+)
+
+// flushScript applies one chunk of counts, once: ARGV[2] is the replica's
+// flush sequence number, recorded in the marker hash KEYS[1] in the same
+// script, so a chunk sent again after an unknown outcome is skipped.
+// With ARGV[4] == "1", KEYS[2] (due) and KEYS[3] (customers) are updated
+// too (single Redis); on Cluster they are in another slot and the caller
+// updates them after the script.
+var flushScript = redis.NewScript(`
+local replica, seq, now, global, ttl, gen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5], ARGV[6]
+local marker = KEYS[1]
+local last = redis.call('HGET', marker, replica)
+if last then
+  local s = tonumber(string.match(last, '^(%d+)'))
+  if s and s >= seq then return 0 end
+end
+redis.call('HSET', marker, replica, ARGV[2] .. ':' .. ARGV[3])
+redis.call('EXPIRE', marker, 2592000)
+local k = 2
+if global then k = 4 end
+local a = 7
+while a <= #ARGV do
+  local cus, meter, ws, we, units, bucket = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5]
+  local win, open, totals, rollup = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3]
+  redis.call('HSETNX', win, 'gen', gen)
+  redis.call('HINCRBY', win, 'counted', units)
+  redis.call('PERSIST', win)
+  redis.call('ZADD', open, we, meter .. ':' .. ws)
+  redis.call('HINCRBY', totals, meter .. ':counted', units)
+  redis.call('HINCRBY', rollup, bucket, units)
+  redis.call('EXPIRE', rollup, ttl)
+  if global then
+    local s = redis.call('ZSCORE', KEYS[2], cus)
+    if (not s) or tonumber(s) > tonumber(we) then redis.call('ZADD', KEYS[2], we, cus) end
+    redis.call('SADD', KEYS[3], cus)
+  end
+  k = k + 4
+  a = a + 6
+end
+if redis.call('HLEN', marker) > 32 then
+  local all = redis.call('HGETALL', marker)
+  for i = 1, #all, 2 do
+    local t = tonumber(string.match(all[i+1], ':(%d+)$'))
+    if t and t < now - ` + strconv.Itoa(int(markerTrimAge/time.Second)) + ` then redis.call('HDEL', marker, all[i]) end
+  end
+end
+return 1
+`)
+
+// beginScript records the intent to report a window, or returns the intent
+// already recorded: {1, gen, seq, units}. With nothing left to report the
+// window leaves the open index and expires after the retention: {2}. A
+// window that no longer exists leaves the index: {0}.
+var beginScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {0}
+end
+local h = redis.call('HMGET', KEYS[1], 'counted', 'reported', 'parked', 'seq', 'inflight_seq', 'inflight_units', 'gen')
+local gen = h[7] or ''
+if h[5] then return {1, gen, tonumber(h[5]), tonumber(h[6])} end
+local rest = (tonumber(h[1]) or 0) - (tonumber(h[2]) or 0) - (tonumber(h[3]) or 0)
+if rest > 0 then
+  local seq = (tonumber(h[4]) or 0) + 1
+  redis.call('HSET', KEYS[1], 'seq', seq, 'inflight_seq', seq, 'inflight_units', rest)
+  return {1, gen, seq, rest}
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {2}
+`)
+
+// settleScript ends the recorded intent ARGV[1] (a sequence number) as
+// reported or, with KEYS[3] given, as parked with the record ARGV[4] under
+// field ARGV[3]. It returns the units settled, 0 if that intent was already
+// settled (by this or another batcher).
+var settleScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'inflight_seq') ~= ARGV[1] then return 0 end
+local u = tonumber(redis.call('HGET', KEYS[1], 'inflight_units'))
+local field = 'reported'
+if KEYS[3] then
+  field = 'parked'
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+end
+redis.call('HINCRBY', KEYS[1], field, u)
+redis.call('HDEL', KEYS[1], 'inflight_seq', 'inflight_units')
+redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':' .. field, u)
+return u
+`)
+
+// redisStore is the meter's Redis side.
+type redisStore struct {
+	rdb     redis.UniversalClient
+	keys    store.Keys
+	cluster bool
+	win     windows
+	replica string // names this process's flush marker
+}
+
+func (s *redisStore) windowKey(customer, meter string, ws int64) string {
+	return s.keys.Customer(customer, "usage", "w", meter, strconv.FormatInt(ws, 10))
+}
+func (s *redisStore) openKey(customer string) string {
+	return s.keys.Customer(customer, "usage", "open")
+}
+func (s *redisStore) totalsKey(customer string) string {
+	return s.keys.Customer(customer, "usage", "totals")
+}
+func (s *redisStore) parkedKey(customer string) string {
+	return s.keys.Customer(customer, "usage", "parked")
+}
+func (s *redisStore) rollupKey(customer, meter string, day int64) string {
+	return s.keys.Customer(customer, "usage", "r", meter, strconv.FormatInt(day, 10))
+}
+func (s *redisStore) dueKey() string       { return s.keys.Global("usage", "due") }
+func (s *redisStore) customersKey() string { return s.keys.Global("usage", "customers") }
+func (s *redisStore) leaseKey() string     { return s.keys.Global("usage", "lease") }
+
+// applyChunk writes a chunk: one script for the whole chunk on a single
+// Redis; on Cluster one script per customer (its keys share a slot), then
+// the global due index and customer set, which the batcher also repairs.
+func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) error {
+	if !s.cluster {
+		keys := []string{s.keys.Global("usage", "flushed"), s.dueKey(), s.customersKey()}
+		return s.runFlush(ctx, keys, c, c.entries, now, true)
+	}
+	byCustomer := make(map[string][]entry)
+	for _, e := range c.entries {
+		byCustomer[e.customer] = append(byCustomer[e.customer], e)
+	}
+	for cus, es := range byCustomer {
+		keys := []string{s.keys.Customer(cus, "usage", "flushed")}
+		if err := s.runFlush(ctx, keys, c, es, now, false); err != nil {
+			return err
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	for cus, es := range byCustomer {
+		earliest := es[0].window
+		for _, e := range es {
+			earliest = min(earliest, e.window)
+		}
+		pipe.ZAddLT(ctx, s.dueKey(), redis.Z{Score: float64(earliest + s.win.size), Member: cus})
+		pipe.SAdd(ctx, s.customersKey(), cus)
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("meter: flush index: %w", err)
+	}
+	return nil
+}
+
+func (s *redisStore) runFlush(ctx context.Context, keys []string, c *chunk, es []entry, now time.Time, global bool) error {
+	g := "0"
+	if global {
+		g = "1"
+	}
+	args := make([]any, 0, 6+6*len(es))
+	args = append(args, s.replica, c.seq, now.Unix(), g, int64(rollupTTL/time.Second), c.gen)
+	for _, e := range es {
+		b := s.win.bucketOf(e.window)
+		keys = append(keys, s.windowKey(e.customer, e.meter, e.window), s.openKey(e.customer),
+			s.totalsKey(e.customer), s.rollupKey(e.customer, e.meter, dayOf(b)))
+		args = append(args, e.customer, e.meter, e.window, e.window+s.win.size, e.units, b)
+	}
+	if err := flushScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
+		return fmt.Errorf("meter: flush %d entries: %w", len(es), err)
+	}
+	return nil
+}
+
+// intent is a recorded intent to report units of one window.
+type intent struct {
+	customer, meter string
+	window          int64
+	gen             string
+	seq             int64
+	units           int64
+}
+
+func (it intent) identifier() string {
+	return Identifier(it.customer, it.meter, it.window, it.gen, it.seq)
+}
+
+// Outcomes of begin.
+const (
+	beginNothing = 0 // the window is gone
+	beginIntent  = 1 // report it
+	beginDone    = 2 // fully reported (or parked); left the index
+)
+
+func (s *redisStore) begin(ctx context.Context, customer, meter string, ws int64) (int64, intent, error) {
+	member := meter + ":" + strconv.FormatInt(ws, 10)
+	res, err := beginScript.Run(ctx, s.rdb, []string{s.windowKey(customer, meter, ws), s.openKey(customer)},
+		member, int64(windowRetention/time.Second)).Slice()
+	if err != nil {
+		return 0, intent{}, fmt.Errorf("meter: begin %s: %w", member, err)
+	}
+	state, _ := res[0].(int64)
+	it := intent{customer: customer, meter: meter, window: ws}
+	if state == beginIntent && len(res) == 4 {
+		it.gen, _ = res[1].(string)
+		it.seq, _ = res[2].(int64)
+		it.units, _ = res[3].(int64)
+	}
+	return state, it, nil
+}
+
+// settle ends an intent as reported (park == "") or parked with record.
+func (s *redisStore) settle(ctx context.Context, it intent, parkField, record string) (int64, error) {
+	keys := []string{s.windowKey(it.customer, it.meter, it.window), s.totalsKey(it.customer)}
+	if parkField != "" {
+		keys = append(keys, s.parkedKey(it.customer))
+	}
+	n, err := settleScript.Run(ctx, s.rdb, keys, it.seq, it.meter, parkField, record).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("meter: settle %s: %w", it.identifier(), err)
+	}
+	return n, nil
+}
+
+// refreshDue sets the customer's place in the due index to its earliest
+// unfinished window, or removes it. The two keys are in different slots, so
+// this is not atomic; removing, then re-reading the open index and putting
+// the customer back if a flush added a window meanwhile, is safe against a
+// concurrent flush (which updates the index after its open windows).
+func (s *redisStore) refreshDue(ctx context.Context, customer string) error {
+	first, err := s.rdb.ZRangeWithScores(ctx, s.openKey(customer), 0, 0).Result()
+	if err != nil {
+		return fmt.Errorf("meter: refresh due %s: %w", customer, err)
+	}
+	if len(first) > 0 {
+		return s.rdb.ZAdd(ctx, s.dueKey(), redis.Z{Score: first[0].Score, Member: customer}).Err()
+	}
+	if err := s.rdb.ZRem(ctx, s.dueKey(), customer).Err(); err != nil {
+		return fmt.Errorf("meter: refresh due %s: %w", customer, err)
+	}
+	again, err := s.rdb.ZRangeWithScores(ctx, s.openKey(customer), 0, 0).Result()
+	if err != nil {
+		return fmt.Errorf("meter: refresh due %s: %w", customer, err)
+	}
+	if len(again) > 0 {
+		return s.rdb.ZAddLT(ctx, s.dueKey(), redis.Z{Score: again[0].Score, Member: customer}).Err()
+	}
+	return nil
+}
+
+// dueWindow is one closed window waiting for a report.
+type dueWindow struct {
+	customer, meter string
+	window          int64
+}
+
+// dueWindows returns closed windows (ending at or before cutoff) of up to
+// limit customers from the due index, and the due customers that turned
+// out to have none (their index entry is stale).
+func (s *redisStore) dueWindows(ctx context.Context, cutoff int64, limit int64) ([]dueWindow, []string, error) {
+	max := strconv.FormatInt(cutoff, 10)
+	customers, err := s.rdb.ZRangeByScore(ctx, s.dueKey(), &redis.ZRangeBy{Min: "-inf", Max: max, Count: limit}).Result()
+	if err != nil || len(customers) == 0 {
+		return nil, nil, err
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(customers))
+	for i, cus := range customers {
+		cmds[i] = pipe.ZRangeByScore(ctx, s.openKey(cus), &redis.ZRangeBy{Min: "-inf", Max: max})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("meter: due windows: %w", err)
+	}
+	var out []dueWindow
+	var stale []string
+	for i, cus := range customers {
+		members := cmds[i].Val()
+		if len(members) == 0 {
+			stale = append(stale, cus)
+		}
+		for _, m := range members {
+			i := strings.LastIndexByte(m, ':')
+			ws, err := strconv.ParseInt(m[i+1:], 10, 64)
+			if i < 0 || err != nil {
+				continue
+			}
+			out = append(out, dueWindow{customer: cus, meter: m[:i], window: ws})
+		}
+	}
+	return out, stale, nil
+}
