@@ -87,6 +87,9 @@ var (
 // failOpen allows the request when the state cannot be known.
 func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, failOpen bool) Decision {
 	if customer == "" {
+		if !req.Any() {
+			return Decision{} // nothing required: an unsubscribed caller may pass
+		}
 		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
 	}
 	now := g.now()
@@ -106,6 +109,9 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	if !e.negativeUntil.IsZero() {
 		g.metrics.EntitlementCache.WithLabelValues("negative").Inc()
+		if !req.Any() {
+			return Decision{}
+		}
 		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
 	}
 	age := now.Sub(g.confirmedSince(e))

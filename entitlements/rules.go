@@ -32,6 +32,15 @@ type Decision struct {
 	// PeriodStart and PeriodEnd bound the customer's current billing period
 	// (zero when there is none), for quotas.
 	PeriodStart, PeriodEnd time.Time
+	// limits are the per-period meter limits of the entitled plans.
+	limits map[string]int64
+}
+
+// Limit returns the per-period limit the customer's plans put on a meter,
+// and false when it is unlimited (no plan, or a plan without a limit).
+func (d Decision) Limit(meter string) (int64, bool) {
+	n, ok := d.limits[meter]
+	return n, ok
 }
 
 // Allowed reports whether the request may proceed.
@@ -41,18 +50,46 @@ func (d Decision) Allowed() bool { return d.Denial == nil }
 type Plans struct {
 	byPrice  map[string]string
 	features map[string][]string
+	limits   map[string]map[string]int64
 }
 
 // NewPlans indexes the configured plans.
 func NewPlans(cfg map[string]*config.Plan) *Plans {
-	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}}
+	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}, limits: map[string]map[string]int64{}}
 	for name, pl := range cfg {
 		for _, price := range pl.Prices {
 			p.byPrice[price] = name
 		}
 		p.features[name] = pl.Features
+		p.limits[name] = pl.Limits
 	}
 	return p
+}
+
+// limitsOf combines the limits of several plans held together: a meter is
+// limited only if every plan limits it, and then to the largest limit.
+func (p *Plans) limitsOf(plans []string) map[string]int64 {
+	if len(plans) == 0 {
+		return nil
+	}
+	out := map[string]int64{}
+	for m, n := range p.limits[plans[0]] {
+		out[m] = n
+	}
+	for _, pl := range plans[1:] {
+		for m, n := range out {
+			other, ok := p.limits[pl][m]
+			if !ok {
+				delete(out, m)
+			} else if other > n {
+				out[m] = other
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // subView is one subscription, resolved against the configured plans once,
@@ -66,17 +103,19 @@ type subView struct {
 	features    []string // sorted: plan features ∪ Stripe entitlements
 	planHeader  string
 	featHeader  string
+	limits      map[string]int64
 }
 
 // view is a State prepared for decisions.
 type view struct {
+	plans          *Plans
 	subs           []subView
 	stripeFeatures []string
 	stripeHeader   string
 }
 
 func newView(st *State, plans *Plans) *view {
-	v := &view{stripeFeatures: sortedUnique(st.Features)}
+	v := &view{plans: plans, stripeFeatures: sortedUnique(st.Features)}
 	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
 	if st.Deleted {
 		return v
@@ -92,6 +131,7 @@ func newView(st *State, plans *Plans) *view {
 		}
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)
+		sv.limits = plans.limitsOf(sv.plans)
 		sv.planHeader = strings.Join(sv.plans, ",")
 		sv.featHeader = strings.Join(sv.features, ",")
 		v.subs = append(v.subs, sv)
@@ -151,6 +191,7 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 	case extra == 0:
 		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
 		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
+		d.limits = first.limits
 	default:
 		d = r.merge(v, now)
 	}
@@ -197,6 +238,7 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 			d.PeriodStart, d.PeriodEnd = s.periodStart, s.periodEnd
 		}
 	}
+	d.limits = v.plans.limitsOf(sortedUnique(plans))
 	d.Plan = strings.Join(sortedUnique(plans), ",")
 	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
 	return d

@@ -1,6 +1,7 @@
 package entitlements
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -94,5 +95,42 @@ func TestMergeKeepsTollgateOnlyFields(t *testing.T) {
 	}
 	if fresh.HadTrial {
 		t.Error("Merge modified its argument")
+	}
+}
+
+func TestDecisionLimits(t *testing.T) {
+	plans := map[string]*config.Plan{
+		"starter": {Prices: []string{"price_s"}, Limits: map[string]int64{"calls": 100, "exports": 5}},
+		"pro":     {Prices: []string{"price_p"}, Limits: map[string]int64{"calls": 1000}},
+		"ent":     {Prices: []string{"price_e"}},
+	}
+	now := t0.Add(-time.Hour)
+	for _, c := range []struct {
+		name   string
+		prices [][]string // one subscription per entry
+		meter  string
+		want   int64
+		wantOK bool
+	}{
+		{"starter calls", [][]string{{"price_s"}}, "calls", 100, true},
+		{"starter exports", [][]string{{"price_s"}}, "exports", 5, true},
+		{"unlimited meter", [][]string{{"price_p"}}, "exports", 0, false},
+		{"plan without limits", [][]string{{"price_e"}}, "calls", 0, false},
+		{"two plans: the larger limit", [][]string{{"price_s"}, {"price_p"}}, "calls", 1000, true},
+		{"two plans: one unlimited", [][]string{{"price_s"}, {"price_p"}}, "exports", 0, false},
+		{"limited plus unlimited plan", [][]string{{"price_s", "price_e"}}, "calls", 0, false},
+		{"no subscription", nil, "calls", 0, false},
+	} {
+		st := State{}
+		for i, p := range c.prices {
+			s := sub("active", p...)
+			s.ID = fmt.Sprint("sub_", i)
+			st.Subscriptions = append(st.Subscriptions, s)
+		}
+		d := Rules{}.decide(newView(&st, NewPlans(plans)), config.Require{}, now)
+		got, ok := d.Limit(c.meter)
+		if got != c.want || ok != c.wantOK {
+			t.Errorf("%s: Limit(%q) = %d, %v; want %d, %v", c.name, c.meter, got, ok, c.want, c.wantOK)
+		}
 	}
 }

@@ -240,8 +240,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 7. Entitlements.
-	if x.route.cfg.Require.Any() {
+	// 7. Entitlements, and quotas on metered routes. A route that requires
+	// nothing still asks a configured gate, for quotas and plan headers.
+	if x.route.cfg.Require.Any() || (x.route.cfg.Meter != "" && s.gate != nil) {
 		if s.gate == nil {
 			s.deny(ctx, w, x, errUnavailable, errors.New("no entitlements gate configured"))
 			return

@@ -2,17 +2,25 @@ package sidecar
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"net/http"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
+	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
-// gateAdapter puts the entitlements gate behind proxy.Gate, turning its
-// denials into the HTTP answers of the SPEC.
-type gateAdapter struct{ g *entitlements.Gate }
+// gateAdapter puts the entitlements gate, and the quotas of metered
+// routes, behind proxy.Gate, turning denials into the SPEC's answers.
+type gateAdapter struct {
+	g      *entitlements.Gate
+	quotas *meter.Quotas // nil when nothing is metered
+	now    func() time.Time
+}
 
 var _ proxy.Gate = gateAdapter{}
 
@@ -20,9 +28,34 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	d := a.g.Decide(ctx, id.Customer, route.Require, route.FailOpen)
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial == nil {
+		d.Denial = a.quota(ctx, route, id.Customer, d)
+	}
+	if d.Denial == nil {
 		return pd, nil
 	}
 	return pd, httpDenial(d.Denial)
+}
+
+// quota enforces the plan's per-period limit of the route's meter.
+func (a gateAdapter) quota(ctx context.Context, route *config.Route, customer string, d entitlements.Decision) *entitlements.Denial {
+	limit, limited := d.Limit(route.Meter)
+	if a.quotas == nil || route.Meter == "" || !limited || customer == "" || d.PeriodStart.IsZero() {
+		return nil
+	}
+	used, err := a.quotas.Used(ctx, customer, route.Meter, d.PeriodStart)
+	if err != nil {
+		if route.FailOpen {
+			return nil
+		}
+		return &entitlements.Denial{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
+			Message: "Usage cannot be checked right now; try again shortly."}
+	}
+	if used < limit {
+		return nil
+	}
+	return &entitlements.Denial{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
+		Message: fmt.Sprintf("The %s quota of your plan is used up for this billing period.", route.Meter),
+		Limit:   limit, Used: used, RetryAfter: d.PeriodEnd.Sub(a.now())}
 }
 
 func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {
@@ -31,7 +64,7 @@ func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {
 	if dn.UpgradeURL != "" {
 		extra["upgrade_url"] = dn.UpgradeURL
 	}
-	if dn.Limit > 0 {
+	if dn.Code == "quota_exceeded" {
 		extra["limit"], extra["used"] = dn.Limit, dn.Used
 	}
 	if len(extra) > 0 {
@@ -41,4 +74,17 @@ func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {
 		e.RetryAfter = int(math.Ceil(dn.RetryAfter.Seconds()))
 	}
 	return e
+}
+
+// quotaCounter counts usage in the meter and in this replica's quota view
+// at once, so that a quota holds on one replica without waiting for a
+// flush and a refresh.
+type quotaCounter struct {
+	m meterService
+	q *meter.Quotas
+}
+
+func (c quotaCounter) Count(customer, meterName string, units int64) {
+	c.m.Count(customer, meterName, units)
+	c.q.Add(customer, meterName, units)
 }
