@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy"
@@ -12,6 +13,8 @@ import (
 type meterService interface {
 	proxy.Counter
 	Close(ctx context.Context) error
+	// Used is the usage since a time, for quotas.
+	Used(ctx context.Context, customer, meter string, since time.Time) (int64, error)
 }
 
 var _ meterService = (*meter.Meter)(nil)

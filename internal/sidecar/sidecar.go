@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/internal/store"
 	"github.com/tollgate-dev/tollgate/internal/stripeapi"
+	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
@@ -39,6 +40,8 @@ type Sidecar struct {
 	Gate       *entitlements.Gate
 	reconciler *entitlements.Reconciler // nil without a Stripe key
 	meter      meterService             // nil when no meters are configured
+	quotas     *meter.Quotas            // nil when no meters are configured
+	now        func() time.Time
 	handler    *proxy.Server
 
 	proxyLn, adminLn net.Listener
@@ -60,7 +63,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sidecar{cfg: cfg, log: log, Metrics: metrics.New()}
+	s := &Sidecar{cfg: cfg, log: log, Metrics: metrics.New(), now: o.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	var err error
 	if s.Store, err = store.Open(cfg.Redis, log); err != nil {
 		return nil, err
@@ -87,6 +93,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.close()
 		return nil, err
 	}
+	if s.meter != nil {
+		s.quotas = meter.NewQuotas(s.meter.Used, quotaRefresh, cfg.Gating.CacheSize, o.Now)
+	}
 	mounts, err := newWebhook(ctx, s)
 	if err != nil {
 		s.close()
@@ -96,12 +105,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
-		Gate:          gateAdapter{s.Gate},
+		Gate:          gateAdapter{g: s.Gate, quotas: s.quotas, now: s.now},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
 	if s.meter != nil {
-		po.Counter = s.meter
+		po.Counter = quotaCounter{s.meter, s.quotas}
 	}
 	s.handler, err = proxy.New(po)
 	if err != nil {
@@ -236,7 +245,23 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	s.log.Info("tollgate stopped", "shutdown_ms", time.Since(start).Milliseconds())
 }
 
+// quotaRefresh is how often a customer's period usage is re-read for
+// quota checks (in the background; checks are served from memory).
+const quotaRefresh = time.Second
+
 func (s *Sidecar) close() {
+	if s.quotas != nil {
+		s.quotas.Close()
+	}
+	if s.meter != nil {
+		// A no-op after the graceful path's Close; on a failed start it stops
+		// the meter's workers and frees its lease.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.meter.Close(ctx); err != nil {
+			s.log.Error("metering: close", "err", err)
+		}
+		cancel()
+	}
 	if s.verifier != nil {
 		s.verifier.Close()
 	}
