@@ -115,17 +115,27 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(f, os.LookupEnv)
 }
 
-func check(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
+// configArg reads the -config flag of a command and loads the file. A
+// non-zero code is the exit code: usage printed, or every problem printed.
+func configArg(name string, args []string, stderr io.Writer) (cfg *config.Config, path string, code int) {
+	path, ok := configFlag(name, args, stderr)
 	if !ok {
-		return 2
+		return nil, "", 2
 	}
-	if _, err := loadConfig(path); err != nil {
+	cfg, err := loadConfig(path)
+	if err != nil {
 		printProblems(stderr, path, err)
-		return 1
+		return nil, path, 1
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
-	return 0
+	return cfg, path, 0
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	_, path, code := configArg("check", args, stderr)
+	if code == 0 {
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+	}
+	return code
 }
 
 // printProblems prints one line per problem, each with the file name.
@@ -140,14 +150,9 @@ func printProblems(w io.Writer, path string, err error) {
 func newLogger(c config.Log, w io.Writer) *slog.Logger { return logging.New(c, w) }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
-	path, ok := configFlag("serve", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := loadConfig(path)
-	if err != nil {
-		printProblems(stderr, path, err)
-		return 1
+	cfg, _, code := configArg("serve", args, stderr)
+	if code != 0 {
+		return code
 	}
 	log := newLogger(cfg.Log, stderr)
 	return runSidecar(ctx, cfg, log, nil)

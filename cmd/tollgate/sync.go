@@ -14,14 +14,9 @@ import (
 
 // syncCmd reconciles every customer's state from Stripe now.
 func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("sync", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := loadConfig(path)
-	if err != nil {
-		printProblems(stderr, path, err)
-		return 1
+	cfg, path, code := configArg("sync", args, stderr)
+	if code != 0 {
+		return code
 	}
 	if cfg.Stripe.SecretKey == "" {
 		fmt.Fprintf(stderr, "%s: stripe.secret_key is required to read subscriptions from Stripe\n", path)

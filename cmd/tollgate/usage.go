@@ -19,14 +19,9 @@ const usageTimeout = 30 * time.Second
 // usageCmd prints counted, pending, reported and parked units per customer
 // and meter, read from Redis, then every parked report with its reason.
 func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("usage", args, stderr)
-	if !ok {
-		return 2
-	}
-	cfg, err := loadConfig(path)
-	if err != nil {
-		printProblems(stderr, path, err)
-		return 1
+	cfg, _, code := configArg("usage", args, stderr)
+	if code != 0 {
+		return code
 	}
 	if cfg.Redis.Embedded() {
 		fmt.Fprintln(stderr, "tollgate usage: no redis configured: usage lives in the running process's embedded store and cannot be read from outside")
