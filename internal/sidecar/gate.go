@@ -17,14 +17,18 @@ import (
 // gateAdapter puts the entitlements gate, and the quotas of metered
 // routes, behind proxy.Gate, turning denials into the SPEC's answers.
 type gateAdapter struct {
-	g      *entitlements.Gate
-	quotas *meter.Quotas // nil when nothing is metered
-	now    func() time.Time
+	g       *entitlements.Gate
+	quotas  *meter.Quotas   // nil when nothing is metered
+	limited map[string]bool // meters some plan limits
+	now     func() time.Time
 }
 
 var _ proxy.Gate = gateAdapter{}
 
 func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Identity) (proxy.Decision, *proxy.HTTPError) {
+	if !route.Require.Any() && !a.limited[route.Meter] {
+		return proxy.Decision{}, nil // metered, but no plan limits it: nothing to look up
+	}
 	d := a.g.Decide(ctx, id.Customer, route.Require, route.FailOpen)
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial == nil {
@@ -56,6 +60,17 @@ func (a gateAdapter) quota(ctx context.Context, route *config.Route, customer st
 	return &entitlements.Denial{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
 		Message: fmt.Sprintf("The %s quota of your plan is used up for this billing period.", route.Meter),
 		Limit:   limit, Used: used, RetryAfter: d.PeriodEnd.Sub(a.now())}
+}
+
+// limitedMeters lists the meters that some plan puts a limit on.
+func limitedMeters(plans map[string]*config.Plan) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range plans {
+		for m := range p.Limits {
+			out[m] = true
+		}
+	}
+	return out
 }
 
 func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {

@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
-		Gate:          gateAdapter{g: s.Gate, quotas: s.quotas, now: s.now},
+		Gate:          gateAdapter{g: s.Gate, quotas: s.quotas, limited: limitedMeters(cfg.Plans), now: s.now},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
