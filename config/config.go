@@ -257,11 +257,30 @@ type Billing struct {
 	TrialDays int    `yaml:"trial_days"`
 }
 
-// Webhook configures Stripe webhook intake.
+// Webhook configures Stripe webhook intake. The endpoint is served only
+// when stripe.webhook_secrets is non-empty.
 type Webhook struct {
-	Path          string `yaml:"path"`
+	Path string `yaml:"path"`
+	// ForwardURL, when set, receives every verified event, re-signed with
+	// ForwardSecret in Stripe's Stripe-Signature format. Delivery is queued
+	// in Redis and retried; it never delays the answer to Stripe.
 	ForwardURL    string `yaml:"forward_url"`
 	ForwardSecret string `yaml:"forward_secret"`
+	// ProcessTimeout bounds the processing of one event (its Stripe calls
+	// and store writes). The per-event processing lock lasts 10s longer, so
+	// a replica that dies mid-event frees it within ProcessTimeout+10s.
+	// Default 30s.
+	ProcessTimeout time.Duration `yaml:"process_timeout"`
+	// DedupTTL is how long a processed event id is remembered, so that a
+	// redelivery has no second effect. At least 72h (Stripe retries for 3
+	// days); default 720h (the 30 days the Events API lists).
+	DedupTTL time.Duration `yaml:"dedup_ttl"`
+	// ForwardTimeout bounds one delivery to ForwardURL. Default 10s.
+	ForwardTimeout time.Duration `yaml:"forward_timeout"`
+	// ForwardMaxAttempts is how often a forwarded event is tried (backoff
+	// from 1s, doubling, at most 1h apart) before it goes to the dead-letter
+	// list. Default 15 (3 to 4 hours of retries).
+	ForwardMaxAttempts int `yaml:"forward_max_attempts"`
 }
 
 // Metrics configures the Prometheus output.
@@ -310,7 +329,8 @@ func Default() *Config {
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
 		Billing: Billing{Prefix: "/_tollgate/billing"},
-		Webhook: Webhook{Path: "/_tollgate/stripe/webhook"},
+		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
+			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15},
 	}
 }
 

@@ -155,6 +155,13 @@ func TestValidateRules(t *testing.T) {
 		{"brace in prefix", func(c *Config) { c.Redis.Prefix = "a{b}" }, "redis.prefix"},
 		{"publishable key", func(c *Config) { c.Stripe.SecretKey = "pk_test_x" }, "stripe.secret_key"},
 		{"forward without secret", func(c *Config) { c.Webhook.ForwardURL = "https://app/hooks" }, "webhook.forward_secret"},
+		{"forward with secret", func(c *Config) {
+			c.Webhook.ForwardURL, c.Webhook.ForwardSecret = "https://app/hooks", "whsec_app"
+		}, ""},
+		{"dedup shorter than Stripe's retries", func(c *Config) { c.Webhook.DedupTTL = 24 * time.Hour }, "webhook.dedup_ttl: must be between 72h0m0s and 8760h0m0s, got 24h0m0s (Stripe retries"},
+		{"zero process timeout", func(c *Config) { c.Webhook.ProcessTimeout = 0 }, "webhook.process_timeout: must be between 1s and 5m0s"},
+		{"long forward timeout", func(c *Config) { c.Webhook.ForwardTimeout = time.Hour }, "webhook.forward_timeout: must be between 1s and 5m0s"},
+		{"zero forward attempts", func(c *Config) { c.Webhook.ForwardMaxAttempts = 0 }, "webhook.forward_max_attempts: must be 1..100"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()

@@ -262,6 +262,29 @@ func (c *Config) validateEndpoints(p *problems) {
 			p.add("webhook.forward_secret", "required with forward_url: a whsec_... secret the app verifies forwarded events with")
 		}
 	}
+	c.validateWebhook(p)
+}
+
+func (c *Config) validateWebhook(p *problems) {
+	w := c.Webhook
+	for _, f := range []struct {
+		path     string
+		d        time.Duration
+		min, max time.Duration
+		why      string
+	}{
+		{"webhook.process_timeout", w.ProcessTimeout, time.Second, 5 * time.Minute, ""},
+		{"webhook.dedup_ttl", w.DedupTTL, 72 * time.Hour, 8760 * time.Hour,
+			" (Stripe retries a delivery for up to 3 days: a shorter memory lets a late retry take effect twice)"},
+		{"webhook.forward_timeout", w.ForwardTimeout, time.Second, 5 * time.Minute, ""},
+	} {
+		if f.d < f.min || f.d > f.max {
+			p.add(f.path, "must be between %s and %s, got %s%s", f.min, f.max, f.d, f.why)
+		}
+	}
+	if w.ForwardMaxAttempts < 1 || w.ForwardMaxAttempts > 100 {
+		p.add("webhook.forward_max_attempts", "must be 1..100, got %d", w.ForwardMaxAttempts)
+	}
 }
 
 func sortedNames[V any](m map[string]V) []string {

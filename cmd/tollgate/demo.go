@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -27,10 +28,33 @@ import (
 var demoConfig []byte
 
 const (
-	demoHMACSecret = "tollgate-demo-hmac-secret-DO-NOT-USE-IN-PRODUCTION"
-	demoUser       = "user_demo"
-	demoCustomer   = "cus_demo"
+	demoHMACSecret    = "tollgate-demo-hmac-secret-DO-NOT-USE-IN-PRODUCTION"
+	demoWebhookSecret = "whsec_tollgate_demo_DO_NOT_USE_IN_PRODUCTION"
+	demoUser          = "user_demo"
+	demoCustomer      = "cus_demo"
+	demoPrice         = "price_demo_starter" // the starter plan of demo.yaml
 )
+
+// demoEnv fills the ${DEMO_*} values of the embedded demo configuration.
+func demoEnv(listen, admin, upstream, logLevel string) map[string]string {
+	return map[string]string{
+		"DEMO_UPSTREAM":       upstream,
+		"DEMO_LISTEN":         listen,
+		"DEMO_ADMIN":          admin,
+		"DEMO_HMAC_SECRET":    demoHMACSecret,
+		"DEMO_WEBHOOK_SECRET": demoWebhookSecret,
+		"DEMO_LOG_LEVEL":      logLevel,
+	}
+}
+
+// loadDemoConfig loads the embedded demo configuration (demo, and trigger
+// without -config).
+func loadDemoConfig(env map[string]string) (*config.Config, error) {
+	return config.Load(bytes.NewReader(demoConfig), func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	})
+}
 
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -48,17 +72,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer up.Close()
 
-	env := map[string]string{
-		"DEMO_UPSTREAM":    "http://" + up.Addr,
-		"DEMO_LISTEN":      *listen,
-		"DEMO_ADMIN":       *admin,
-		"DEMO_HMAC_SECRET": demoHMACSecret,
-		"DEMO_LOG_LEVEL":   *logLevel,
-	}
-	cfg, err := config.Load(bytes.NewReader(demoConfig), func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	})
+	cfg, err := loadDemoConfig(demoEnv(*listen, *admin, "http://"+up.Addr, *logLevel))
 	if err != nil {
 		printProblems(stderr, "embedded demo config", err)
 		return 1
@@ -101,12 +115,29 @@ Try:
 
   curl -i %[1]s/healthz                                        # public route: 200
   curl -i %[1]s/api/hello                                      # no token: 401
-  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # verified: the app sees X-Tollgate-User/-Customer
+  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # verified, not subscribed yet: 402
+  %[6]s trigger customer.subscription.created -url %[1]s -customer %[4]s -price %[7]s
+  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # subscribed: 200, the app sees X-Tollgate-Customer/-Plan
   curl -i -H "X-Tollgate-Customer: cus_evil" -H "Authorization: Bearer $TOKEN" %[1]s/api/hello   # spoofed header is dropped
   curl -i --path-as-is "%[1]s/api/..%%2fadmin"                     # encoded slash: 400
   curl -i %[1]s/nowhere                                        # no route: 403
-  curl -s http://%[2]s/metrics | grep tollgate_requests_total
-`, base, sc.AdminAddr(), demoUser, demoCustomer, tok)
+  %[6]s trigger customer.subscription.deleted -url %[1]s -customer %[4]s   # canceled: 402 again
+  curl -s http://%[2]s/metrics | grep -E 'tollgate_(requests|webhook_events)_total'
+
+trigger signs a realistic Stripe event with the demo's webhook secret and posts it to the webhook
+endpoint, as Stripe would. The demo has no Stripe key, so tollgate takes the state from the signed
+event itself (trusted payload mode); with stripe.secret_key set it re-reads it from Stripe instead.
+`, base, sc.AdminAddr(), demoUser, demoCustomer, tok, selfCommand(), demoPrice)
+}
+
+// selfCommand is how to run this binary again from the same directory:
+// as invoked, or "go run ./cmd/tollgate" under go run (a temporary file).
+func selfCommand() string {
+	exe := os.Args[0]
+	if strings.Contains(exe, "go-build") || exe == "" {
+		return "go run ./cmd/tollgate"
+	}
+	return exe
 }
 
 type demoUpstream struct {

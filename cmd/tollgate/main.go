@@ -35,6 +35,8 @@ Usage:
   tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
   tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
+  tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
+                                  sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
 `
 
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return demo(ctx, rest, stdout, stderr)
 	case "usage":
 		return usageCmd(ctx, rest, stdout, stderr)
+	case "trigger":
+		return triggerCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,42 +90,42 @@ func (w lineWriter) Write(p []byte) (int, error) {
 }
 
 // The README's first command: the demo starts with no flags beyond a free
-// port, no Redis and no network, and what it prints works.
+// port, no Redis and no network, and what it prints works, including the
+// subscription story: 402, then a `tollgate trigger` line (a signed Stripe
+// event) makes it 200, and the cancellation line makes it 402 again.
 func TestDemoPrintsWorkingCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := lineWriter{make(chan string, 1000)}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, out, io.Discard) }()
 	var base, token string
+	triggers := map[string][]string{} // event type -> the printed command's args from "trigger" on
 	deadline := time.After(30 * time.Second)
-	for base == "" || token == "" {
+	for base == "" || token == "" || len(triggers) < 2 {
 		select {
 		case l := <-out.lines:
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "proxy:"); ok {
+			l = strings.TrimSpace(l)
+			if v, ok := strings.CutPrefix(l, "proxy:"); ok {
 				base = strings.TrimSpace(v)
 			}
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "export TOKEN="); ok {
+			if v, ok := strings.CutPrefix(l, "export TOKEN="); ok {
 				token = v
+			}
+			cmd, _, _ := strings.Cut(l, "#")
+			if f := strings.Fields(cmd); slices.Contains(f, "trigger") {
+				args := f[slices.Index(f, "trigger"):]
+				triggers[args[1]] = args
 			}
 		case code := <-done:
 			t.Fatalf("demo exited early with %d", code)
 		case <-deadline:
-			t.Fatal("demo printed no proxy address and token")
+			t.Fatalf("demo printed no proxy address, token and trigger commands (got %q, %v)", base, triggers)
 		}
 	}
-	for _, c := range []struct {
-		path, token string
-		want        int
-		body        string
-	}{
-		{"/healthz", "", 200, ""},
-		{"/api/hello", "", 401, "unauthenticated"},
-		{"/api/hello", token, 200, `"X-Tollgate-Customer":"cus_demo"`},
-		{"/nowhere", "", 403, "no_route"},
-	} {
-		req, _ := http.NewRequest("GET", base+c.path, nil)
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
+	call := func(path, token string) (int, string) {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -132,8 +133,45 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != c.want || !strings.Contains(string(b), c.body) {
-			t.Errorf("GET %s (token %v) = %d %s; want %d containing %q", c.path, c.token != "", resp.StatusCode, b, c.want, c.body)
+		return resp.StatusCode, string(b)
+	}
+	trigger := func(event string) {
+		args, ok := triggers[event]
+		if !ok {
+			t.Fatalf("demo printed no trigger line for %s (have %v)", event, triggers)
+		}
+		var tout bytes.Buffer
+		if code := run(ctx, args, &tout, &tout); code != 0 || !strings.Contains(tout.String(), `"result":"processed"`) {
+			t.Fatalf("tollgate %s: exit %d\n%s", strings.Join(args, " "), code, tout.String())
+		}
+	}
+	steps := []struct {
+		name, path, token string
+		trigger           string // run this printed trigger line first
+		want              int
+		body              string
+	}{
+		{"public", "/healthz", "", "", 200, ""},
+		{"no token", "/api/hello", "", "", 401, "unauthenticated"},
+		{"not subscribed", "/api/hello", token, "", 402, "subscription_required"},
+		{"subscribed", "/api/hello", token, "customer.subscription.created", 200, `"X-Tollgate-Customer":"cus_demo","X-Tollgate-Features":"reports","X-Tollgate-Plan":"starter"`},
+		{"no route", "/nowhere", "", "", 403, "no_route"},
+		{"canceled", "/api/hello", token, "customer.subscription.deleted", 402, "subscription_required"},
+	}
+	for _, c := range steps {
+		if c.trigger != "" {
+			trigger(c.trigger)
+		}
+		// The webhook's write reaches the gate through the change feed:
+		// poll briefly.
+		var code int
+		var body string
+		waitFor(t, c.name, func() bool {
+			code, body = call(c.path, c.token)
+			return code == c.want && strings.Contains(body, c.body)
+		})
+		if code != c.want || !strings.Contains(body, c.body) {
+			t.Errorf("%s: GET %s = %d %s; want %d containing %q", c.name, c.path, code, body, c.want, c.body)
 		}
 	}
 	cancel()

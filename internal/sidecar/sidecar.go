@@ -213,6 +213,7 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 			s.reconciler.RunEvery(ctx, s.cfg.Gating.SyncInterval)
 		}()
 	}
+	s.startWebhookWorkers(ctx, wg)
 }
 
 func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {

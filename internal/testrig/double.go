@@ -46,6 +46,7 @@ type StripeDouble struct {
 	release  chan struct{} // closed to let held responses go
 	objects  objectState
 	meter    meterState
+	billing  billingState
 }
 
 // RecordedRequest is one request the double received, recorded before any
@@ -77,9 +78,11 @@ func NewStripeDouble(tb testing.TB) *StripeDouble {
 		release: make(chan struct{}),
 		objects: newObjectState(),
 		meter:   newMeterState(),
+		billing: newBillingState(),
 	}
 	d.registerObjectRoutes()
 	d.registerMeterRoutes()
+	d.registerBillingRoutes()
 	d.srv = httptest.NewServer(d)
 	tb.Cleanup(func() {
 		d.mu.Lock()

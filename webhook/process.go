@@ -1,0 +1,85 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// process gives one verified event its effect at most once per event id
+// and at least once per successful answer:
+//
+//   - Claim (SET NX with the lock TTL): only one delivery, on any replica,
+//     processes an event at a time.
+//   - Done: the event already took effect; answer 200 and do nothing.
+//   - Busy: another delivery holds the lock. Answering 200 now would be
+//     wrong, because that delivery may still fail (or its replica die) and
+//     Stripe would then never retry this one. So this delivery waits, up to
+//     BusyWait, for the other to finish: done → 200 duplicate; released
+//     after a failure → it claims and processes the event itself; still
+//     running → 503, and Stripe retries.
+//   - A replica that dies mid-event leaves a lock without a done marker; it
+//     expires after ProcessTimeout+10s and Stripe's retry processes the
+//     event.
+func (h *Handler) process(ctx context.Context, j *job) outcome {
+	if j.kind == kindNone && h.o.Queue == nil {
+		// Nothing to do and nothing to forward: no store round trip, so an
+		// unhandled type is answered 200 even while Redis is away.
+		return outcome{status: http.StatusOK, result: resultIgnored}
+	}
+	deadline := time.Now().Add(h.o.BusyWait)
+	for {
+		state, token, err := h.o.Ledger.Claim(ctx, j.id, h.lockTTL)
+		switch {
+		case err != nil:
+			return failed(err)
+		case state == Done:
+			return outcome{status: http.StatusOK, result: resultDuplicate}
+		case state == Claimed:
+			return h.run(ctx, j, token)
+		case !time.Now().Before(deadline):
+			return outcome{status: http.StatusServiceUnavailable, result: resultBusy, code: "in_progress",
+				msg: "This event is being processed by another delivery; retry later.",
+				err: errors.New("event locked by another delivery")}
+		}
+		t := time.NewTimer(busyPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return failed(ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// run processes a claimed event. It is not cut short when Stripe hangs up:
+// an effect half-written would only be redone by the retry.
+func (h *Handler) run(ctx context.Context, j *job, token string) outcome {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.ProcessTimeout)
+	defer cancel()
+	result, err := h.apply.apply(pctx, j)
+	if err == nil && h.o.Queue != nil {
+		// Queued before the done marker: a crash in between re-queues on
+		// Stripe's retry (at least once), never loses the forward.
+		err = h.o.Queue.Enqueue(pctx, j.id, j.typ, j.body)
+	}
+	if err != nil {
+		if rerr := h.o.Ledger.Release(pctx, j.id, token); rerr != nil {
+			// The lock then expires on its own.
+			err = errors.Join(err, rerr)
+		}
+		return failed(err)
+	}
+	if err := h.o.Ledger.Done(pctx, j.id, h.o.DedupTTL); err != nil {
+		// The effect is stored; a redelivery would only redo it
+		// (re-fetching is idempotent). Not worth a Stripe retry.
+		h.log.Warn("webhook: could not mark event done", "event", j.id, "err", err)
+	}
+	return outcome{status: http.StatusOK, result: result}
+}
+
+func failed(err error) outcome {
+	return outcome{status: http.StatusInternalServerError, result: resultFailed, code: "processing_failed",
+		msg: "The event could not be processed; Stripe will retry.", err: err}
+}

@@ -1,0 +1,101 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate-dev/tollgate/entitlements"
+)
+
+// Stripe is what processing reads from Stripe, always as Stripe has it
+// now, never from an event's payload; *StripeAPI is one.
+type Stripe interface {
+	// Fetch returns the customer's whole state (entitlements.Source).
+	entitlements.Source
+	// Checkout returns what a completed Checkout Session says about its
+	// customer, or ErrNotFound.
+	Checkout(ctx context.Context, session string) (*Checkout, error)
+	// PaymentFailures returns the attempt count of the customer's newest
+	// open (unpaid) invoice, 0 when none is open.
+	PaymentFailures(ctx context.Context, customer string) (int64, error)
+}
+
+// Checkout is the part of a Checkout Session tollgate records.
+type Checkout struct {
+	Customer string // "" for a checkout that created no customer
+	// User is the application's user: client_reference_id, else
+	// metadata.user_id.
+	User string
+	// Trial is set when the subscription the checkout created has a trial.
+	Trial bool
+}
+
+// StripeAPI implements Stripe with stripe-go at the pinned API version.
+type StripeAPI struct {
+	*entitlements.StripeSource
+	api *client.API
+}
+
+var _ Stripe = (*StripeAPI)(nil)
+
+// NewStripeAPI returns a Stripe on a stripe-go client.
+func NewStripeAPI(api *client.API) *StripeAPI {
+	return &StripeAPI{StripeSource: entitlements.NewStripeSource(api), api: api}
+}
+
+// Checkout implements Stripe: one GET of the session with its subscription
+// expanded.
+func (s *StripeAPI) Checkout(ctx context.Context, id string) (*Checkout, error) {
+	p := &stripe.CheckoutSessionParams{}
+	p.Context = ctx
+	p.AddExpand("subscription")
+	cs, err := s.api.CheckoutSessions.Get(id, p)
+	if isMissing(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get checkout session: %w", err)
+	}
+	out := &Checkout{User: cs.ClientReferenceID}
+	if cs.Customer != nil {
+		out.Customer = cs.Customer.ID
+	}
+	if out.User == "" {
+		out.User = cs.Metadata["user_id"]
+	}
+	if sub := cs.Subscription; sub != nil {
+		out.Trial = sub.TrialStart != 0 || sub.TrialEnd != 0
+	}
+	return out, nil
+}
+
+// PaymentFailures implements Stripe by listing the customer's open
+// invoices, newest first. Reading the newest open invoice, rather than the
+// one an event names, keeps the count right whatever order invoice events
+// arrive in: a late invoice.paid for an old invoice cannot clear a newer
+// failure.
+func (s *StripeAPI) PaymentFailures(ctx context.Context, customer string) (int64, error) {
+	p := &stripe.InvoiceListParams{Customer: stripe.String(customer), Status: stripe.String("open")}
+	p.Context = ctx
+	p.Limit = stripe.Int64(1)
+	p.Single = true // one page: only the newest matters
+	it := s.api.Invoices.List(p)
+	var n int64
+	if it.Next() {
+		n = it.Invoice().AttemptCount
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("list open invoices: %w", err)
+	}
+	return n, nil
+}
+
+// isMissing reports Stripe's 404 resource_missing.
+func isMissing(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && (se.HTTPStatusCode == 404 || se.Code == stripe.ErrorCodeResourceMissing)
+}
