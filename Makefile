@@ -29,6 +29,7 @@ fuzz:
 	$(GO) test ./proxy/ -run '^$$' -fuzz '^FuzzForwardedPathIsMatchedPath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME)
 
 demo:
 	$(GO) run ./cmd/tollgate demo

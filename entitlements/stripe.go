@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -44,12 +45,11 @@ func (s *StripeSource) Fetch(ctx context.Context, customer string) (*State, erro
 	lp.Context = ctx
 	it := s.api.Subscriptions.List(lp)
 	for it.Next() {
-		addSubscription(st, it.Subscription())
+		PutSubscription(st, it.Subscription())
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
-	normalize(st)
 	if st.Features, err = s.activeEntitlements(ctx, customer); err != nil {
 		return nil, err
 	}
@@ -73,12 +73,15 @@ func (s *StripeSource) activeEntitlements(ctx context.Context, customer string) 
 	return slices.Compact(keys), nil
 }
 
-// addSubscription adds one Stripe subscription to a state. Ended
-// subscriptions only count towards HadTrial.
-func addSubscription(st *State, sub *stripe.Subscription) {
+// PutSubscription puts one Stripe subscription into a state, replacing a
+// subscription with the same id; an ended one is removed and only counts
+// towards HadTrial. Subscriptions stay ordered by id, so that equal states
+// compare equal.
+func PutSubscription(st *State, sub *stripe.Subscription) {
 	if sub.TrialStart != 0 || sub.TrialEnd != 0 {
 		st.HadTrial = true
 	}
+	st.Subscriptions = slices.DeleteFunc(st.Subscriptions, func(s Subscription) bool { return s.ID == sub.ID })
 	switch string(sub.Status) {
 	case StatusCanceled, StatusIncompleteExpired:
 		return
@@ -101,23 +104,9 @@ func addSubscription(st *State, sub *stripe.Subscription) {
 		}
 	}
 	slices.Sort(s.Prices)
-	slices.SortFunc(s.Items, func(a, b Item) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(s.Items, func(a, b Item) int { return strings.Compare(a.ID, b.ID) })
 	st.Subscriptions = append(st.Subscriptions, s)
-}
-
-// normalize orders subscriptions so that equal states compare equal.
-func normalize(st *State) {
-	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return cmpString(a.ID, b.ID) })
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
 }
 
 func unix(sec int64) time.Time {

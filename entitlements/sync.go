@@ -53,7 +53,7 @@ func (r *Reconciler) Run(ctx context.Context) (SyncReport, error) {
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
-		changed, err := r.syncOne(ctx, c, bySub[c])
+		changed, err := r.syncOne(ctx, c, bySub[c], start)
 		switch {
 		case err != nil:
 			rep.Failed++
@@ -70,12 +70,14 @@ func (r *Reconciler) Run(ctx context.Context) (SyncReport, error) {
 	return rep, nil
 }
 
-func (r *Reconciler) syncOne(ctx context.Context, customer string, subs []*stripe.Subscription) (bool, error) {
+// syncOne repairs one customer from the listing taken at start. A state
+// written after start (by a webhook, which re-reads Stripe) is newer than
+// the listing and is left alone: the next run checks it again.
+func (r *Reconciler) syncOne(ctx context.Context, customer string, subs []*stripe.Subscription, start time.Time) (bool, error) {
 	fresh := &State{Customer: customer}
 	for _, s := range subs {
-		addSubscription(fresh, s)
+		PutSubscription(fresh, s)
 	}
-	normalize(fresh)
 	feats, err := r.Source.activeEntitlements(ctx, customer)
 	if err != nil {
 		return false, err
@@ -83,12 +85,15 @@ func (r *Reconciler) syncOne(ctx context.Context, customer string, subs []*strip
 	fresh.Features = feats
 	changed := false
 	err = r.Store.Update(ctx, customer, func(cur *State) (*State, error) {
+		changed = false
+		if cur != nil && cur.UpdatedAt.After(start) {
+			return cur, nil
+		}
 		next := Merge(cur, fresh)
 		if cur != nil {
 			next.Deleted = cur.Deleted && len(subs) == 0
 		}
 		if cur != nil && cur.SameAs(next) {
-			changed = false
 			return cur, nil
 		}
 		changed = true

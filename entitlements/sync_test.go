@@ -66,3 +66,26 @@ func TestSyncRepairsDriftWithoutWebhook(t *testing.T) {
 		t.Errorf("third sync = %+v, %v; want nothing to repair", rep, err)
 	}
 }
+
+// A webhook that wrote newer state while a sync was running wins: the
+// sync's listing is older than that state and must not roll it back.
+func TestSyncNeverRollsBackNewerState(t *testing.T) {
+	d := testrig.NewStripeDouble(t)
+	end := time.Now().Add(30 * 24 * time.Hour)
+	d.PutSubscription(stripeSub("cus_w", "sub_w", "active", "price_starter_m", end))
+	s := openStore(t, config.Redis{Prefix: "tg:"})
+	runStart := time.Now()
+	newer := &State{Customer: "cus_w", Source: "webhook:evt_1", UpdatedAt: runStart.Add(time.Second),
+		Subscriptions: []Subscription{{ID: "sub_w", Status: "active", Prices: []string{"price_pro"}, CurrentPeriodEnd: end}}}
+	put(t, s, newer)
+	rec := &Reconciler{Store: s, Source: NewStripeSource(testrig.StripeClient(t, d.URL())), Log: quiet,
+		Now: func() time.Time { return runStart }}
+	rep, err := rec.Run(context.Background())
+	if err != nil || rep.Changed != 0 {
+		t.Errorf("sync = %+v, %v; want nothing changed", rep, err)
+	}
+	got, err := s.Get(context.Background(), "cus_w")
+	if err != nil || got.Source != "webhook:evt_1" || got.Subscriptions[0].Prices[0] != "price_pro" {
+		t.Errorf("state after sync = %+v, %v; want the webhook's newer state kept", got, err)
+	}
+}

@@ -33,7 +33,7 @@ func (p *payload) prepare(j *job) error {
 	case kindSubscription:
 		var sub stripe.Subscription
 		if err = json.Unmarshal(j.object, &sub); err == nil {
-			j.change = func(st *entitlements.State) { putSubscription(st, &sub) }
+			j.change = func(st *entitlements.State) { entitlements.PutSubscription(st, &sub) }
 		}
 	case kindCheckout:
 		err = p.prepareCheckout(j)
@@ -80,7 +80,7 @@ func (p *payload) prepareCheckout(j *job) error {
 		// In an event the subscription is an id; only an expanded one
 		// (as `tollgate trigger` never sends) says more.
 		if sub != nil && sub.Status != "" {
-			putSubscription(st, sub)
+			entitlements.PutSubscription(st, sub)
 		}
 	}
 	return nil
@@ -110,41 +110,6 @@ func (p *payload) apply(ctx context.Context, j *job) (string, error) {
 		return next, nil
 	})
 	return result, err
-}
-
-// putSubscription replaces (or adds) one subscription of a state, the way
-// entitlements.StripeSource reads them: ended subscriptions are dropped and
-// only count towards HadTrial.
-func putSubscription(st *entitlements.State, sub *stripe.Subscription) {
-	if sub.TrialStart != 0 || sub.TrialEnd != 0 {
-		st.HadTrial = true
-	}
-	st.Subscriptions = slices.DeleteFunc(st.Subscriptions, func(s entitlements.Subscription) bool { return s.ID == sub.ID })
-	switch string(sub.Status) {
-	case entitlements.StatusCanceled, entitlements.StatusIncompleteExpired:
-		return
-	}
-	s := entitlements.Subscription{
-		ID:                 sub.ID,
-		Status:             string(sub.Status),
-		CurrentPeriodStart: unix(sub.CurrentPeriodStart),
-		CurrentPeriodEnd:   unix(sub.CurrentPeriodEnd),
-		CancelAtPeriodEnd:  sub.CancelAtPeriodEnd,
-		TrialEnd:           unix(sub.TrialEnd),
-		Created:            unix(sub.Created),
-	}
-	if sub.Items != nil {
-		for _, it := range sub.Items.Data {
-			if it.Price != nil {
-				s.Prices = append(s.Prices, it.Price.ID)
-				s.Items = append(s.Items, entitlements.Item{ID: it.ID, Price: it.Price.ID})
-			}
-		}
-	}
-	slices.Sort(s.Prices)
-	slices.SortFunc(s.Items, func(a, b entitlements.Item) int { return strings.Compare(a.ID, b.ID) })
-	st.Subscriptions = append(st.Subscriptions, s)
-	slices.SortFunc(st.Subscriptions, func(a, b entitlements.Subscription) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // clone returns a deep copy of cur (a new state when there is none), so a

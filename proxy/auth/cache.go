@@ -107,7 +107,7 @@ func (c *tokenCache) len() int {
 const (
 	// negativeLinkTTL caps how long "user has no customer" is reused: right
 	// after checkout the link appears and the user should not wait long.
-	negativeLinkTTL = 5 * time.Second
+	negativeLinkTTL = time.Second
 	// staleLinkFactor × LinkTTL is how old an answer may be when Links fails
 	// and it is used anyway; past that the request fails with 503 rather
 	// than act on a link that may have changed.

@@ -137,7 +137,7 @@ type Options struct {
 	CacheSize int
 
 	// LinkTTL is how long a Links answer is reused. Zero means
-	// DefaultLinkTTL (30s). A "no link" answer is reused for at most 5s so a
+	// DefaultLinkTTL (30s). A "no link" answer is reused for at most 1s so a
 	// customer who just checked out is recognised quickly. If Links fails, an
 	// answer up to 10×LinkTTL old is used instead of failing.
 	LinkTTL time.Duration
