@@ -122,7 +122,7 @@ Try:
   curl -i --path-as-is "%[1]s/api/..%%2fadmin"                     # encoded slash: 400
   curl -i %[1]s/nowhere                                        # no route: 403
   %[6]s trigger customer.subscription.deleted -url %[1]s -customer %[4]s   # canceled: 402 again
-  curl -s http://%[2]s/metrics | grep -E 'tollgate_(requests|webhook_events)_total'
+  curl -s http://%[2]s/metrics | grep -E 'tollgate_(requests|webhook_events|usage_units)_total'   # usage counted
 
 trigger signs a realistic Stripe event with the demo's webhook secret and posts it to the webhook
 endpoint, as Stripe would. The demo has no Stripe key, so tollgate takes the state from the signed

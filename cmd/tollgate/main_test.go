@@ -98,7 +98,7 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 	out := lineWriter{make(chan string, 1000)}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, out, io.Discard) }()
-	var base, token string
+	var base, token, admin string
 	triggers := map[string][]string{} // event type -> the printed command's args from "trigger" on
 	deadline := time.After(30 * time.Second)
 	for base == "" || token == "" || len(triggers) < 2 {
@@ -110,6 +110,9 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 			}
 			if v, ok := strings.CutPrefix(l, "export TOKEN="); ok {
 				token = v
+			}
+			if v, ok := strings.CutPrefix(l, "admin:"); ok {
+				admin = strings.Fields(v)[0]
 			}
 			cmd, _, _ := strings.Cut(l, "#")
 			if f := strings.Fields(cmd); slices.Contains(f, "trigger") {
@@ -174,10 +177,28 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 			t.Errorf("%s: GET %s = %d %s; want %d containing %q", c.name, c.path, code, body, c.want, c.body)
 		}
 	}
+	// The subscribed request was counted for billing (the counter moves at
+	// each flush).
+	counted := regexp.MustCompile(`tollgate_usage_units_total\{meter="api_calls"\} [1-9]`)
+	waitFor(t, "usage counted in /metrics", func() bool {
+		code, text := call2(t, admin+"/metrics")
+		return code == 200 && counted.MatchString(text)
+	})
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("demo exit = %d after shutdown; want 0", code)
 	}
+}
+
+func call2(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func TestMain(m *testing.M) {
