@@ -32,6 +32,8 @@ func (e *HTTPError) Unwrap() error { return e.Err }
 var (
 	errBadPath = &HTTPError{Status: http.StatusBadRequest, Code: "bad_request",
 		Msg: "The request path is not allowed: it holds encoded separators, invalid escapes or reserved characters."}
+	errBadMethod = &HTTPError{Status: http.StatusBadRequest, Code: "bad_request",
+		Msg: "The request method must be upper case."}
 	errNoRoute = &HTTPError{Status: http.StatusForbidden, Code: "no_route",
 		Msg: "No route allows this request."}
 	errUnauthenticated = &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated",

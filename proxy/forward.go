@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -116,8 +117,43 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
 	}
 	StripReserved(resp.Header)
+	// Trailers are filled in when the body ends (undeclared ones too):
+	// strip the declarations now and the values at EOF.
+	StripReserved(resp.Trailer)
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp}
+	}
 	return nil
 }
+
+// trailerFilter removes reserved trailers once the upstream body ends,
+// before ReverseProxy copies them to the client.
+type trailerFilter struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+func (b *trailerFilter) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		StripReserved(b.resp.Trailer)
+	}
+	return n, err
+}
+
+// informationalFilter removes reserved headers from 1xx answers (103 Early
+// Hints), which ReverseProxy copies to the client before ModifyResponse
+// runs. Unwrap keeps http.ResponseController's Flush and Hijack working.
+type informationalFilter struct{ http.ResponseWriter }
+
+func (w informationalFilter) WriteHeader(code int) {
+	if code < 200 {
+		StripReserved(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w informationalFilter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // upstreamError answers when the upstream could not be reached or failed
 // mid-response. Nothing is metered for such a request.

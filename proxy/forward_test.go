@@ -396,3 +396,59 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// CWE-178 on methods: with methods: [GET, POST] on the stricter route, a
+// lower-case method or HEAD must not fall through to a looser route.
+func TestMethodVariantsCannotSkipARoute(t *testing.T) {
+	rig := newProxy(t, func(c *config.Config, _ *Options) {
+		c.Routes = []*config.Route{
+			{Path: "/admin/**", Methods: []string{"GET", "POST"}, Auth: config.AuthRequired},
+			{Path: "/**", Auth: config.AuthNone},
+		}
+	}, nil)
+	addr := rig.front.Listener.Addr().String()
+	for _, c := range []struct {
+		method string
+		want   int
+	}{
+		{"GET", 401}, {"HEAD", 401}, {"POST", 401},
+		{"get", 400}, {"Get", 400}, {"post", 400},
+		{"PUT", 200}, // not listed: the looser route, as configured
+	} {
+		resp := rawRequest(t, addr, c.method, "/admin/x")
+		if resp.StatusCode != c.want {
+			t.Errorf("%s /admin/x = %d; want %d", c.method, resp.StatusCode, c.want)
+		}
+	}
+}
+
+// Reserved headers must not reach the client through 103 Early Hints or
+// response trailers either.
+func TestReservedHeadersNotLeakedIn1xxOrTrailers(t *testing.T) {
+	rig := newProxy(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tollgate-Usage", "9")
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("X-Tollgate-Usage")
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", "X-Tollgate-Internal, X-App-Trailer")
+		w.WriteHeader(200)
+		io.WriteString(w, "body")
+		w.Header().Set("X-Tollgate-Internal", "secret")
+		w.Header().Set("X-App-Trailer", "kept")
+	})
+	conn, err := net.Dial("tcp", rig.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /public/x HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	got := string(raw)
+	if !strings.Contains(got, "103 Early Hints") || !strings.Contains(got, "kept") {
+		t.Fatalf("response lacks the early hint or the app trailer:\n%s", got)
+	}
+	if strings.Contains(strings.ToLower(got), "x-tollgate") {
+		t.Errorf("a reserved header leaked to the client:\n%s", got)
+	}
+}

@@ -74,7 +74,10 @@ func checkPatternSegment(p, s string, last bool) error {
 }
 
 // Match reports whether the canonical escaped path (a NormalizePath result)
-// matches p. It does not allocate.
+// matches p. Literal segments match without regard to ASCII case: Express,
+// ASP.NET Core and others route case-insensitively, so "/api/EXPORTS" must
+// not slip past a stricter "/api/exports/**" to a looser "/api/**". It does
+// not allocate.
 func (p Pattern) Match(path string) bool {
 	if p.raw == "" || !strings.HasPrefix(path, "/") {
 		return false
@@ -90,7 +93,7 @@ func (p Pattern) Match(path string) bool {
 		}
 		var seg string
 		seg, rest, more = strings.Cut(rest, "/")
-		if seg == "" || (want != "*" && seg != want) {
+		if seg == "" || (want != "*" && !strings.EqualFold(seg, want)) {
 			return false
 		}
 	}

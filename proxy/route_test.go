@@ -71,7 +71,12 @@ func TestPatternMatch(t *testing.T) {
 		{"/", "/a", false},
 		{"/healthz", "/healthz", true},
 		{"/healthz", "/healthz/", true},
-		{"/healthz", "/Healthz", false},
+		// Literal segments ignore ASCII case (CWE-178): a case variant must
+		// not reach a looser route behind a case-insensitive app router.
+		{"/healthz", "/Healthz", true},
+		{"/api/exports/**", "/api/EXPORTS/all", true},
+		{"/api/exports/**", "/API/Exports", true},
+		{"/api/exports/**", "/api/exportsx", false},
 		{"/healthz", "/healthzx", false},
 		{"/healthz", "/health", false},
 		{"/healthz", "/healthz/x", false},
@@ -99,7 +104,7 @@ func TestPatternMatch(t *testing.T) {
 		{"/**", "/", true},
 		{"/**", "/anything/at/all", true},
 		{"/caf%C3%A9", "/caf%C3%A9", true},
-		{"/caf%C3%A9", "/caf%c3%a9", false}, // never canonical: NormalizePath uppercases
+		{"/caf%C3%A9", "/caf%C3%89", false}, // only ASCII case is folded
 		{"/a", "", false},
 		{"/a", "a", false},
 		// Non-canonical input never matches a "*" with an empty segment.

@@ -211,10 +211,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	defer func() { s.observe(ctx, r, x, start) }()
 
-	// 3. One normalised path for everything that follows.
+	// 3. One normalised path for everything that follows, and a method
+	// routes can be matched on.
 	p, err := NormalizePath(r.RequestURI)
 	if err != nil {
 		s.deny(ctx, w, x, errBadPath, err)
+		return
+	}
+	if !upperToken(r.Method) {
+		// Methods are case-sensitive (RFC 9110 §9.1), but some frameworks
+		// upper-case them: "get" must not miss a methods: [GET] route and
+		// reach the app through a looser one.
+		s.deny(ctx, w, x, errBadMethod, nil)
 		return
 	}
 	x.path = p
@@ -256,7 +264,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 8. Forward with verified identity headers.
-	s.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+	s.rp.ServeHTTP(informationalFilter{w}, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 
 	// 9. Meter: only once the answer was fully sent (a failed copy panics
 	// with http.ErrAbortHandler and never gets here), only counted statuses.
@@ -317,13 +325,25 @@ func (s *Server) match(method, p string) *route {
 	return nil
 }
 
+// containsMethod reports whether a route's methods cover m. HEAD is
+// covered by GET, as in net/http's ServeMux: apps answer HEAD with their
+// GET handler.
 func containsMethod(methods []string, m string) bool {
 	for _, x := range methods {
-		if x == m {
+		if x == m || (m == http.MethodHead && x == http.MethodGet) {
 			return true
 		}
 	}
 	return false
+}
+
+func upperToken(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; c >= 'a' && c <= 'z' {
+			return false
+		}
+	}
+	return m != ""
 }
 
 func (s *Server) deny(ctx context.Context, w http.ResponseWriter, x *exchange, e *HTTPError, cause error) {
