@@ -120,7 +120,8 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	// Trailers are filled in when the body ends (undeclared ones too):
 	// strip the declarations now and the values at EOF.
 	StripReserved(resp.Trailer)
-	if resp.Body != nil && resp.Body != http.NoBody {
+	// (A 101 body is the upgraded connection itself and must stay as is.)
+	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp}
 	}
 	return nil
