@@ -33,6 +33,7 @@ const (
 var (
 	ErrNotFound        = errors.New("entitlements: customer not in store")
 	ErrUnknownCustomer = errors.New("entitlements: Stripe has no such customer")
+	ErrLinkConflict    = errors.New("entitlements: user already linked to another customer")
 )
 
 // Subscription is the part of a Stripe subscription that gating needs.

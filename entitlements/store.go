@@ -28,6 +28,9 @@ type Store interface {
 	// Customers lists every customer with stored state (for reconciliation).
 	Customers(ctx context.Context) ([]string, error)
 	// LinkUser records which customer a user (JWT subject) belongs to;
+	// the first link wins, and a different customer later gets
+	// ErrLinkConflict (a payer can set client_reference_id on Payment
+	// Links, so a later checkout must not move a user to another customer).
 	// CustomerForUser reads it back.
 	LinkUser(ctx context.Context, user, customer string) error
 	CustomerForUser(ctx context.Context, user string) (string, bool, error)
@@ -208,8 +211,14 @@ func (r *RedisStore) Customers(ctx context.Context) ([]string, error) {
 
 // LinkUser implements Store.
 func (r *RedisStore) LinkUser(ctx context.Context, user, customer string) error {
-	if err := r.rdb.Set(ctx, r.userKey(user), customer, 0).Err(); err != nil {
+	prev, err := r.rdb.SetArgs(ctx, r.userKey(user), customer, redis.SetArgs{Mode: "NX", Get: true}).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil // linked now
+	case err != nil:
 		return fmt.Errorf("entitlements: link user: %w", err)
+	case prev != customer:
+		return fmt.Errorf("%w: user %s is linked to %s, not %s", ErrLinkConflict, user, prev, customer)
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ func TestStoreConformance(t *testing.T) {
 				{"DeleteAndIndex", testDeleteAndIndex},
 				{"GetMany", testGetMany},
 				{"UserLinks", testUserLinks},
+				{"UserLinkFirstWins", testLinkFirstWins},
 				{"WatchDeliversChangesBeforeSync", testWatch},
 				{"AcquireIsExclusive", testAcquire},
 			} {
@@ -258,5 +259,21 @@ func nextCustomer(t *testing.T, w Watcher) string {
 		if ev.Customer != "" {
 			return ev.Customer
 		}
+	}
+}
+
+func testLinkFirstWins(t *testing.T, s *RedisStore) {
+	ctx := context.Background()
+	if err := s.LinkUser(ctx, "user_f", "cus_first"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LinkUser(ctx, "user_f", "cus_first"); err != nil {
+		t.Errorf("relinking to the same customer = %v; want nil", err)
+	}
+	if err := s.LinkUser(ctx, "user_f", "cus_attacker"); !errors.Is(err, ErrLinkConflict) {
+		t.Errorf("linking to another customer = %v; want ErrLinkConflict", err)
+	}
+	if c, _, _ := s.CustomerForUser(ctx, "user_f"); c != "cus_first" {
+		t.Errorf("link = %q; want the first one kept", c)
 	}
 }

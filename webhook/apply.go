@@ -63,7 +63,7 @@ func (r *refetch) apply(ctx context.Context, j *job) (string, error) {
 		}
 		j.customer = co.Customer
 		if co.User != "" {
-			if err := r.store.LinkUser(ctx, co.User, co.Customer); err != nil {
+			if err := linkUser(ctx, r.store, r.log, j.id, co.User, co.Customer); err != nil {
 				return "", err
 			}
 		}
@@ -106,4 +106,18 @@ func (r *refetch) refresh(ctx context.Context, j *job, adjust func(context.Conte
 		next.Source, next.UpdatedAt = "webhook:"+j.id, r.now()
 		return next, nil
 	})
+}
+
+// linkUser records the user→customer link of a checkout. A user already
+// linked to another customer keeps that link: the conflict is logged (it
+// can be a payer who set someone else's client_reference_id), and the
+// event is still processed, since a retry would not change the answer.
+func linkUser(ctx context.Context, s entitlements.Store, log *slog.Logger, event, user, customer string) error {
+	err := s.LinkUser(ctx, user, customer)
+	if errors.Is(err, entitlements.ErrLinkConflict) {
+		log.WarnContext(ctx, "webhook: checkout would move a user to another customer; kept the first link",
+			"event", event, "user", user, "customer", customer, "err", err)
+		return nil
+	}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 // newer one about another: one more reason this mode is not for production.
 type payload struct {
 	store entitlements.Store
+	log   *slog.Logger
 }
 
 func (p *payload) prepare(j *job) error {
@@ -91,7 +93,7 @@ func (p *payload) apply(ctx context.Context, j *job) (string, error) {
 		return resultIgnored, nil
 	}
 	if j.user != "" {
-		if err := p.store.LinkUser(ctx, j.user, j.customer); err != nil {
+		if err := linkUser(ctx, p.store, p.log, j.id, j.user, j.customer); err != nil {
 			return "", err
 		}
 	}

@@ -112,7 +112,7 @@ func New(o Options) (*Handler, error) {
 	if o.Stripe != nil {
 		h.apply = &refetch{store: o.Store, api: o.Stripe, now: h.now, log: h.log}
 	} else {
-		h.apply = &payload{store: o.Store}
+		h.apply = &payload{store: o.Store, log: h.log}
 	}
 	return h, nil
 }
