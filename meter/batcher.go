@@ -382,7 +382,7 @@ func (b *batcher) reportPair(ctx context.Context, p pairKey, windows []int64) (b
 	progressed := false
 	for _, ws := range windows {
 		for {
-			state, it, err := b.st.begin(ctx, p.customer, p.meter, ws)
+			state, it, err := b.st.begin(ctx, p.customer, p.meter, ws, b.m.now())
 			if err != nil {
 				return progressed, b.failed(ctx, p.meter, &SendError{Reason: "store", Err: err})
 			}
@@ -401,7 +401,18 @@ func (b *batcher) reportPair(ctx context.Context, p pairKey, windows []int64) (b
 // deliver sends one recorded intent and settles it: reported when Stripe
 // has it, parked when Stripe refuses it for good. A retryable failure leaves
 // the intent in Redis, so the retry sends the same identifier.
+// staleIntentAge is how old an unsettled intent may be before it is no
+// longer resent: Stripe rejects a repeated identifier (and replays an
+// Idempotency-Key) only within a rolling window of at least 24 hours, so a
+// resend after that could bill the same units twice. Such an intent is
+// parked for an operator instead.
+const staleIntentAge = 20 * time.Hour
+
 func (b *batcher) deliver(ctx context.Context, it intent) error {
+	if it.since > 0 && b.m.now().Sub(time.UnixMilli(it.since)) > staleIntentAge {
+		return b.park(ctx, it, &SendError{Reason: "stale_intent", Permanent: true,
+			Err: fmt.Errorf("first sent %s; Stripe's duplicate detection may have expired, check the meter's events before requeueing", time.UnixMilli(it.since).UTC().Format(time.RFC3339))})
+	}
 	err := b.sendIntent(ctx, it)
 	var se *SendError
 	switch {

@@ -121,9 +121,6 @@ func (b *buffer) next() *chunk {
 			break
 		}
 	}
-	if len(b.pending) == 0 {
-		clear(b.latest)
-	}
 	b.inflight = c
 	return c
 }
@@ -134,6 +131,11 @@ func (b *buffer) written(c *chunk) {
 	defer b.mu.Unlock()
 	if b.inflight == c {
 		b.inflight = nil
+	}
+	// Only now is nothing of any pair buffered: until the chunk was
+	// written, a full buffer still merges a pair's new window into it.
+	if b.inflight == nil && len(b.pending) == 0 {
+		clear(b.latest)
 	}
 }
 

@@ -294,3 +294,19 @@ func TestUsed(t *testing.T) {
 		}
 	}
 }
+
+// A pair whose only buffered window is in the chunk being written (Redis
+// down) still has a window to merge into when the buffer is full: its new
+// units are merged, never dropped.
+func TestFullBufferMergesIntoWindowInFlight(t *testing.T) {
+	b := newBuffer(2)
+	b.add(map[ckey]int64{{"cus_A", "calls", 1000}: 3, {"cus_B", "calls", 1000}: 4})
+	if c := b.next(); c == nil || len(c.entries) != 2 {
+		t.Fatal("no chunk cut")
+	}
+	for _, e := range b.add(map[ckey]int64{{"cus_A", "calls", 2000}: 5}) {
+		if e.dropped {
+			t.Errorf("cus_A has a window in flight, yet %d units were dropped", e.units)
+		}
+	}
+}

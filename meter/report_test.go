@@ -110,7 +110,7 @@ func TestCrashAfterStripeAcceptedReusesIdentifier(t *testing.T) {
 	// The dying replica: intent recorded, Stripe called, never settled.
 	st := counter.st
 	ws := counter.win.start(clk.Now())
-	state, it, err := st.begin(context.Background(), "cus_A", "calls", ws)
+	state, it, err := st.begin(context.Background(), "cus_A", "calls", ws, clk.Now())
 	if err != nil || state != beginIntent || it.units != 9 {
 		t.Fatalf("begin = %d %+v %v; want an intent for 9 units", state, it, err)
 	}
@@ -344,5 +344,37 @@ func TestEmbeddedStoreReports(t *testing.T) {
 	u, err := ReadUsage(context.Background(), rdb, store.Keys{Prefix: "tg:"})
 	if err != nil || len(u.Rows) != 2 || u.Rows[0].Reported != 7 || u.Rows[0].Pending != 0 {
 		t.Errorf("ReadUsage = %+v, %v; want cus_A 7 reported, nothing pending", u, err)
+	}
+}
+
+// An intent left unsettled for longer than Stripe remembers identifiers
+// (at least 24 h) is not resent, which could bill it twice: it is parked
+// as stale_intent for an operator.
+func TestStaleIntentIsParkedNotResent(t *testing.T) {
+	r := newRig(t)
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	counter := r.start(func(o *Options) { o.Sender, o.Now = nil, clk.Now })
+	counter.Count("cus_S", "calls", 4)
+	if err := counter.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ws := counter.win.start(clk.Now())
+	// A reporter recorded the intent 21 hours ago, then the outage began.
+	if state, _, err := counter.st.begin(context.Background(), "cus_S", "calls", ws, clk.Now().Add(-21*time.Hour)); err != nil || state != beginIntent {
+		t.Fatalf("begin = %d, %v", state, err)
+	}
+	r.start(nil)
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if row := r.usageRow("cus_S", "calls"); row.Parked != 4 || row.Pending != 0 {
+			return fmt.Errorf("row %+v; want 4 parked", row)
+		}
+		return nil
+	})
+	u, err := ReadUsage(context.Background(), r.admin, r.keys)
+	if err != nil || len(u.Parked) != 1 || u.Parked[0].Reason != "stale_intent" {
+		t.Errorf("parked = %+v, %v; want one stale_intent report", u.Parked, err)
+	}
+	if n := r.double.Count("POST", "/v1/billing/meter_events"); n != 0 {
+		t.Errorf("the stale intent was sent %d times; want 0", n)
 	}
 }

@@ -89,14 +89,14 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {0}
 end
-local h = redis.call('HMGET', KEYS[1], 'counted', 'reported', 'parked', 'seq', 'inflight_seq', 'inflight_units', 'gen')
+local h = redis.call('HMGET', KEYS[1], 'counted', 'reported', 'parked', 'seq', 'inflight_seq', 'inflight_units', 'gen', 'inflight_at')
 local gen = h[7] or ''
-if h[5] then return {1, gen, tonumber(h[5]), tonumber(h[6])} end
+if h[5] then return {1, gen, tonumber(h[5]), tonumber(h[6]), tonumber(h[8]) or 0} end
 local rest = (tonumber(h[1]) or 0) - (tonumber(h[2]) or 0) - (tonumber(h[3]) or 0)
 if rest > 0 then
   local seq = (tonumber(h[4]) or 0) + 1
-  redis.call('HSET', KEYS[1], 'seq', seq, 'inflight_seq', seq, 'inflight_units', rest)
-  return {1, gen, seq, rest}
+  redis.call('HSET', KEYS[1], 'seq', seq, 'inflight_seq', seq, 'inflight_units', rest, 'inflight_at', ARGV[3])
+  return {1, gen, seq, rest, tonumber(ARGV[3])}
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -116,7 +116,7 @@ if KEYS[3] then
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 end
 redis.call('HINCRBY', KEYS[1], field, u)
-redis.call('HDEL', KEYS[1], 'inflight_seq', 'inflight_units')
+redis.call('HDEL', KEYS[1], 'inflight_seq', 'inflight_units', 'inflight_at')
 redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':' .. field, u)
 return u
 `)
@@ -209,6 +209,7 @@ type intent struct {
 	gen             string
 	seq             int64
 	units           int64
+	since           int64 // when the intent was first recorded, Unix ms
 }
 
 func (it intent) identifier() string {
@@ -222,19 +223,20 @@ const (
 	beginDone    = 2 // fully reported (or parked); left the index
 )
 
-func (s *redisStore) begin(ctx context.Context, customer, meter string, ws int64) (int64, intent, error) {
+func (s *redisStore) begin(ctx context.Context, customer, meter string, ws int64, now time.Time) (int64, intent, error) {
 	member := meter + ":" + strconv.FormatInt(ws, 10)
 	res, err := beginScript.Run(ctx, s.rdb, []string{s.windowKey(customer, meter, ws), s.openKey(customer)},
-		member, int64(windowRetention/time.Second)).Slice()
+		member, int64(windowRetention/time.Second), now.UnixMilli()).Slice()
 	if err != nil {
 		return 0, intent{}, fmt.Errorf("meter: begin %s: %w", member, err)
 	}
 	state, _ := res[0].(int64)
 	it := intent{customer: customer, meter: meter, window: ws}
-	if state == beginIntent && len(res) == 4 {
+	if state == beginIntent && len(res) == 5 {
 		it.gen, _ = res[1].(string)
 		it.seq, _ = res[2].(int64)
 		it.units, _ = res[3].(int64)
+		it.since, _ = res[4].(int64)
 	}
 	return state, it, nil
 }

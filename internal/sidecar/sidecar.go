@@ -232,11 +232,15 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 		s.log.Warn("proxy shutdown cut short: in-flight requests were closed", "err", err)
 		s.proxySrv.Close()
 	}
-	// Every request is done: flush what they counted before the store closes.
+	// Every request is done: flush what they counted before the store
+	// closes, with a bound of its own, so that slow requests that used up
+	// shutdown_timeout do not leave the flush no time at all.
 	if s.meter != nil {
-		if err := s.meter.Close(ctx); err != nil {
+		mctx, mcancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+		if err := s.meter.Close(mctx); err != nil {
 			s.log.Error("metering: flush at shutdown failed", "err", err)
 		}
+		mcancel()
 	}
 	if err := s.adminSrv.Shutdown(ctx); err != nil {
 		s.adminSrv.Close()
