@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -266,8 +267,17 @@ func (b *batcher) refreshStats(ctx context.Context) {
 		return
 	}
 	remote := make(map[string]int64)
+	var open []string
 	for _, r := range rows {
 		remote[r.Meter] += r.Pending
+		if r.Pending > 0 {
+			open = append(open, r.Customer)
+		}
+	}
+	// The sweep: a flush that died between its scripts and the due index
+	// (Cluster) left open windows no scan would find.
+	if err := b.st.ensureDue(ctx, slices.Compact(open)); err != nil && ctx.Err() == nil {
+		b.m.log.Warn("metering: due index sweep failed", "err", err)
 	}
 	b.mu.Lock()
 	b.remote = remote

@@ -378,3 +378,21 @@ func TestStaleIntentIsParkedNotResent(t *testing.T) {
 		t.Errorf("the stale intent was sent %d times; want 0", n)
 	}
 }
+
+// Cluster layout: a flush that died after its per-customer script but
+// before the due-index update left units that no scan finds; the leader's
+// sweep puts the customer back in the index and they are reported.
+func TestSweepReportsWindowsMissingFromTheDueIndex(t *testing.T) {
+	r := newRig(t)
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	crashed := r.start(func(o *Options) { o.Cluster, o.Sender, o.Now = true, nil, clk.Now; o.Config.FlushInterval = time.Hour })
+	ws := crashed.win.start(clk.Now())
+	c := &chunk{seq: 1, gen: "g1", entries: []entry{{ckey{"cus_Z", "calls", ws}, 9}}}
+	keys := []string{crashed.st.keys.Customer("cus_Z", "usage", "flushed")}
+	if err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	r.admin.SAdd(context.Background(), crashed.st.customersKey(), "cus_Z") // written before the scripts
+	r.start(func(o *Options) { o.Cluster = true })
+	waitReported(t, r.double, map[string]int64{"cus_Z": 9}, 20*time.Second)
+}

@@ -150,8 +150,10 @@ func (s *redisStore) customersKey() string { return s.keys.Global("usage", "cust
 func (s *redisStore) leaseKey() string     { return s.keys.Global("usage", "lease") }
 
 // applyChunk writes a chunk: one script for the whole chunk on a single
-// Redis; on Cluster one script per customer (its keys share a slot), then
-// the global due index and customer set, which the batcher also repairs.
+// Redis. On Cluster: the customers into the customer set first, then one
+// script per customer (its keys share a slot), then the due index; a crash
+// before the last step leaves customers with open windows that the leader's
+// periodic sweep (ensureDue) puts back into the due index.
 func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) error {
 	if !s.cluster {
 		keys := []string{s.keys.Global("usage", "flushed"), s.dueKey(), s.customersKey()}
@@ -160,6 +162,13 @@ func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) er
 	byCustomer := make(map[string][]entry)
 	for _, e := range c.entries {
 		byCustomer[e.customer] = append(byCustomer[e.customer], e)
+	}
+	members := make([]any, 0, len(byCustomer))
+	for cus := range byCustomer {
+		members = append(members, cus)
+	}
+	if err := s.rdb.SAdd(ctx, s.customersKey(), members...).Err(); err != nil {
+		return fmt.Errorf("meter: flush index: %w", err)
 	}
 	for cus, es := range byCustomer {
 		keys := []string{s.keys.Customer(cus, "usage", "flushed")}
@@ -174,7 +183,6 @@ func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) er
 			earliest = min(earliest, e.window)
 		}
 		pipe.ZAddLT(ctx, s.dueKey(), redis.Z{Score: float64(earliest + s.win.size), Member: cus})
-		pipe.SAdd(ctx, s.customersKey(), cus)
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil {
@@ -276,6 +284,32 @@ func (s *redisStore) refreshDue(ctx context.Context, customer string) error {
 	}
 	if len(again) > 0 {
 		return s.rdb.ZAddLT(ctx, s.dueKey(), redis.Z{Score: again[0].Score, Member: customer}).Err()
+	}
+	return nil
+}
+
+// ensureDue puts customers with open windows into the due index, at their
+// earliest window's end unless they are already due earlier (ZADD LT).
+func (s *redisStore) ensureDue(ctx context.Context, customers []string) error {
+	if len(customers) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	firsts := make([]*redis.ZSliceCmd, len(customers))
+	for i, c := range customers {
+		firsts[i] = pipe.ZRangeWithScores(ctx, s.openKey(c), 0, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("meter: ensure due: %w", err)
+	}
+	pipe = s.rdb.Pipeline()
+	for i, c := range customers {
+		if z := firsts[i].Val(); len(z) > 0 {
+			pipe.ZAddLT(ctx, s.dueKey(), redis.Z{Score: z[0].Score, Member: c})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("meter: ensure due: %w", err)
 	}
 	return nil
 }
