@@ -66,6 +66,11 @@ func TestEndpointAnswers(t *testing.T) {
 		{"signature of another body", "", "", valid(nil), func([]byte) string { return now(valid(nil)) }, 400, "invalid_signature"},
 		{"old timestamp (301s)", "", "", valid(nil), signAt(-301*time.Second, secret), 400, "invalid_signature"},
 		{"future timestamp (301s)", "", "", valid(nil), signAt(301*time.Second, secret), 400, "invalid_signature"},
+		// stripe-go verifies the last t=; a present t= first must not hide a
+		// signed future one from the future-timestamp check.
+		{"two timestamps, the signed one in the future", "", "", valid(nil), func(b []byte) string {
+			return fmt.Sprintf("t=%d,", time.Now().Unix()) + SignatureHeader(b, secret, time.Now().Add(600*time.Second))
+		}, 400, "invalid_signature"},
 		{"timestamp 250s ago", "", "", valid(nil), signAt(-250*time.Second, secret), 200, `"result":"processed"`},
 		{"timestamp 250s ahead", "", "", valid(nil), signAt(250*time.Second, secret), 200, `"result":"processed"`},
 		{"rotated-out secret", "", "", valid(nil), signAt(0, oldSecret), 400, "invalid_signature"},

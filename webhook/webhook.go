@@ -245,7 +245,11 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 		ev, err = stripewebhook.ConstructEventWithOptions(body, header, secret, opts)
 		switch {
 		case err == nil:
-			if ts, ok := signedAt(header); ok && ts.Sub(h.now()) > Tolerance {
+			ts, ok := signedAt(header)
+			if !ok {
+				return nil, errors.New("the signature header must carry exactly one t= timestamp")
+			}
+			if ts.Sub(h.now()) > Tolerance {
 				return nil, fmt.Errorf("timestamp %s is more than %s in the future", ts.UTC().Format(time.RFC3339), Tolerance)
 			}
 			return &ev, nil
@@ -262,13 +266,21 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 	return nil, err
 }
 
-// signedAt reads the t= timestamp of a Stripe-Signature header.
+// signedAt reads the t= timestamp of a Stripe-Signature header. A header
+// with more than one t= is refused: stripe-go verifies against the last
+// one, so reading another would let a signed future timestamp slip past
+// the future-timestamp check.
 func signedAt(header string) (time.Time, bool) {
+	var at time.Time
+	found := false
 	for _, pair := range strings.Split(header, ",") {
 		if v, ok := strings.CutPrefix(pair, "t="); ok {
 			sec, err := strconv.ParseInt(v, 10, 64)
-			return time.Unix(sec, 0), err == nil
+			if err != nil || found {
+				return time.Time{}, false
+			}
+			at, found = time.Unix(sec, 0), true
 		}
 	}
-	return time.Time{}, false
+	return at, found
 }
