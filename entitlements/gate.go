@@ -49,6 +49,10 @@ type Gate struct {
 	// change announced before it has been applied (unix nanoseconds; 0
 	// while the feed is down).
 	confirmed atomic.Int64
+	// announced counts the announcements the watcher has seen, so that a
+	// load that raced one (read before the write, cached after the
+	// announcement was skipped as "not cached") reads again.
+	announced atomic.Uint64
 }
 
 // New returns a Gate; Run must be started for cross-replica updates.
@@ -176,6 +180,16 @@ func (g *Gate) load(ctx context.Context, customer string) (*entry, error) {
 const loadTimeout = 10 * time.Second
 
 func (g *Gate) loadNow(ctx context.Context, customer string) (*entry, error) {
+	for attempt := 0; ; attempt++ {
+		seen := g.announced.Load()
+		e, err := g.loadOnce(ctx, customer)
+		if err != nil || attempt == 2 || g.announced.Load() == seen {
+			return e, err
+		}
+	}
+}
+
+func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 	start := g.now()
 	st, err := g.store.Get(ctx, customer)
 	switch {

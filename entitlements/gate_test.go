@@ -233,3 +233,37 @@ func TestRefreshHealsLostAnnouncement(t *testing.T) {
 		return !g.Decide(context.Background(), "cus_l", reqSub, false).Allowed()
 	})
 }
+
+// hookedStore runs a hook inside the first Get, to interleave a write and
+// its announcement with a first-sight load.
+type hookedStore struct {
+	Store
+	once sync.Once
+	hook func()
+}
+
+func (h *hookedStore) Get(ctx context.Context, customer string) (*State, error) {
+	st, err := h.Store.Get(ctx, customer)
+	h.once.Do(h.hook)
+	return st, err
+}
+
+// A change written and announced while a first-sight load was between its
+// read and its cache write must not leave the older state cached (the
+// watcher skipped the announcement: the customer was not cached yet).
+func TestLoadRacingAnAnnouncementReadsAgain(t *testing.T) {
+	s := openStore(t, config.Redis{Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_race", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	hs := &hookedStore{Store: s}
+	g, _ := newGate(t, hs, nil, clk)
+	hs.hook = func() {
+		put(t, s, &State{Customer: "cus_race", Subscriptions: []Subscription{sub("canceled", "price_pro")}})
+		g.announced.Add(1) // the watcher saw the announcement; cus_race was not cached yet
+		_ = g.reload(context.Background(), "cus_race")
+	}
+	if dec := g.Decide(context.Background(), "cus_race", reqSub, false); dec.Allowed() {
+		t.Error("the load cached the state from before the cancellation")
+	}
+}

@@ -63,6 +63,7 @@ func (g *Gate) watch(ctx context.Context) error {
 			g.markConfirmed(start)
 			g.log.Info("entitlements: change feed live", "cached", g.cache.len())
 		case ev.Customer != "":
+			g.announced.Add(1)
 			if err := g.reload(ctx, ev.Customer); err != nil {
 				return err
 			}
