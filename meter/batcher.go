@@ -162,21 +162,32 @@ func (b *batcher) lead(parent context.Context, acquired time.Time) {
 	}
 }
 
+// keepLease renews the lease every third of its TTL. Leadership ends at
+// the lease's own deadline even while a renew is still blocked (Redis
+// timeouts and retries), so that two replicas never report at once.
 func (b *batcher) keepLease(ctx context.Context, lost context.CancelFunc, acquired time.Time) {
 	valid := acquired.Add(b.ttl - b.ttl/10)
+	expire := time.NewTimer(time.Until(valid))
+	defer expire.Stop()
 	t := time.NewTicker(b.ttl / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-expire.C:
+			lost()
+			return
 		case <-t.C:
 		}
 		sent := time.Now()
-		ok, err := b.renew(ctx)
+		rctx, cancel := context.WithDeadline(ctx, valid)
+		ok, err := b.renew(rctx)
+		cancel()
 		switch {
 		case err == nil && ok:
 			valid = sent.Add(b.ttl - b.ttl/10)
+			expire.Reset(time.Until(valid))
 		case err == nil && !ok:
 			lost()
 			return
