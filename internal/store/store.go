@@ -36,6 +36,9 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 	s := &Store{Keys: Keys{Prefix: cfg.Prefix}}
 	if cfg.Embedded() {
 		m := miniredis.NewMiniRedis()
+		// TTLs run on the wall clock, as in Redis: leases, locks and
+		// windows expire (miniredis otherwise waits for FastForward).
+		m.ClockTTL(true)
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("store: start embedded store: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
@@ -98,4 +99,25 @@ func hashSlot(key string) int {
 		}
 	}
 	return int(crc) % 16384
+}
+
+// The embedded store expires keys on the wall clock like Redis: leases and
+// locks taken with a TTL must free themselves.
+func TestEmbeddedStoreExpiresKeys(t *testing.T) {
+	s, err := Open(config.Redis{Prefix: "t:"}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Client.Set(ctx, "t:lease", "me", 50*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Client.Exists(ctx, "t:lease").Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a key with a 50ms TTL still exists after 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

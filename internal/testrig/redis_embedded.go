@@ -13,6 +13,7 @@ import (
 func startEmbedded(tb testing.TB, cfg redisConfig) *Redis {
 	tb.Helper()
 	m := miniredis.NewMiniRedis()
+	m.ClockTTL(true) // TTLs expire on the wall clock, as on redis-server
 	if err := m.StartAddr("127.0.0.1:0"); err != nil {
 		tb.Fatalf("testrig: start miniredis: %v", err)
 	}
