@@ -40,6 +40,10 @@ type Config struct {
 	Billing  Billing          `yaml:"billing"`
 	Webhook  Webhook          `yaml:"webhook"`
 	Metrics  Metrics          `yaml:"metrics"`
+
+	// lines maps each field path written in the file to its line, so that
+	// validation problems can say where they are.
+	lines map[string]int
 }
 
 // Server holds the listeners' timeouts and shutdown behaviour.

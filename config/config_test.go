@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,34 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("example config is not valid: %v", err)
+	}
+}
+
+// Validation problems name the line of their field (or of the nearest
+// enclosing field written in the file), and Load lists them in file order.
+func TestValidationProblemsCarryLines(t *testing.T) {
+	src := "upstream: http://127.0.0.1:3000\n" + // line 1
+		"auth:\n" + // 2
+		"  jwt:\n" + // 3
+		"    algorithms: [HS256]\n" + // 4
+		"    audience: [\"\"]\n" + // 5
+		"    hmac_secret: short\n" + // 6
+		"routes:\n" + // 7
+		"  - { path: /a, require: { plans: [gold] } }\n" // 8
+	_, err := Load(strings.NewReader(src), env(nil))
+	var lines []int
+	for _, p := range Problems(err) {
+		var fe *FieldError
+		if !errors.As(p, &fe) {
+			t.Fatalf("problem %v is not a *FieldError", p)
+		}
+		lines = append(lines, fe.Line)
+		want := map[string]int{"auth.jwt.audience[0]": 5, "auth.jwt.hmac_secret": 6, "routes[0].require.plans[0]": 8}[fe.Path]
+		if want != 0 && fe.Line != want {
+			t.Errorf("%s at line %d; want %d", fe.Path, fe.Line, want)
+		}
+	}
+	if len(lines) < 3 || !slices.IsSorted(lines) {
+		t.Errorf("problem lines %v; want at least 3, in file order", lines)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -56,8 +57,9 @@ func ParseEnv(r io.Reader, lookup func(string) (string, bool)) (*Config, error) 
 		return nil, ErrEmpty
 	}
 	cfg := Default()
-	d := decoder{lookup: lookup}
+	d := decoder{lookup: lookup, lines: map[string]int{}}
 	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
+	cfg.lines = d.lines
 	return cfg, errors.Join(d.errs...)
 }
 
@@ -68,10 +70,22 @@ func Load(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 	if cfg == nil {
 		return nil, err
 	}
-	if err := errors.Join(err, cfg.Validate()); err != nil {
-		return nil, err
+	all := append(Problems(err), Problems(cfg.Validate())...)
+	if len(all) == 0 {
+		return cfg, nil
 	}
-	return cfg, nil
+	// In file order: a reader fixes them top to bottom.
+	sort.SliceStable(all, func(i, j int) bool { return lineOf(all[i]) < lineOf(all[j]) })
+	return nil, errors.Join(all...)
+}
+
+// lineOf is the file line of a problem; problems without one sort last.
+func lineOf(err error) int {
+	var fe *FieldError
+	if errors.As(err, &fe) && fe.Line > 0 {
+		return fe.Line
+	}
+	return math.MaxInt
 }
 
 // Problems flattens an error from Parse, Load or Validate into its single
@@ -94,6 +108,7 @@ func Problems(err error) []error {
 type decoder struct {
 	lookup func(string) (string, bool)
 	errs   []error
+	lines  map[string]int
 }
 
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
@@ -110,6 +125,9 @@ var durationType = reflect.TypeOf(time.Duration(0))
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	if path != "" {
+		d.lines[path] = n.Line
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // an empty value keeps the default

@@ -24,16 +24,35 @@ var Algorithms = []string{
 // and the proxy agree on what a valid pattern is.
 var PatternChecker = func(string) error { return nil }
 
-type problems struct{ errs []error }
+type problems struct {
+	errs  []error
+	lines map[string]int // field path → line in the file, when parsed
+}
 
+// add records a problem, with the line of its field (or of the nearest
+// enclosing field that was written in the file).
 func (p *problems) add(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &FieldError{Path: path, Line: p.line(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) line(path string) int {
+	for path != "" {
+		if l, ok := p.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return 0
+		}
+		path = path[:i]
+	}
+	return 0
 }
 
 // Validate checks the whole configuration and returns every problem found,
 // joined, each a *FieldError naming its field path. It has no side effects.
 func (c *Config) Validate() error {
-	var p problems
+	p := problems{lines: c.lines}
 	c.validateListeners(&p)
 	c.validateServer(&p)
 	c.validateRedis(&p)
