@@ -97,6 +97,14 @@ func (c *tokenCache) evictLocked(now time.Time) {
 	delete(c.entries, victim)
 }
 
+// clear forgets every verified token, so that each is checked again
+// against the current keys.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
 func (c *tokenCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -157,7 +165,9 @@ func (c *linkCache) stale(user string, now time.Time) (linkEntry, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.entries[user]
 	age := now.Sub(e.at)
-	return e, ok && age >= 0 && age < staleLinkFactor*c.ttl
+	// Only a found link stands in; a stale "no link" could deny a user who
+	// has just paid, where 503 (retry) is the honest answer.
+	return e, ok && e.ok && age >= 0 && age < staleLinkFactor*c.ttl
 }
 
 func (c *linkCache) put(user string, e linkEntry) {

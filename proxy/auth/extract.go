@@ -12,15 +12,9 @@ import (
 // pick a different one, so the request is rejected rather than guessed at.
 func extractToken(r *http.Request, cookie string, maxBytes int) (string, *Error) {
 	headers := r.Header["Authorization"]
-	var cookies []*http.Cookie
+	var cookies []string
 	if cookie != "" {
-		for _, c := range r.CookiesNamed(cookie) {
-			// Logout commonly leaves an empty cookie behind; that is
-			// "no credentials", not a bad one.
-			if c.Value != "" {
-				cookies = append(cookies, c)
-			}
-		}
+		cookies = namedCookies(r.Header["Cookie"], cookie)
 	}
 	switch n := len(headers) + len(cookies); {
 	case n == 0:
@@ -29,9 +23,28 @@ func extractToken(r *http.Request, cookie string, maxBytes int) (string, *Error)
 		return "", failf(ReasonMultipleCredentials, "%d Authorization headers and %d %q cookies", len(headers), len(cookies), cookie)
 	}
 	if len(cookies) == 1 {
-		return checkToken(cookies[0].Value, maxBytes)
+		return checkToken(cookies[0], maxBytes)
 	}
 	return bearerToken(headers[0], maxBytes)
+}
+
+// namedCookies returns the non-empty values of every cookie called name,
+// scanning the raw headers. net/http's parser silently drops values it
+// finds invalid (a backslash, a quote, a non-ASCII byte), while an
+// upstream's parser may keep them: "tok=EVIL\; tok=<valid>" must count as
+// two credentials, not one. An empty value (left behind by a logout) is
+// "no credentials", not a bad one.
+func namedCookies(headers []string, name string) []string {
+	var out []string
+	for _, h := range headers {
+		for _, part := range strings.Split(h, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.TrimSpace(k) == name && v != "" {
+				out = append(out, strings.Trim(v, `"`))
+			}
+		}
+	}
+	return out
 }
 
 // bearerToken parses an Authorization header value (RFC 6750 §2.1; the
@@ -41,10 +54,13 @@ func extractToken(r *http.Request, cookie string, maxBytes int) (string, *Error)
 func bearerToken(h string, maxBytes int) (string, *Error) {
 	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		if len(scheme) > 16 { // do not echo an attacker's megabyte into logs
-			scheme = scheme[:16] + "…"
+		// Never log the value: it may be a raw API key sent without a
+		// scheme. Name well-known schemes only.
+		kind := "an unknown scheme"
+		if strings.EqualFold(scheme, "Basic") {
+			kind = "Basic"
 		}
-		return "", failf(ReasonMalformed, "Authorization scheme %q is not Bearer", scheme)
+		return "", failf(ReasonMalformed, "Authorization is %s (%d bytes), not Bearer", kind, len(h))
 	}
 	return checkToken(strings.TrimLeft(tok, " "), maxBytes)
 }

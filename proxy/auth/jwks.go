@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type jwksSource struct {
 	now      func() time.Time
 	allowed  []string
 	log      *slog.Logger
+	// onReplace runs after a fetch replaced an earlier key set: tokens
+	// verified under a key the issuer has just withdrawn must not live on
+	// in the verified-token cache.
+	onReplace func()
 
 	keys      atomic.Pointer[keySet]
 	ready     chan struct{} // closed after the first successful fetch
@@ -143,7 +148,9 @@ func (s *jwksSource) fetchOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.keys.Store(ks)
+	if prev := s.keys.Swap(ks); prev != nil && s.onReplace != nil {
+		s.onReplace()
+	}
 	s.readyOnce.Do(func() {
 		s.log.Info("auth: JWKS loaded", "url", s.logURL, "keys", ks.len())
 		close(s.ready)
@@ -171,6 +178,11 @@ func (s *jwksSource) fetch(ctx context.Context) (*keySet, error) {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// *url.Error prints the whole URL; its query may hold a credential.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = s.logURL
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -208,7 +220,7 @@ func parseJWKS(body []byte, allowed []string, log *slog.Logger) (keys []pinnedKe
 		return nil, fmt.Errorf("decode JWKS: %w", err)
 	}
 	for i, m := range set.Keys {
-		if m.USE == jwkset.UseEnc || m.KTY == jwkset.KtyOct {
+		if m.USE == jwkset.UseEnc || m.KTY == jwkset.KtyOct || (len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify)) {
 			continue
 		}
 		// Drop private parameters a careless issuer may publish: only the

@@ -93,6 +93,9 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 	ctx, v.cancel = context.WithCancel(ctx)
 	if o.JWKSURL != "" {
 		v.jwks = newJWKSSource(&o)
+		if v.tokens != nil {
+			v.jwks.onReplace = v.tokens.clear
+		}
 		v.ownClient = o.HTTPClient == nil
 		v.wg.Go(func() { v.jwks.run(ctx) })
 	}
@@ -158,7 +161,9 @@ func (v *Verifier) Close() {
 }
 
 // InvalidateUser drops the cached user→customer link of userID, so the next
-// request asks Links again. The store calls it when a checkout links a user.
+// request asks Links again. tollgate itself relies on the 1s reuse limit of
+// a "no link" answer instead (a checkout is linked on whichever replica
+// took the webhook); embedders that link users in-process can call it.
 func (v *Verifier) InvalidateUser(userID string) { v.links.forget(userID) }
 
 // Authenticate returns the identity of the request's caller. The error is
