@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,9 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	h.Set(HeaderRequestID, x.rid)
 	if !s.fwdAuth {
 		h.Del("Authorization")
+		if s.cookie != "" {
+			removeCookie(h, s.cookie)
+		}
 	}
 	if x.id.User != "" {
 		h.Set(HeaderUser, x.id.User)
@@ -50,6 +54,28 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 }
 
 type upstreamStartKey struct{}
+
+// removeCookie drops every cookie called name from the Cookie headers,
+// keeping the others as sent.
+func removeCookie(h http.Header, name string) {
+	var kept []string
+	for _, line := range h.Values("Cookie") {
+		var parts []string
+		for _, part := range strings.Split(line, ";") {
+			k, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.TrimSpace(k) != name {
+				parts = append(parts, strings.TrimSpace(part))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	h.Del("Cookie")
+	if len(kept) > 0 {
+		h.Set("Cookie", strings.Join(kept, "; "))
+	}
+}
 
 // setForwarded rebuilds X-Forwarded-*: a client's values are dropped unless
 // the peer is a trusted proxy, whose values are kept and extended.

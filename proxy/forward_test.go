@@ -232,10 +232,21 @@ func TestAuthModes(t *testing.T) {
 
 func TestForwardAuthorizationConfigurable(t *testing.T) {
 	for _, fwd := range []bool{true, false} {
-		rig := newProxy(t, func(c *config.Config, _ *Options) { c.Auth.JWT.ForwardAuthorization = &fwd }, nil)
-		rawRequest(t, rig.front.Listener.Addr().String(), "GET", "/api/x", "Authorization: Bearer good:u:cus_1")
-		if got := rig.backend.requests()[0].Header.Get("Authorization") != ""; got != fwd {
+		rig := newProxy(t, func(c *config.Config, _ *Options) {
+			c.Auth.JWT.ForwardAuthorization, c.Auth.JWT.Cookie = &fwd, "session_jwt"
+		}, nil)
+		rawRequest(t, rig.front.Listener.Addr().String(), "GET", "/api/x", "Authorization: Bearer good:u:cus_1",
+			"Cookie: theme=dark; session_jwt=a.b.c; lang=en")
+		h := rig.backend.requests()[0].Header
+		if got := h.Get("Authorization") != ""; got != fwd {
 			t.Errorf("forward_authorization=%v: backend got Authorization = %v", fwd, got)
+		}
+		wantCookie := "theme=dark; lang=en"
+		if fwd {
+			wantCookie = "theme=dark; session_jwt=a.b.c; lang=en"
+		}
+		if got := h.Get("Cookie"); got != wantCookie {
+			t.Errorf("forward_authorization=%v: backend got Cookie %q; want %q", fwd, got, wantCookie)
 		}
 	}
 }

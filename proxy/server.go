@@ -84,6 +84,7 @@ type Server struct {
 	upstream *url.URL
 	trusted  []netip.Prefix
 	fwdAuth  bool
+	cookie   string // the token cookie, removed with Authorization
 	auth     Authenticator
 	gate     Gate
 	counter  Counter
@@ -118,6 +119,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		upstream: up,
 		fwdAuth:  c.Auth.JWT.ForwardsAuthorization(),
+		cookie:   c.Auth.JWT.Cookie,
 		auth:     o.Authenticator,
 		gate:     o.Gate,
 		counter:  o.Counter,

@@ -215,11 +215,20 @@ func parseJWKS(body []byte, allowed []string, log *slog.Logger) (keys []pinnedKe
 			keys, err = nil, fmt.Errorf("parse JWKS: panic: %v", r)
 		}
 	}()
-	var set jwkset.JWKSMarshal
+	// Each key is decoded on its own, so that one malformed key (a number
+	// where a string belongs) does not make the whole set unusable.
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, fmt.Errorf("decode JWKS: %w", err)
 	}
-	for i, m := range set.Keys {
+	for i, raw := range set.Keys {
+		var m jwkset.JWKMarshal
+		if err := json.Unmarshal(raw, &m); err != nil {
+			log.Warn("auth: JWKS key skipped", "index", i, "error", err)
+			continue
+		}
 		if m.USE == jwkset.UseEnc || m.KTY == jwkset.KtyOct || (len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify)) {
 			continue
 		}

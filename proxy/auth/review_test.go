@@ -145,3 +145,13 @@ func TestStaleNoLinkIsNotUsedWhenTheStoreFails(t *testing.T) {
 		t.Errorf("store down with only a stale 'no link' = %v; want ErrLinkUnavailable", err)
 	}
 }
+
+// One key of the wrong shape must not make the whole set unusable.
+func TestMalformedKeyDoesNotSpoilTheSet(t *testing.T) {
+	good := strings.TrimSuffix(strings.TrimPrefix(string(jwksJSON(t, jwk{"good", "RS256", &rsaKey().PublicKey})), `{"keys":[`), `]}`)
+	body := `{"keys":[{"kty":"RSA","kid":5,"n":7},` + good + `]}`
+	keys, err := parseJWKS([]byte(body), []string{"RS256"}, slog.New(slog.DiscardHandler))
+	if err != nil || len(keys) != 1 || keys[0].kid != "good" {
+		t.Errorf("parseJWKS = %d keys, %v; want the good key", len(keys), err)
+	}
+}
