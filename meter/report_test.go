@@ -396,3 +396,42 @@ func TestSweepReportsWindowsMissingFromTheDueIndex(t *testing.T) {
 	r.start(func(o *Options) { o.Cluster = true })
 	waitReported(t, r.double, map[string]int64{"cus_Z": 9}, 20*time.Second)
 }
+
+// A cached subscription item that Stripe now refuses (the customer changed
+// plans) is looked up afresh, not parked.
+func TestUsageRecordsStaleItemLookedUpAgain(t *testing.T) {
+	r := newRig(t)
+	records := r.double.ServeUsageRecords()
+	subWith := func(item string) *stripe.Subscription {
+		return &stripe.Subscription{ID: "sub_T", Customer: &stripe.Customer{ID: "cus_A"}, Status: stripe.SubscriptionStatusActive,
+			Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{ID: item, Price: &stripe.Price{ID: "price_metered"}}}}}
+	}
+	r.double.PutSubscription(subWith("si_old"))
+	clk := newFakeClock(time.Now())
+	m := r.start(func(o *Options) {
+		o.Now = clk.Now
+		o.Config.Meters = map[string]*config.Meter{"calls": {Mode: config.ModeUsageRecords, Price: "price_metered"}}
+	})
+	m.Count("cus_A", "calls", 1)
+	clk.Add(5 * time.Second)
+	testrig.WaitFor(t, 15*time.Second, func() error {
+		if records.Sum("si_old") != 1 {
+			return fmt.Errorf("first record not there")
+		}
+		return nil
+	})
+	r.double.PutSubscription(subWith("si_new"))
+	r.double.FailNextWith(1, testrig.Fault{Status: 404, Type: "invalid_request_error", Code: "resource_missing",
+		Message: "No such subscription item: 'si_old'", ShouldRetry: "false", Method: "POST", PathPrefix: "/v1/subscription_items/si_old"})
+	m.Count("cus_A", "calls", 4)
+	clk.Add(5 * time.Second)
+	testrig.WaitFor(t, 15*time.Second, func() error {
+		if got := records.Sum("si_new"); got != 4 {
+			return fmt.Errorf("si_new has %d; want 4", got)
+		}
+		return nil
+	})
+	if row := r.usageRow("cus_A", "calls"); row.Parked != 0 || row.Reported != 5 {
+		t.Errorf("row = %+v; want 5 reported, nothing parked", row)
+	}
+}

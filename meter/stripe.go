@@ -116,7 +116,7 @@ func (s *StripeSender) Send(ctx context.Context, r Report) error {
 // Idempotency-Key, derived from the identifier, deduplicates retries (Stripe
 // keeps keys for 24 hours).
 func (s *StripeSender) sendUsageRecord(ctx context.Context, r Report) error {
-	item, err := s.subscriptionItem(ctx, r.Customer, r.Config.Price)
+	item, cached, err := s.subscriptionItem(ctx, r.Customer, r.Config.Price)
 	if err != nil {
 		return err
 	}
@@ -133,19 +133,24 @@ func (s *StripeSender) sendUsageRecord(ctx context.Context, r Report) error {
 	var se *SendError
 	if errors.As(err, &se) && se.Permanent {
 		s.forget(r.Customer, r.Config.Price) // the item may have changed
+		if cached {
+			// Refused for an item remembered from earlier: look it up
+			// afresh before deciding the report is undeliverable.
+			return &SendError{Reason: "stale_item", Err: err}
+		}
 	}
 	return err
 }
 
 // subscriptionItem finds (and caches) the item of the customer's current
 // subscriptions that bills price.
-func (s *StripeSender) subscriptionItem(ctx context.Context, customer, price string) (string, error) {
+func (s *StripeSender) subscriptionItem(ctx context.Context, customer, price string) (id string, cached bool, err error) {
 	key := [2]string{customer, price}
 	s.mu.Lock()
 	c, ok := s.items[key]
 	s.mu.Unlock()
 	if ok && time.Since(c.fetched) < itemTTL {
-		return c.id, nil
+		return c.id, true, nil
 	}
 	p := &stripe.SubscriptionListParams{Customer: stripe.String(customer)}
 	p.Context = ctx
@@ -160,14 +165,14 @@ func (s *StripeSender) subscriptionItem(ctx context.Context, customer, price str
 				s.mu.Lock()
 				s.items[key] = cachedItem{id: item.ID, fetched: time.Now()}
 				s.mu.Unlock()
-				return item.ID, nil
+				return item.ID, false, nil
 			}
 		}
 	}
 	if err := it.Err(); err != nil {
-		return "", classify(err)
+		return "", false, classify(err)
 	}
-	return "", &SendError{Reason: "no_subscription_item", Permanent: true,
+	return "", false, &SendError{Reason: "no_subscription_item", Permanent: true,
 		Err: fmt.Errorf("customer %s has no current subscription with price %s", customer, price)}
 }
 
