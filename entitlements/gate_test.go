@@ -41,18 +41,7 @@ func runGate(t *testing.T, g *Gate) {
 	done := make(chan struct{})
 	go func() { g.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitUntil(t, "change feed live", func() bool { return g.confirmed.Load() != 0 })
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testrig.Eventually(t, "change feed live", func() bool { return g.confirmed.Load() != 0 })
 }
 
 func stripeSub(customer, id, status, price string, periodEnd time.Time) *stripe.Subscription {
@@ -163,7 +152,7 @@ func TestChangeReachesOtherReplica(t *testing.T) {
 	}
 	start := time.Now()
 	put(t, a, &State{Customer: "cus_r", Subscriptions: []Subscription{sub("canceled", "price_pro")}})
-	waitUntil(t, "replica b to enforce the cancellation", func() bool {
+	testrig.Eventually(t, "replica b to enforce the cancellation", func() bool {
 		return !gb.Decide(context.Background(), "cus_r", reqSub, false).Allowed()
 	})
 	t.Logf("change enforced on the other replica after %v", time.Since(start))
@@ -184,7 +173,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal("denied before the outage")
 	}
 	rd.Kill()
-	waitUntil(t, "the gate to notice the outage", func() bool { return g.confirmed.Load() == 0 })
+	testrig.Eventually(t, "the gate to notice the outage", func() bool { return g.confirmed.Load() == 0 })
 
 	clk.advance(gating().MaxStaleness - 10*time.Second)
 	if dec := g.Decide(context.Background(), "cus_o", reqSub, false); !dec.Allowed() {
@@ -206,7 +195,7 @@ func TestStoreOutage(t *testing.T) {
 
 	rd.Restart()
 	put(t, s, &State{Customer: "cus_o", Subscriptions: []Subscription{sub("active", "price_pro")}})
-	waitUntil(t, "decisions to recover", func() bool {
+	testrig.Eventually(t, "decisions to recover", func() bool {
 		return g.Decide(context.Background(), "cus_o", reqSub, false).Allowed()
 	})
 }
@@ -229,7 +218,7 @@ func TestRefreshHealsLostAnnouncement(t *testing.T) {
 	if err := rd.Client().Set(context.Background(), "tg:{cus_l}:state", raw, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the refresh to pick up the silent change", func() bool {
+	testrig.Eventually(t, "the refresh to pick up the silent change", func() bool {
 		return !g.Decide(context.Background(), "cus_l", reqSub, false).Allowed()
 	})
 }

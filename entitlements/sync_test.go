@@ -55,10 +55,10 @@ func TestSyncRepairsDriftWithoutWebhook(t *testing.T) {
 	if rep.Changed != 2 {
 		t.Errorf("second sync changed %d; want 2", rep.Changed)
 	}
-	waitUntil(t, "cus_a's upgrade to be enforced", func() bool {
+	testrig.Eventually(t, "cus_a's upgrade to be enforced", func() bool {
 		return g.Decide(context.Background(), "cus_a", wantPlans, false).Allowed()
 	})
-	waitUntil(t, "cus_b's cancellation to be enforced", func() bool {
+	testrig.Eventually(t, "cus_b's cancellation to be enforced", func() bool {
 		return !g.Decide(context.Background(), "cus_b", reqSub, false).Allowed()
 	})
 	rep, err = rec.Run(context.Background())

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 type fakeUsage struct {
@@ -47,7 +49,7 @@ func TestQuotasFirstReadIsSharedThenServedFromMemory(t *testing.T) {
 			}
 		}()
 	}
-	waitCond(t, func() bool { return f.calls.Load() == 1 })
+	testrig.Eventually(t, "the first read to start", func() bool { return f.calls.Load() == 1 })
 	close(f.gate)
 	wg.Wait()
 	if n := f.calls.Load(); n != 1 {
@@ -64,7 +66,7 @@ func TestQuotasFirstReadIsSharedThenServedFromMemory(t *testing.T) {
 	if n, _ := q.Used(context.Background(), "cus_1", "calls", since); n != 7 {
 		t.Errorf("past TTL returned %d; want the cached value while refreshing", n)
 	}
-	waitCond(t, func() bool { n, _ := q.Used(context.Background(), "cus_1", "calls", since); return n == 9 })
+	testrig.Eventually(t, "the refresh to land", func() bool { n, _ := q.Used(context.Background(), "cus_1", "calls", since); return n == 9 })
 
 	// Units served here count at once, without waiting for a refresh.
 	q.Add("cus_1", "calls", 5)
@@ -100,16 +102,5 @@ func TestQuotasBounded(t *testing.T) {
 	q.mu.Unlock()
 	if n > 10 {
 		t.Errorf("cache holds %d entries; want at most 10", n)
-	}
-}
-
-func waitCond(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -28,6 +28,13 @@ func (e *HTTPError) Error() string {
 
 func (e *HTTPError) Unwrap() error { return e.Err }
 
+// withCause returns a copy of a shared answer carrying the cause to log.
+func (e *HTTPError) withCause(err error) *HTTPError {
+	c := *e
+	c.Err = err
+	return &c
+}
+
 // Common answers.
 var (
 	errBadPath = &HTTPError{Status: http.StatusBadRequest, Code: "bad_request",

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/logging"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 var spoofHeaders = []string{
@@ -369,7 +369,7 @@ func TestWebSocketUpgradePassesThrough(t *testing.T) {
 
 // Every line logged while serving a request names it.
 func TestEveryLogLineCarriesTheRequestID(t *testing.T) {
-	var buf syncBuffer
+	var buf testrig.LogBuffer
 	rig := newProxy(t, func(c *config.Config, o *Options) {
 		o.Logger = logging.New(config.Log{Level: "debug", Format: "json"}, &buf)
 	}, nil)
@@ -389,23 +389,6 @@ func TestEveryLogLineCarriesTheRequestID(t *testing.T) {
 			t.Errorf("line without the request id: %s", l)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // CWE-178 on methods: with methods: [GET, POST] on the stricter route, a

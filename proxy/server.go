@@ -284,8 +284,7 @@ func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
 		if mode == config.AuthOptional {
 			return nil
 		}
-		return &HTTPError{Status: errUnauthenticated.Status, Code: errUnauthenticated.Code,
-			Msg: errUnauthenticated.Msg, Err: errors.New("no authenticator configured")}
+		return errUnauthenticated.withCause(errors.New("no authenticator configured"))
 	}
 	id, err := s.auth.Authenticate(r)
 	switch {
@@ -296,11 +295,10 @@ func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
 		return nil
 	case errors.Is(err, auth.ErrLinkUnavailable):
 		// The token is valid; the user→customer link could not be read.
-		return &HTTPError{Status: errUnavailable.Status, Code: errUnavailable.Code, Msg: errUnavailable.Msg, Err: err}
+		return errUnavailable.withCause(err)
 	default:
 		// A present-but-invalid token is refused on optional routes too.
-		return &HTTPError{Status: errUnauthenticated.Status, Code: errUnauthenticated.Code,
-			Msg: errUnauthenticated.Msg, Err: err}
+		return errUnauthenticated.withCause(err)
 	}
 }
 

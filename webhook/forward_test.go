@@ -149,7 +149,7 @@ func TestForwardRetriesThenDeadLetters(t *testing.T) {
 	a.answer = http.StatusInternalServerError
 	st := openStore(t, true)
 	q := NewQueue(st.Client, st.Keys)
-	var logs syncBuffer
+	var logs testrig.LogBuffer
 	body := subEvent(t, "evt_dead_letter", "customer.subscription.updated", "cus_dl", "active", time.Now())
 	if err := q.Enqueue(context.Background(), "evt_dead_letter", "customer.subscription.updated", body); err != nil {
 		t.Fatal(err)
@@ -247,22 +247,4 @@ func TestForwardStoppedMidDeliveryHandsBack(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -78,7 +80,7 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-// syncBuffer lets the test read the demo's output while it runs.
+// lineWriter hands the demo's output to the test line by line while it runs.
 type lineWriter struct{ lines chan string }
 
 func (w lineWriter) Write(p []byte) (int, error) {
@@ -169,7 +171,7 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 		// poll briefly.
 		var code int
 		var body string
-		waitFor(t, c.name, func() bool {
+		testrig.Eventually(t, c.name, func() bool {
 			code, body = call(c.path, c.token)
 			return code == c.want && strings.Contains(body, c.body)
 		})
@@ -180,7 +182,7 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 	// The subscribed request was counted for billing (the counter moves at
 	// each flush).
 	counted := regexp.MustCompile(`tollgate_usage_units_total\{meter="api_calls"\} [1-9]`)
-	waitFor(t, "usage counted in /metrics", func() bool {
+	testrig.Eventually(t, "usage counted in /metrics", func() bool {
 		code, text := call2(t, admin+"/metrics")
 		return code == 200 && counted.MatchString(text)
 	})

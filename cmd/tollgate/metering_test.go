@@ -278,12 +278,8 @@ func reportedUnits(d *testrig.StripeDouble, prefix string) int64 {
 
 func checkUnique(t *testing.T, d *testrig.StripeDouble) {
 	t.Helper()
-	seen := make(map[string]bool)
-	for _, e := range d.MeterEvents() {
-		if seen[e.Identifier] {
-			t.Errorf("identifier %s accepted twice", e.Identifier)
-		}
-		seen[e.Identifier] = true
+	if twice := d.AcceptedTwice(); len(twice) > 0 {
+		t.Errorf("identifiers accepted twice: %v", twice)
 	}
 }
 

@@ -15,22 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 func runCmd(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A real SIGTERM to the real binary: readiness drops, the in-flight request
@@ -101,7 +91,7 @@ routes: [ { path: /**, auth: none } ]
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "/readyz 503", func() bool {
+	testrig.Eventually(t, "/readyz 503", func() bool {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err != nil {
 			return false
@@ -109,7 +99,7 @@ routes: [ { path: /**, auth: none } ]
 		resp.Body.Close()
 		return resp.StatusCode == 503
 	})
-	waitFor(t, "new connections refused", func() bool {
+	testrig.Eventually(t, "new connections refused", func() bool {
 		c, err := net.DialTimeout("tcp", proxyAddr, time.Second)
 		if err != nil {
 			return true

@@ -63,7 +63,7 @@ func TestQuotaExceeded(t *testing.T) {
 	}
 	var denied *http.Response
 	served := 3
-	waitFor(t, "the quota to be enforced", func() bool {
+	testrig.Eventually(t, "the quota to be enforced", func() bool {
 		resp := call("/api/x")
 		if resp.StatusCode == 200 {
 			served++

@@ -38,7 +38,7 @@ func TestTwoReplicasShareState(t *testing.T) {
 	}
 	a, b := start(t, newCfg()), start(t, newCfg())
 	for _, r := range []*running{a, b} {
-		waitFor(t, "replica ready", func() bool {
+		testrig.Eventually(t, "replica ready", func() bool {
 			resp, err := http.Get("http://" + r.sc.AdminAddr() + "/readyz")
 			if err != nil {
 				return false
@@ -79,11 +79,11 @@ func TestTwoReplicasShareState(t *testing.T) {
 	}
 	write("active")
 	start := time.Now()
-	waitFor(t, "replica b to allow after the subscription", func() bool { code, _ := call(b); return code == 200 })
+	testrig.Eventually(t, "replica b to allow after the subscription", func() bool { code, _ := call(b); return code == 200 })
 	t.Logf("replica b enforced the new subscription after %v", time.Since(start))
 	if _, body := call(b); body["plan"] != "pro" || body["status"] != "active" || body["features"] != "exports" || body["customer"] != "cus_two" {
 		t.Errorf("app saw %v; want plan pro, status active, features exports, customer cus_two", body)
 	}
 	write("canceled")
-	waitFor(t, "replica b to deny after the cancellation", func() bool { code, _ := call(b); return code == http.StatusPaymentRequired })
+	testrig.Eventually(t, "replica b to deny after the cancellation", func() bool { code, _ := call(b); return code == http.StatusPaymentRequired })
 }

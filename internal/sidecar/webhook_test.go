@@ -121,7 +121,7 @@ func TestSameEventAtTwoReplicas(t *testing.T) {
 		t.Errorf("the two deliveries read the customer from Stripe %d times; want once", n)
 	}
 	for name, r := range map[string]*running{"a": a, "b": b} {
-		waitFor(t, "replica "+name+" to enforce the subscription", func() bool { return callAPI(t, r, token) == 200 })
+		testrig.Eventually(t, "replica "+name+" to enforce the subscription", func() bool { return callAPI(t, r, token) == 200 })
 	}
 }
 
@@ -153,7 +153,7 @@ func TestCheckoutLinksUserOnEveryReplica(t *testing.T) {
 	if code, resp := postEvent(t, a, body); code != 200 {
 		t.Fatalf("checkout event = %d %s", code, resp)
 	}
-	waitFor(t, "replica b to serve the linked user", func() bool { return callAPI(t, b, token) == 200 })
+	testrig.Eventually(t, "replica b to serve the linked user", func() bool { return callAPI(t, b, token) == 200 })
 	st, err := b.sc.Customers.Get(t.Context(), "cus_co")
 	if err != nil || !st.HadTrial || st.Source != "webhook:evt_checkout" {
 		t.Errorf("stored state = %+v, %v; want HadTrial from the checkout's trialing subscription", st, err)
@@ -190,7 +190,7 @@ func TestForwardingSurvivesAReplicaRestart(t *testing.T) {
 		t.Fatalf("unhandled event = %d %s; want 200 ignored (and forwarded)", code, resp)
 	}
 	queue := webhook.NewQueue(a.sc.Store.Client, a.sc.Store.Keys)
-	waitFor(t, "the first forward attempt to fail and be rescheduled", func() bool {
+	testrig.Eventually(t, "the first forward attempt to fail and be rescheduled", func() bool {
 		q, ok, err := queue.Lookup(t.Context(), "evt_forward")
 		return err == nil && ok && q.Attempts == 1
 	})
@@ -199,7 +199,7 @@ func TestForwardingSurvivesAReplicaRestart(t *testing.T) {
 	a.done <- nil // for Cleanup
 
 	start(t, cfg)
-	waitFor(t, "the restarted replica to forward the event", func() bool {
+	testrig.Eventually(t, "the restarted replica to forward the event", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return got["evt_forward"]

@@ -83,15 +83,7 @@ func (d *StripeDouble) getCheckoutSession(c *Call) *Response {
 }
 
 func (d *StripeDouble) getInvoice(c *Call) *Response {
-	d.mu.Lock()
-	o, ok := d.billing.invoices[c.Param("id")]
-	d.mu.Unlock()
-	if !ok {
-		return notFound("invoice", c.Param("id"), "invoice")
-	}
-	m := o.decode()
-	collapse(m, expansions(c.Form), invoiceExpandable...)
-	return JSONResponse(http.StatusOK, m)
+	return d.getStored(c, d.billing.invoices, "invoice", "invoice", invoiceExpandable...)
 }
 
 // listInvoices filters like Stripe: by customer and by status (draft, open,

@@ -51,6 +51,19 @@ func (d *StripeDouble) MeterEvents() []MeterEvent {
 	return out
 }
 
+// AcceptedTwice lists identifiers of which more than one event was
+// accepted: the "billed twice" end-to-end tests look for.
+func (d *StripeDouble) AcceptedTwice() []string {
+	seen := map[string]int{}
+	var twice []string
+	for _, e := range d.MeterEvents() {
+		if seen[e.Identifier]++; seen[e.Identifier] == 2 {
+			twice = append(twice, e.Identifier)
+		}
+	}
+	return twice
+}
+
 // SumMeterEvents adds up the values of the accepted events with this event
 // name for this customer.
 func (d *StripeDouble) SumMeterEvents(eventName, customer string) int64 {

@@ -126,16 +126,22 @@ func (d *StripeDouble) mustEncode(id string, v any, object string) json.RawMessa
 	return raw
 }
 
-func (d *StripeDouble) getCustomer(c *Call) *Response {
+// getStored answers GET of one stored object by the path's {id}: Stripe's
+// 404 (naming param) when missing, expandable fields as ids unless expanded.
+func (d *StripeDouble) getStored(c *Call, objects map[string]storedObject, noun, param string, expandable ...string) *Response {
 	d.mu.Lock()
-	o, ok := d.objects.customers[c.Param("id")]
+	o, ok := objects[c.Param("id")]
 	d.mu.Unlock()
 	if !ok {
-		return notFound("customer", c.Param("id"), "id")
+		return notFound(noun, c.Param("id"), param)
 	}
 	m := o.decode()
-	collapse(m, expansions(c.Form), customerExpandable...)
+	collapse(m, expansions(c.Form), expandable...)
 	return JSONResponse(http.StatusOK, m)
+}
+
+func (d *StripeDouble) getCustomer(c *Call) *Response {
+	return d.getStored(c, d.objects.customers, "customer", "id", customerExpandable...)
 }
 
 func (d *StripeDouble) getSubscription(c *Call) *Response {
@@ -231,11 +237,5 @@ func (d *StripeDouble) listActiveEntitlements(c *Call) *Response {
 }
 
 func (d *StripeDouble) getEvent(c *Call) *Response {
-	d.mu.Lock()
-	o, ok := d.objects.events[c.Param("id")]
-	d.mu.Unlock()
-	if !ok {
-		return notFound("event", c.Param("id"), "id")
-	}
-	return JSONResponse(http.StatusOK, o.decode())
+	return d.getStored(c, d.objects.events, "event", "id")
 }

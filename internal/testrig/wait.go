@@ -49,3 +49,19 @@ func isPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// Eventually polls cond until it holds, failing the test if it has not
+// within 20 s: the way to wait for a background goroutine or a process,
+// instead of sleeping.
+func Eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	err := poll(20*time.Second, func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New("not yet")
+	})
+	if err != nil {
+		tb.Fatalf("testrig: timed out waiting for %s", what)
+	}
+}

@@ -228,18 +228,3 @@ func newVerifier(t testing.TB, o Options) *Verifier {
 	t.Cleanup(v.Close)
 	return v
 }
-
-// eventually polls cond until it holds or a deadline passes: the STYLE way
-// to wait for a background goroutine, instead of sleeping.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 // jwksServer is a JWKS endpoint whose behaviour a test switches at will; it
@@ -315,12 +317,12 @@ func TestJWKSStartupFailureThenRecovery(t *testing.T) {
 		Logger:      quietLogger(),
 	}
 	v := newVerifier(t, o)
-	eventually(t, "two failed fetches", func() bool { return srv.hits.Load() >= 2 })
+	testrig.Eventually(t, "two failed fetches", func() bool { return srv.hits.Load() >= 2 })
 	if v.Ready() {
 		t.Fatal("Ready() = true while the endpoint fails")
 	}
 	srv.set("ok", nil)
-	eventually(t, "Ready", v.Ready)
+	testrig.Eventually(t, "Ready", v.Ready)
 	if _, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodRS256, rsaKey(), claimsAt(t0), "kid", "a"))); err != nil {
 		t.Errorf("Authenticate after recovery: %v", err)
 	}
@@ -330,7 +332,7 @@ func TestJWKSPeriodicRefresh(t *testing.T) {
 	clock := newClock(t0)
 	srv := newJWKSServer(t, jwksJSON(t, jwk{"a", "RS256", &rsaKey().PublicKey}))
 	jwksVerifier(t, srv, clock, func(o *Options) { o.JWKSRefresh = 10 * time.Millisecond })
-	eventually(t, "three periodic fetches", func() bool { return srv.hits.Load() >= 3 })
+	testrig.Eventually(t, "three periodic fetches", func() bool { return srv.hits.Load() >= 3 })
 }
 
 // A JWKS verifier also accepts PEM keys, and an HMAC secret for HS tokens.

@@ -1,18 +1,18 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 // Key rotation after a compromise: a token verified under a key the issuer
@@ -37,23 +37,6 @@ func TestWithdrawnKeyEndsCachedTokens(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *lockedBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *lockedBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A JWKS URL may carry an access token in its query; a failed fetch's
 // error (a *url.Error prints the whole URL) must not put it in the log.
 func TestJWKSErrorDoesNotLogTheQuery(t *testing.T) {
@@ -63,7 +46,7 @@ func TestJWKSErrorDoesNotLogTheQuery(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // connection refused
-	var buf lockedBuffer
+	var buf testrig.LogBuffer
 	v, err := New(context.Background(), Options{
 		Algorithms: []string{"RS256"}, Audience: []string{"api"},
 		JWKSURL: "http://" + addr + "/jwks?access_token=SUPERSECRET",
@@ -72,7 +55,7 @@ func TestJWKSErrorDoesNotLogTheQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a failed fetch logged", func() bool { return strings.Contains(buf.String(), "JWKS fetch failed") })
+	testrig.Eventually(t, "a failed fetch logged", func() bool { return strings.Contains(buf.String(), "JWKS fetch failed") })
 	v.Close()
 	if strings.Contains(buf.String(), "SUPERSECRET") {
 		t.Errorf("the JWKS URL's query reached the log:\n%s", buf.String())
