@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -220,4 +221,34 @@ func TestValidationProblemsCarryLines(t *testing.T) {
 	if len(lines) < 3 || !slices.IsSorted(lines) {
 		t.Errorf("problem lines %v; want at least 3, in file order", lines)
 	}
+}
+
+// Every key of the schema is documented in the example config (written or
+// commented), so the example stays the user's reference.
+func TestExampleConfigDocumentsEveryKey(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/tollgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ == reflect.TypeOf(time.Duration(0)) {
+			return
+		}
+		for i := range typ.NumField() {
+			tag := strings.Split(typ.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag == "" {
+				continue
+			}
+			if !strings.Contains(text, tag+":") {
+				t.Errorf("%s%s is not in deploy/tollgate.example.yaml", prefix, tag)
+			}
+			walk(prefix+tag+".", typ.Field(i).Type)
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
 }
