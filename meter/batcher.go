@@ -429,6 +429,9 @@ func (b *batcher) reportPair(ctx context.Context, p pairKey, windows []int64) (b
 // parked for an operator instead.
 const staleIntentAge = 20 * time.Hour
 
+// settleTimeout bounds the write that records a delivered report.
+const settleTimeout = 2 * time.Second
+
 func (b *batcher) deliver(ctx context.Context, it intent) error {
 	if it.since > 0 && b.m.now().Sub(time.UnixMilli(it.since)) > staleIntentAge {
 		return b.park(ctx, it, &SendError{Reason: "stale_intent", Permanent: true,
@@ -438,7 +441,11 @@ func (b *batcher) deliver(ctx context.Context, it intent) error {
 	var se *SendError
 	switch {
 	case err == nil || errors.Is(err, ErrAlreadyReported):
-		n, serr := b.st.settle(ctx, it, "", "")
+		// Stripe has the units now: record that even if shutdown has begun,
+		// so the next leader does not have to resend the intent to learn it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		n, serr := b.st.settle(sctx, it, "", "")
+		cancel()
 		if serr != nil {
 			return b.failed(ctx, it.meter, &SendError{Reason: "store", Err: serr})
 		}

@@ -321,12 +321,16 @@ func TestUsageCommand(t *testing.T) {
 	})
 	m.Count("cus_Ok", "calls", 7)
 	now.Add(5000)
+	okReported := regexp.MustCompile(`cus_Ok\s+calls\s+7\s+7\s+0\s+0`)
 	testrig.WaitFor(t, 10*time.Second, func() error {
-		if double.SumMeterEvents("api_calls", "cus_Ok") != 7 {
-			return fmt.Errorf("cus_Ok not reported yet")
+		if s := out(); !okReported.MatchString(s) {
+			return fmt.Errorf("cus_Ok not reported yet:\n%s", s)
 		}
 		return nil
 	})
+	if got := double.SumMeterEvents("api_calls", "cus_Ok"); got != 7 {
+		t.Fatalf("Stripe double holds %d units for cus_Ok, want 7", got)
+	}
 	m.Count("cus_Ok", "calls", 3) // the current window: pending
 	if err := m.Close(context.Background()); err != nil {
 		t.Fatal(err)
