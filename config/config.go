@@ -255,11 +255,30 @@ type Meter struct {
 	Price string `yaml:"price"`
 }
 
-// Billing configures the self-serve billing API.
+// Billing configures the self-serve billing API, served on the proxy
+// listener under Prefix when stripe.secret_key is set. An empty Prefix
+// turns it off.
 type Billing struct {
-	Prefix    string `yaml:"prefix"`
-	TrialDays int    `yaml:"trial_days"`
+	Prefix string `yaml:"prefix"`
+	// TrialDays is the trial a checkout offers a customer who never had
+	// one; 0 offers none.
+	TrialDays int `yaml:"trial_days"`
+	// SuccessURL and CancelURL are where Checkout sends the browser back
+	// (SuccessURL may hold {CHECKOUT_SESSION_ID}); ReturnURL is the
+	// customer portal's way back. Required while the API is served: they
+	// come from config, never from the request, so the API cannot be used
+	// as an open redirect.
+	SuccessURL string `yaml:"success_url"`
+	CancelURL  string `yaml:"cancel_url"`
+	ReturnURL  string `yaml:"return_url"`
+	// UpgradeProration is how an upgrade is charged: always_invoice (the
+	// prorated difference is invoiced and charged at once; the default)
+	// or create_prorations (it waits for the next invoice).
+	UpgradeProration string `yaml:"upgrade_proration"`
 }
+
+// BillingServed reports whether the billing API is on: it needs Stripe.
+func (c *Config) BillingServed() bool { return c.Billing.Prefix != "" && c.Stripe.SecretKey != "" }
 
 // Webhook configures Stripe webhook intake. The endpoint is served only
 // when stripe.webhook_secrets is non-empty.
@@ -332,7 +351,7 @@ func Default() *Config {
 			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour},
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
-		Billing: Billing{Prefix: "/_tollgate/billing"},
+		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice"},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
 			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15},
 	}

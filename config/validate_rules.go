@@ -247,13 +247,14 @@ func (c *Config) validateRoutes(p *problems) {
 func (c *Config) validateEndpoints(p *problems) {
 	for _, e := range [][2]string{{"webhook.path", c.Webhook.Path}, {"billing.prefix", c.Billing.Prefix}} {
 		path, v := e[0], e[1]
-		if !strings.HasPrefix(v, "/") || PatternChecker(v) != nil || strings.Contains(v, "*") {
+		if v == "" && path == "billing.prefix" {
+			continue // the billing API is off
+		}
+		if !strings.HasPrefix(v, "/") || PatternChecker(v) != nil || strings.Contains(v, "*") || v == "/" {
 			p.add(path, "%q must be a plain absolute path such as /_tollgate/...", v)
 		}
 	}
-	if c.Billing.TrialDays < 0 || c.Billing.TrialDays > 730 {
-		p.add("billing.trial_days", "must be 0..730, got %d", c.Billing.TrialDays)
-	}
+	c.validateBilling(p)
 	if c.Webhook.ForwardURL != "" {
 		if u, err := url.Parse(c.Webhook.ForwardURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add("webhook.forward_url", "%q is not an http(s) URL", c.Webhook.ForwardURL)
@@ -294,4 +295,29 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+func (c *Config) validateBilling(p *problems) {
+	b := c.Billing
+	if b.TrialDays < 0 || b.TrialDays > 730 {
+		p.add("billing.trial_days", "must be 0..730, got %d", b.TrialDays)
+	}
+	switch b.UpgradeProration {
+	case "always_invoice", "create_prorations":
+	default:
+		p.add("billing.upgrade_proration", "%q is not always_invoice or create_prorations", b.UpgradeProration)
+	}
+	if !c.BillingServed() {
+		return
+	}
+	for _, e := range [][2]string{{"billing.success_url", b.SuccessURL}, {"billing.cancel_url", b.CancelURL}, {"billing.return_url", b.ReturnURL}} {
+		path, v := e[0], e[1]
+		if v == "" {
+			p.add(path, "required while the billing API is served (stripe.secret_key is set); set billing.prefix: \"\" to turn the API off")
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add(path, "%q is not an absolute http(s) URL", v)
+		}
+	}
 }

@@ -66,6 +66,12 @@ func NewPlans(cfg map[string]*config.Plan) *Plans {
 	return p
 }
 
+// PlanOf returns the plan a price belongs to.
+func (p *Plans) PlanOf(price string) (string, bool) {
+	name, ok := p.byPrice[price]
+	return name, ok
+}
+
 // limitsOf combines the limits of several plans held together: a meter is
 // limited only if every plan limits it, and then to the largest limit.
 func (p *Plans) limitsOf(plans []string) map[string]int64 {

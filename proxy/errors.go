@@ -28,8 +28,8 @@ func (e *HTTPError) Error() string {
 
 func (e *HTTPError) Unwrap() error { return e.Err }
 
-// withCause returns a copy of a shared answer carrying the cause to log.
-func (e *HTTPError) withCause(err error) *HTTPError {
+// WithCause returns a copy of a shared answer carrying the cause to log.
+func (e *HTTPError) WithCause(err error) *HTTPError {
 	c := *e
 	c.Err = err
 	return &c

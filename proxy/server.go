@@ -64,6 +64,9 @@ type Mount struct {
 	Path    string
 	Prefix  bool // Path and everything below it
 	Handler http.Handler
+	// Auth requires a valid token, as an auth: required route does; the
+	// handler finds the caller with auth.FromContext.
+	Auth bool
 }
 
 // Options configure a Server.
@@ -232,6 +235,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 4. tollgate's own endpoints.
 	if m := s.mount(p); m != nil {
+		if m.Auth {
+			if herr := s.authenticateMount(r, x); herr != nil {
+				s.deny(ctx, w, x, herr, herr.Err)
+				return
+			}
+			r = r.WithContext(auth.NewContext(r.Context(), x.id))
+		}
 		x.outcome = "internal"
 		m.Handler.ServeHTTP(w, r)
 		return
@@ -276,7 +286,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
-	mode := x.route.cfg.AuthMode()
+	return s.authenticateAs(r, x, x.route.cfg.AuthMode())
+}
+
+// authenticateMount authenticates a request to a mount with Auth set.
+func (s *Server) authenticateMount(r *http.Request, x *exchange) *HTTPError {
+	return s.authenticateAs(r, x, config.AuthRequired)
+}
+
+func (s *Server) authenticateAs(r *http.Request, x *exchange, mode string) *HTTPError {
 	if mode == config.AuthNone {
 		return nil
 	}
@@ -284,7 +302,7 @@ func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
 		if mode == config.AuthOptional {
 			return nil
 		}
-		return errUnauthenticated.withCause(errors.New("no authenticator configured"))
+		return errUnauthenticated.WithCause(errors.New("no authenticator configured"))
 	}
 	id, err := s.auth.Authenticate(r)
 	switch {
@@ -295,10 +313,10 @@ func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
 		return nil
 	case errors.Is(err, auth.ErrLinkUnavailable):
 		// The token is valid; the user→customer link could not be read.
-		return errUnavailable.withCause(err)
+		return errUnavailable.WithCause(err)
 	default:
 		// A present-but-invalid token is refused on optional routes too.
-		return errUnauthenticated.withCause(err)
+		return errUnauthenticated.WithCause(err)
 	}
 }
 

@@ -82,30 +82,10 @@ func (r *refetch) apply(ctx context.Context, j *job) (string, error) {
 }
 
 // refresh rewrites the customer's state from Stripe now, keeping what only
-// tollgate records (entitlements.Merge), then lets adjust add what the
-// event type contributes.
+// tollgate records, then lets adjust add what the event type contributes.
 func (r *refetch) refresh(ctx context.Context, j *job, adjust func(context.Context, *entitlements.State) error) error {
-	return r.store.Update(ctx, j.customer, func(cur *entitlements.State) (*entitlements.State, error) {
-		fresh, err := r.api.Fetch(ctx, j.customer)
-		if errors.Is(err, entitlements.ErrUnknownCustomer) {
-			// Stripe has no such customer (any more): nothing is entitled.
-			fresh, err = &entitlements.State{Customer: j.customer, Deleted: true}, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		next := entitlements.Merge(cur, fresh)
-		if adjust != nil {
-			if err := adjust(ctx, next); err != nil {
-				return nil, err
-			}
-		}
-		if cur != nil && cur.SameAs(next) {
-			return cur, nil // unchanged: no write, no announcement
-		}
-		next.Source, next.UpdatedAt = "webhook:"+j.id, r.now()
-		return next, nil
-	})
+	_, err := entitlements.Refetch(ctx, r.store, r.api, j.customer, "webhook:"+j.id, r.now(), adjust)
+	return err
 }
 
 // linkUser records the user→customer link of a checkout. A user already

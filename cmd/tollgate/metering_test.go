@@ -45,6 +45,7 @@ redis: { url: %q, prefix: "tgk:" }
 stripe: { secret_key: %s, api_base: %q, timeout: 2s, max_network_retries: 0 }
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 routes: [ { path: /api/**, meter: calls } ]
+billing: { prefix: "" }
 metering:
   flush_interval: %s
   window: 1s

@@ -29,6 +29,7 @@ redis: { url: %q, prefix: "s:" }
 stripe: { secret_key: sk_test_x, api_base: %q }
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 routes: [ { path: /**, auth: none } ]
+billing: { prefix: "" }
 `, rd.URL(), d.URL(), strings.Repeat("k", 32))), 0o600)
 
 	var out, errOut bytes.Buffer

@@ -101,6 +101,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.close()
 		return nil, err
 	}
+	billingMounts, err := newBilling(s, source)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	mounts = append(mounts, billingMounts...)
 	po := proxy.Options{
 		Mounts:        mounts,
 		Config:        cfg,

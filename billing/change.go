@@ -1,0 +1,448 @@
+package billing
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-dev/tollgate/proxy"
+)
+
+type changeRequest struct {
+	Plan     string `json:"plan"`
+	Interval string `json:"interval"` // default: the current plan's interval
+	// ProrationDate (Unix seconds) is the preview's, so that the change
+	// bills what the customer was shown; default now.
+	ProrationDate int64 `json:"proration_date"`
+}
+
+// When a plan change takes effect.
+const (
+	appliesNow       = "now"
+	appliesPeriodEnd = "period_end"
+)
+
+// plannedChange is a plan change worked out against the subscription as
+// Stripe has it now.
+type plannedChange struct {
+	sub     *stripe.Subscription
+	target  offer
+	items   []*stripe.SubscriptionItemsParams // the update: plan items replaced, added or deleted
+	keep    []*stripe.SubscriptionItem        // items outside any plan, left as they are
+	upgrade bool                              // applies now; a downgrade waits for the period end
+	date    int64                             // proration date
+}
+
+func (p *plannedChange) applies() string {
+	if p.upgrade {
+		return appliesNow
+	}
+	return appliesPeriodEnd
+}
+
+func (p *plannedChange) effectiveAt() time.Time {
+	if p.upgrade {
+		return time.Unix(p.date, 0).UTC()
+	}
+	return time.Unix(p.sub.CurrentPeriodEnd, 0).UTC()
+}
+
+// plan works out a change of the caller's subscription to req.Plan. An
+// upgrade is a change to prices that cost at least as much per day (of
+// the licensed prices; metered ones depend on usage).
+func (h *Handler) plan(c *call, req changeRequest) (*plannedChange, *proxy.HTTPError) {
+	sub, herr := h.stripeSubscription(c)
+	if herr != nil {
+		return nil, herr
+	}
+	pc := &plannedChange{sub: sub}
+	var old []*stripe.SubscriptionItem
+	for _, it := range sub.Items.Data {
+		if _, ok := h.plans.PlanOf(it.Price.ID); ok {
+			old = append(old, it)
+		} else {
+			pc.keep = append(pc.keep, it)
+		}
+	}
+	interval := req.Interval
+	if interval == "" && len(old) > 0 && old[0].Price.Recurring != nil {
+		interval = string(old[0].Price.Recurring.Interval)
+	}
+	if pc.target, herr = h.offer(c.ctx, req.Plan, interval); herr != nil {
+		return nil, herr
+	}
+	if !pc.target.recurring() {
+		return nil, badRequest(fmt.Sprintf("Plan %q is a one-time purchase; buy it with checkout.", req.Plan))
+	}
+	oldIDs, newIDs := priceIDs(old), priceIDsOf(pc.target.prices)
+	if slices.Equal(oldIDs, newIDs) {
+		return nil, conflict("same_plan", fmt.Sprintf("The subscription is already on plan %q per %s.", req.Plan, pc.target.interval))
+	}
+	oldPrices, qty := make([]*stripe.Price, len(old)), make([]int64, len(old))
+	for i, it := range old {
+		oldPrices[i], qty[i] = it.Price, it.Quantity
+	}
+	oldRate, oldCur, ok1 := dailyRate(oldPrices, qty)
+	newRate, newCur, ok2 := dailyRate(pc.target.prices, nil)
+	if !ok1 || !ok2 || (oldCur != "" && newCur != "" && oldCur != newCur) {
+		return nil, conflict("currency_mismatch", "The new plan is priced in another currency than the subscription; change it in the portal or start a new checkout.")
+	}
+	pc.upgrade = newRate >= oldRate
+	pc.items = itemChanges(old, pc.target.prices)
+	now := h.now().Unix()
+	pc.date = now
+	if req.ProrationDate != 0 {
+		if req.ProrationDate > now || req.ProrationDate < sub.CurrentPeriodStart {
+			return nil, badRequest("proration_date must lie in the current billing period and not in the future; use the preview's.")
+		}
+		pc.date = req.ProrationDate
+	}
+	return pc, nil
+}
+
+// stripeSubscription reads the caller's current subscription from Stripe.
+func (h *Handler) stripeSubscription(c *call) (*stripe.Subscription, *proxy.HTTPError) {
+	customer, herr := c.customer()
+	if herr != nil {
+		return nil, herr
+	}
+	st, err := h.state(c, customer)
+	if err != nil {
+		return nil, errUnavailable.WithCause(err)
+	}
+	cur, ok := h.current(st)
+	if !ok {
+		return nil, errNoSubscription
+	}
+	p := &stripe.SubscriptionParams{}
+	p.Context = c.ctx
+	sub, err := h.api.Subscriptions.Get(cur.ID, p)
+	if err != nil {
+		return nil, stripeFailure(err)
+	}
+	if sub.Items == nil {
+		sub.Items = &stripe.SubscriptionItemList{}
+	}
+	return sub, nil
+}
+
+// itemChanges replaces the old plan items' prices in order (which keeps
+// item ids, so Stripe prorates item by item), deletes old items left over
+// and adds new prices left over.
+func itemChanges(old []*stripe.SubscriptionItem, prices []*stripe.Price) []*stripe.SubscriptionItemsParams {
+	var out []*stripe.SubscriptionItemsParams
+	for i := 0; i < max(len(old), len(prices)); i++ {
+		switch {
+		case i >= len(prices):
+			out = append(out, &stripe.SubscriptionItemsParams{ID: stripe.String(old[i].ID), Deleted: stripe.Bool(true)})
+		case i >= len(old):
+			out = append(out, newItem(prices[i]))
+		default:
+			it := &stripe.SubscriptionItemsParams{ID: stripe.String(old[i].ID), Price: stripe.String(prices[i].ID)}
+			if !metered(prices[i]) && metered(old[i].Price) {
+				it.Quantity = stripe.Int64(1)
+			}
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func newItem(p *stripe.Price) *stripe.SubscriptionItemsParams {
+	it := &stripe.SubscriptionItemsParams{Price: stripe.String(p.ID)}
+	if !metered(p) {
+		it.Quantity = stripe.Int64(1)
+	}
+	return it
+}
+
+func priceIDs(items []*stripe.SubscriptionItem) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.Price.ID
+	}
+	slices.Sort(out)
+	return out
+}
+
+func priceIDsOf(prices []*stripe.Price) []string {
+	out := make([]string, len(prices))
+	for i, p := range prices {
+		out[i] = p.ID
+	}
+	slices.Sort(out)
+	return out
+}
+
+type previewLine struct {
+	Description string `json:"description"`
+	Amount      int64  `json:"amount"`
+	Proration   bool   `json:"proration"`
+}
+
+type previewAnswer struct {
+	Plan          string        `json:"plan"`
+	Interval      string        `json:"interval"`
+	Applies       string        `json:"applies"` // now | period_end
+	EffectiveAt   time.Time     `json:"effective_at"`
+	ProrationDate int64         `json:"proration_date"`
+	Currency      string        `json:"currency"`
+	AmountDue     int64         `json:"amount_due"` // of the next invoice, in the currency's smallest unit
+	Lines         []previewLine `json:"lines"`
+}
+
+// preview shows what a plan change would bill: for an upgrade, the
+// prorated next invoice as of proration_date (pass it to change); for a
+// downgrade, the first invoice at the new prices.
+func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
+	var req changeRequest
+	if herr := c.decode(&req); herr != nil {
+		return nil, herr
+	}
+	pc, herr := h.plan(c, req)
+	if herr != nil {
+		return nil, herr
+	}
+	p := &stripe.InvoiceUpcomingParams{
+		Customer:                  stripe.String(c.id.Customer),
+		Subscription:              stripe.String(pc.sub.ID),
+		SubscriptionItems:         pc.items,
+		SubscriptionProrationDate: stripe.Int64(pc.date),
+	}
+	p.Context = c.ctx
+	if pc.upgrade {
+		p.SubscriptionProrationBehavior = stripe.String("create_prorations")
+	} else {
+		p.SubscriptionProrationBehavior = stripe.String("none")
+	}
+	inv, err := h.api.Invoices.Upcoming(p)
+	if err != nil {
+		return nil, stripeFailure(err)
+	}
+	a := previewAnswer{Plan: pc.target.plan, Interval: pc.target.interval, Applies: pc.applies(),
+		EffectiveAt: pc.effectiveAt(), ProrationDate: pc.date, Currency: string(inv.Currency),
+		AmountDue: inv.AmountDue, Lines: []previewLine{}}
+	if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			a.Lines = append(a.Lines, previewLine{Description: l.Description, Amount: l.Amount, Proration: l.Proration})
+		}
+	}
+	return a, nil
+}
+
+type changeAnswer struct {
+	Plan        string    `json:"plan"`
+	Interval    string    `json:"interval"`
+	Applies     string    `json:"applies"` // now | period_end
+	EffectiveAt time.Time `json:"effective_at"`
+	Status      string    `json:"status"`
+}
+
+// change moves the caller's subscription to another plan: an upgrade now,
+// prorated as billing.upgrade_proration says, and only if its payment
+// succeeds (payment_behavior pending_if_incomplete); a downgrade at the
+// end of the period, through a subscription schedule, so the customer
+// keeps what they paid for.
+func (h *Handler) change(c *call) (any, *proxy.HTTPError) {
+	var req changeRequest
+	if herr := c.decode(&req); herr != nil {
+		return nil, herr
+	}
+	pc, herr := h.plan(c, req)
+	if herr != nil {
+		return nil, herr
+	}
+	if pc.upgrade {
+		herr = h.upgrade(c, pc)
+	} else {
+		herr = h.downgrade(c, pc)
+	}
+	if herr != nil {
+		return nil, herr
+	}
+	h.log.InfoContext(c.ctx, "billing: plan changed", "customer", c.id.Customer, "subscription", pc.sub.ID,
+		"plan", pc.target.plan, "interval", pc.target.interval, "applies", pc.applies())
+	return changeAnswer{Plan: pc.target.plan, Interval: pc.target.interval, Applies: pc.applies(),
+		EffectiveAt: pc.effectiveAt(), Status: string(pc.sub.Status)}, nil
+}
+
+func (h *Handler) upgrade(c *call, pc *plannedChange) *proxy.HTTPError {
+	if herr := h.releaseSchedule(c, pc.sub, "change"); herr != nil {
+		return herr // a pending downgrade is superseded by the upgrade
+	}
+	p := &stripe.SubscriptionParams{
+		Items:             pc.items,
+		ProrationBehavior: stripe.String(h.cfg.Billing.UpgradeProration),
+		ProrationDate:     stripe.Int64(pc.date),
+		PaymentBehavior:   stripe.String("pending_if_incomplete"),
+	}
+	p.Context = c.ctx
+	p.AddExpand("latest_invoice")
+	p.SetIdempotencyKey(c.idempotencyKey("change"))
+	sub, err := h.api.Subscriptions.Update(pc.sub.ID, p)
+	if err != nil {
+		return stripeFailure(err)
+	}
+	pc.sub = sub
+	if _, err := h.refresh(c, c.id.Customer, "billing:change"); err != nil {
+		h.log.WarnContext(c.ctx, "billing: state refresh after a plan change failed; the webhook will bring it", "err", err)
+	}
+	if sub.PendingUpdate != nil {
+		e := &proxy.HTTPError{Status: http.StatusPaymentRequired, Code: "payment_failed",
+			Msg: "The upgrade waits for its payment, which did not succeed; the current plan stays until it does."}
+		if inv := sub.LatestInvoice; inv != nil && inv.HostedInvoiceURL != "" {
+			e.Extra = map[string]any{"invoice_url": inv.HostedInvoiceURL}
+		}
+		return e
+	}
+	return nil
+}
+
+// downgrade schedules the new prices from the end of the current period:
+// phase 1 is the subscription as it is until then, phase 2 the new plan,
+// after which the schedule releases the subscription.
+func (h *Handler) downgrade(c *call, pc *plannedChange) *proxy.HTTPError {
+	sched, herr := h.schedule(c, pc.sub)
+	if herr != nil {
+		return herr
+	}
+	start := pc.sub.CurrentPeriodStart
+	if sched.CurrentPhase != nil {
+		start = sched.CurrentPhase.StartDate
+	} else if len(sched.Phases) > 0 {
+		start = sched.Phases[0].StartDate
+	}
+	var now, next []*stripe.SubscriptionSchedulePhaseItemParams
+	for _, it := range pc.sub.Items.Data {
+		now = append(now, phaseItem(it.Price, it.Quantity))
+	}
+	for _, it := range pc.keep {
+		next = append(next, phaseItem(it.Price, it.Quantity))
+	}
+	for _, p := range pc.target.prices {
+		next = append(next, phaseItem(p, 1))
+	}
+	p := &stripe.SubscriptionScheduleParams{
+		EndBehavior: stripe.String(string(stripe.SubscriptionScheduleEndBehaviorRelease)),
+		Phases: []*stripe.SubscriptionSchedulePhaseParams{
+			{Items: now, StartDate: stripe.Int64(start), EndDate: stripe.Int64(pc.sub.CurrentPeriodEnd),
+				ProrationBehavior: stripe.String("none")},
+			{Items: next, Iterations: stripe.Int64(1), ProrationBehavior: stripe.String("none")},
+		},
+	}
+	p.Context = c.ctx
+	p.SetIdempotencyKey(c.idempotencyKey("change-phases"))
+	if _, err := h.api.SubscriptionSchedules.Update(sched.ID, p); err != nil {
+		return stripeFailure(err)
+	}
+	return nil
+}
+
+func phaseItem(p *stripe.Price, quantity int64) *stripe.SubscriptionSchedulePhaseItemParams {
+	it := &stripe.SubscriptionSchedulePhaseItemParams{Price: stripe.String(p.ID)}
+	if !metered(p) {
+		it.Quantity = stripe.Int64(max(quantity, 1))
+	}
+	return it
+}
+
+// schedule returns the subscription's schedule, creating one from the
+// subscription when it has none.
+func (h *Handler) schedule(c *call, sub *stripe.Subscription) (*stripe.SubscriptionSchedule, *proxy.HTTPError) {
+	if sub.Schedule != nil && sub.Schedule.ID != "" {
+		p := &stripe.SubscriptionScheduleParams{}
+		p.Context = c.ctx
+		s, err := h.api.SubscriptionSchedules.Get(sub.Schedule.ID, p)
+		if err != nil {
+			return nil, stripeFailure(err)
+		}
+		return s, nil
+	}
+	p := &stripe.SubscriptionScheduleParams{FromSubscription: stripe.String(sub.ID)}
+	p.Context = c.ctx
+	p.SetIdempotencyKey(c.idempotencyKey("change-schedule"))
+	s, err := h.api.SubscriptionSchedules.New(p)
+	if err != nil {
+		return nil, stripeFailure(err)
+	}
+	return s, nil
+}
+
+// releaseSchedule detaches a pending plan change (a schedule) from the
+// subscription, keeping the subscription as it is now.
+func (h *Handler) releaseSchedule(c *call, sub *stripe.Subscription, op string) *proxy.HTTPError {
+	if sub.Schedule == nil || sub.Schedule.ID == "" {
+		return nil
+	}
+	p := &stripe.SubscriptionScheduleReleaseParams{}
+	p.Context = c.ctx
+	p.SetIdempotencyKey(c.idempotencyKey(op + "-release"))
+	if _, err := h.api.SubscriptionSchedules.Release(sub.Schedule.ID, p); err != nil {
+		return stripeFailure(err)
+	}
+	sub.Schedule = nil
+	return nil
+}
+
+type cancelAnswer struct {
+	Subscription      string    `json:"subscription"`
+	Status            string    `json:"status"`
+	CancelAtPeriodEnd bool      `json:"cancel_at_period_end"`
+	CurrentPeriodEnd  time.Time `json:"current_period_end"` // access lasts until then
+}
+
+// cancel ends the subscription at the end of the period (access stays
+// until then) and drops a pending plan change. Cancelling twice is fine.
+func (h *Handler) cancel(c *call) (any, *proxy.HTTPError) {
+	return h.setCancel(c, true)
+}
+
+// resume undoes a cancellation at period end, or resumes a paused
+// subscription (a trial that ended without a payment method).
+func (h *Handler) resume(c *call) (any, *proxy.HTTPError) {
+	return h.setCancel(c, false)
+}
+
+func (h *Handler) setCancel(c *call, cancel bool) (any, *proxy.HTTPError) {
+	if herr := c.decode(&struct{}{}); herr != nil {
+		return nil, herr
+	}
+	sub, herr := h.stripeSubscription(c)
+	if herr != nil {
+		return nil, herr
+	}
+	var err error
+	switch {
+	case cancel && !sub.CancelAtPeriodEnd:
+		if herr := h.releaseSchedule(c, sub, "cancel"); herr != nil {
+			return nil, herr
+		}
+		p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(true)}
+		p.Context = c.ctx
+		p.SetIdempotencyKey(c.idempotencyKey("cancel"))
+		sub, err = h.api.Subscriptions.Update(sub.ID, p)
+	case !cancel && sub.Status == stripe.SubscriptionStatusPaused:
+		p := &stripe.SubscriptionResumeParams{}
+		p.Context = c.ctx
+		p.SetIdempotencyKey(c.idempotencyKey("resume"))
+		sub, err = h.api.Subscriptions.Resume(sub.ID, p)
+	case !cancel && sub.CancelAtPeriodEnd:
+		p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(false)}
+		p.Context = c.ctx
+		p.SetIdempotencyKey(c.idempotencyKey("resume"))
+		sub, err = h.api.Subscriptions.Update(sub.ID, p)
+	case !cancel:
+		return nil, conflict("not_canceled", "The subscription is neither canceled at period end nor paused; there is nothing to resume.")
+	}
+	if err != nil {
+		return nil, stripeFailure(err)
+	}
+	if _, err := h.refresh(c, c.id.Customer, "billing:cancel"); err != nil {
+		h.log.WarnContext(c.ctx, "billing: state refresh after a cancellation change failed; the webhook will bring it", "err", err)
+	}
+	return cancelAnswer{Subscription: sub.ID, Status: string(sub.Status), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+		CurrentPeriodEnd: time.Unix(sub.CurrentPeriodEnd, 0).UTC()}, nil
+}
