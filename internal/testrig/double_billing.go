@@ -6,15 +6,24 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// billingState holds the double's checkout sessions and invoices, guarded
-// by StripeDouble.mu.
+// billingState holds the double's checkout sessions, invoices, prices and
+// subscription schedules, guarded by StripeDouble.mu.
 type billingState struct {
-	sessions map[string]storedObject
-	invoices map[string]storedObject
+	sessions       map[string]storedObject
+	sessionSubData map[string]CheckoutSubscriptionData // session id -> its subscription_data
+	invoices       map[string]storedObject
+	prices         map[string]storedObject
+	schedules      map[string]storedObject
 }
 
 func newBillingState() billingState {
-	return billingState{sessions: make(map[string]storedObject), invoices: make(map[string]storedObject)}
+	return billingState{
+		sessions:       make(map[string]storedObject),
+		sessionSubData: make(map[string]CheckoutSubscriptionData),
+		invoices:       make(map[string]storedObject),
+		prices:         make(map[string]storedObject),
+		schedules:      make(map[string]storedObject),
+	}
 }
 
 // Fields Stripe answers as ids unless expanded.
@@ -28,6 +37,9 @@ func (d *StripeDouble) registerBillingRoutes() {
 	d.Handle("GET /v1/checkout/sessions/{id}", d.getCheckoutSession)
 	d.Handle("GET /v1/invoices/{id}", d.getInvoice)
 	d.Handle("GET /v1/invoices", d.listInvoices)
+	d.registerCheckoutRoutes()
+	d.registerSubscriptionRoutes()
+	d.registerScheduleRoutes()
 }
 
 // PutCheckoutSession adds or replaces a Checkout Session (keyed by s.ID).
