@@ -206,6 +206,10 @@ func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
 	if herr != nil {
 		return nil, herr
 	}
+	if pc.sub.CancelAtPeriodEnd {
+		// A change would renew a subscription the customer chose to end.
+		return nil, errCanceling
+	}
 	p := &stripe.InvoiceUpcomingParams{
 		Customer:                  stripe.String(c.id.Customer),
 		Subscription:              stripe.String(pc.sub.ID),
@@ -254,6 +258,10 @@ func (h *Handler) change(c *call) (any, *proxy.HTTPError) {
 	pc, herr := h.plan(c, req)
 	if herr != nil {
 		return nil, herr
+	}
+	if pc.sub.CancelAtPeriodEnd {
+		// A change would renew a subscription the customer chose to end.
+		return nil, errCanceling
 	}
 	if pc.upgrade {
 		herr = h.upgrade(c, pc)

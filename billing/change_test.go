@@ -191,8 +191,11 @@ func TestCancelAndResume(t *testing.T) {
 		t.Errorf("subscription after cancel = %s; want cancel_at_period_end and entitled", s.raw)
 	}
 	r.call("POST", "/subscription/cancel", "u1", "cus_A", "")
+	if c := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"team"}`); c.status != http.StatusConflict || c.code() != "subscription_canceling" {
+		t.Errorf("change of a subscription ending at period end = %d %s; want 409 subscription_canceling", c.status, c.raw)
+	}
 	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_A")); n != 1 {
-		t.Errorf("cancelling twice made %d updates; want 1", n)
+		t.Errorf("cancelling twice (and a refused change) made %d updates; want 1", n)
 	}
 	a = r.call("POST", "/subscription/resume", "u1", "cus_A", "")
 	if a.status != http.StatusOK || a.body["cancel_at_period_end"] != false {

@@ -23,6 +23,8 @@ var (
 		Msg: "No Stripe customer is linked to this account yet; start a checkout first."}
 	errNoSubscription = &proxy.HTTPError{Status: http.StatusConflict, Code: "no_subscription",
 		Msg: "This account has no subscription to change; start a checkout first."}
+	errCanceling = &proxy.HTTPError{Status: http.StatusConflict, Code: "subscription_canceling",
+		Msg: "The subscription ends at the period end; resume it before changing its plan."}
 	errUnavailable = &proxy.HTTPError{Status: http.StatusServiceUnavailable, Code: "billing_unavailable",
 		Msg: "Billing cannot be reached right now; try again shortly.", RetryAfter: 2}
 	errStripeRefused = &proxy.HTTPError{Status: http.StatusBadGateway, Code: "billing_failed",

@@ -342,18 +342,12 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 			// /v1/subscriptions/{id} with items[0][id]+[price],
 			// proration_behavior, proration_date (the client's),
 			// payment_behavior=pending_if_incomplete, expand[]=latest_invoice.
-			// stripe-mock accepts it; its fixture carries a pending_update,
-			// which the billing API reads as an upgrade whose payment failed
-			// (402, not the 502 a refused request gives).
-			name: "subscription/change upgrade", method: "POST", path: "/subscription/change", id: subscribed,
+			// The fixture is set to cancel at period end, so the API refuses
+			// the change after reading the subscription and prices; the
+			// update's own shape is checked in TestStripeMockAcceptsScheduleCalls.
+			name: "subscription/change of a canceling subscription", method: "POST", path: "/subscription/change", id: subscribed,
 			body:       fmt.Sprintf(`{"plan":"pro","proration_date":%d}`, recent),
-			wantStatus: http.StatusPaymentRequired, wantCode: "payment_failed",
-		},
-		{
-			// As above, plus items[1][price]+[quantity]: an added item.
-			name: "subscription/change upgrade adding an item", method: "POST", path: "/subscription/change", id: subscribed,
-			body: `{"plan":"team"}`, header: map[string]string{"Idempotency-Key": "change-1"},
-			wantStatus: http.StatusPaymentRequired, wantCode: "payment_failed",
+			wantStatus: http.StatusConflict, wantCode: "subscription_canceling",
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -392,19 +386,19 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 	r := newMockRig(t)
 	id := auth.Identity{User: "user_sched", Customer: "cus_mock_sched"}
 	// planned works out a change to pro as change does, on a fresh call.
-	planned := func(t *testing.T) (*call, *plannedChange) {
+	planned := func(t *testing.T, plan string) (*call, *plannedChange) {
 		t.Helper()
 		req := r.request("POST", "/subscription/change", id, "")
 		req.Header.Set("Idempotency-Key", "sched-"+t.Name())
 		c := &call{r: req, ctx: req.Context(), id: id}
 		before := len(r.logs.String())
-		pc, herr := r.h.plan(c, changeRequest{Plan: "pro"})
+		pc, herr := r.h.plan(c, changeRequest{Plan: plan})
 		r.checkLog(t, before)
 		if herr != nil {
-			t.Fatalf("plan(pro) = %v; want a planned change", herr)
+			t.Fatalf("plan(%s) = %v; want a planned change", plan, herr)
 		}
 		if !pc.upgrade {
-			t.Fatalf("plan(pro) is a downgrade; the cases assume stripe-mock's equal prices make it an upgrade")
+			t.Fatalf("plan(%s) is a downgrade; the cases assume stripe-mock's equal prices make it an upgrade", plan)
 		}
 		// stripe-mock v0.203.0 answers 0 for the period fields; give the
 		// phases the dates a real subscription would have.
@@ -414,6 +408,7 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
+		plan string // default pro
 		run  func(c *call, pc *plannedChange) *proxy.HTTPError
 	}{
 		{
@@ -446,9 +441,28 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 				return herr
 			},
 		},
+		{
+			// POST /v1/subscriptions/{id} with items[0][id]+[price],
+			// items[1][price]+[quantity] (an added item), proration_behavior,
+			// proration_date, payment_behavior=pending_if_incomplete and
+			// expand[]=latest_invoice. stripe-mock accepts it; its fixture
+			// carries a pending_update, which the API reads as an upgrade
+			// whose payment failed (402 without a cause, not a refusal).
+			name: "upgrade adding an item", plan: "team", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
+				herr := r.h.upgrade(c, pc)
+				if herr != nil && herr.Code == "payment_failed" && herr.Err == nil {
+					return nil
+				}
+				return herr
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, pc := planned(t)
+			plan := tc.plan
+			if plan == "" {
+				plan = "pro"
+			}
+			c, pc := planned(t, plan)
 			before := len(r.logs.String())
 			herr := tc.run(c, pc)
 			r.checkLog(t, before)
