@@ -50,6 +50,23 @@ func (p *plannedChange) effectiveAt() time.Time {
 	return time.Unix(p.sub.CurrentPeriodEnd, 0).UTC()
 }
 
+// planRequest reads a preview or change request and works the change out.
+func (h *Handler) planRequest(c *call) (*plannedChange, *proxy.HTTPError) {
+	var req changeRequest
+	if herr := c.decode(&req); herr != nil {
+		return nil, herr
+	}
+	pc, herr := h.plan(c, req)
+	if herr != nil {
+		return nil, herr
+	}
+	if pc.sub.CancelAtPeriodEnd {
+		// A change would renew a subscription the customer chose to end.
+		return nil, errCanceling
+	}
+	return pc, nil
+}
+
 // plan works out a change of the caller's subscription to req.Plan. An
 // upgrade is a change to prices that cost at least as much per day (of
 // the licensed prices; metered ones depend on usage).
@@ -198,17 +215,9 @@ type previewAnswer struct {
 // prorated next invoice as of proration_date (pass it to change); for a
 // downgrade, the first invoice at the new prices.
 func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
-	var req changeRequest
-	if herr := c.decode(&req); herr != nil {
-		return nil, herr
-	}
-	pc, herr := h.plan(c, req)
+	pc, herr := h.planRequest(c)
 	if herr != nil {
 		return nil, herr
-	}
-	if pc.sub.CancelAtPeriodEnd {
-		// A change would renew a subscription the customer chose to end.
-		return nil, errCanceling
 	}
 	p := &stripe.InvoiceUpcomingParams{
 		Customer:                  stripe.String(c.id.Customer),
@@ -251,17 +260,9 @@ type changeAnswer struct {
 // end of the period, through a subscription schedule, so the customer
 // keeps what they paid for.
 func (h *Handler) change(c *call) (any, *proxy.HTTPError) {
-	var req changeRequest
-	if herr := c.decode(&req); herr != nil {
-		return nil, herr
-	}
-	pc, herr := h.plan(c, req)
+	pc, herr := h.planRequest(c)
 	if herr != nil {
 		return nil, herr
-	}
-	if pc.sub.CancelAtPeriodEnd {
-		// A change would renew a subscription the customer chose to end.
-		return nil, errCanceling
 	}
 	if pc.upgrade {
 		herr = h.upgrade(c, pc)
