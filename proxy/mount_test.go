@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
@@ -167,5 +169,13 @@ func TestAuthenticatedMounts(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Requests to tollgate's own endpoints are counted under their path.
+	for _, c := range []struct {
+		route, decision string
+	}{{"/_tollgate/billing", "internal"}, {"/_tollgate/billing", "unauthenticated"}, {"/_tollgate/stripe/webhook", "internal"}} {
+		if n := testutil.ToFloat64(rig.metrics.Requests.WithLabelValues(c.route, c.decision)); n == 0 {
+			t.Errorf("tollgate_requests_total{route=%q,decision=%q} = 0; want the mount's requests counted", c.route, c.decision)
+		}
 	}
 }

@@ -185,6 +185,7 @@ type exchange struct {
 	path     string // the one normalised path: matched, gated, forwarded
 	rid      string
 	route    *route
+	mount    *Mount
 	id       auth.Identity
 	decision Decision
 	status   int    // upstream status, 0 if none
@@ -235,6 +236,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 4. tollgate's own endpoints.
 	if m := s.mount(p); m != nil {
+		x.mount = m
 		if m.Auth {
 			if herr := s.authenticateMount(r, x); herr != nil {
 				s.deny(ctx, w, x, herr, herr.Err)
@@ -374,9 +376,12 @@ func (s *Server) deny(ctx context.Context, w http.ResponseWriter, x *exchange, e
 }
 
 func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, start time.Time) {
-	label := "-"
-	if x.route != nil {
+	label := "-" // no route matched
+	switch {
+	case x.route != nil:
 		label = x.route.label
+	case x.mount != nil:
+		label = x.mount.Path // tollgate's own endpoint
 	}
 	d := time.Since(start)
 	s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
