@@ -184,3 +184,28 @@ func TestStripeFailures(t *testing.T) {
 		t.Errorf("the log lacks Stripe's detail or the request id:\n%s", r.logs.String())
 	}
 }
+
+// Exact origins in cors.allowed_origins may call the billing API from the
+// browser; others stay refused.
+func TestTrustedOriginsFromCORS(t *testing.T) {
+	r := newRig(t)
+	cfg := *r.h.cfg
+	cfg.CORS.AllowedOrigins = []string{"https://app.test", "https://*.wild.test"}
+	h, err := New(Options{Config: &cfg, Stripe: r.h.api, Store: r.h.store, Source: r.h.source, Gate: r.h.gate, Logger: r.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+	for _, c := range []struct {
+		origin, code string
+	}{
+		{"https://app.test", "no_customer"}, // through to the endpoint
+		{"https://a.wild.test", "cross_origin"},
+		{"https://evil.test", "cross_origin"},
+	} {
+		a := r.call("POST", "/portal", "u1", "", "", "Origin", c.origin, "Sec-Fetch-Site", "cross-site")
+		if a.code() != c.code {
+			t.Errorf("POST from %s = %d %s; want %s", c.origin, a.status, a.raw, c.code)
+		}
+	}
+}

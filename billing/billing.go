@@ -89,6 +89,15 @@ func New(o Options) (*Handler, error) {
 		h.now = time.Now
 	}
 	h.prices = newPriceCache(o.Stripe, priceTTL, h.now)
+	for _, origin := range o.Config.CORS.AllowedOrigins {
+		// Origins the operator trusts with CORS may also call the billing
+		// API; only exact ones ("*" and wildcards stay cross-origin).
+		if !strings.Contains(origin, "*") {
+			if err := h.csrf.AddTrustedOrigin(origin); err != nil {
+				return nil, fmt.Errorf("billing: cors.allowed_origins: %w", err)
+			}
+		}
+	}
 	p := strings.TrimSuffix(o.Config.Billing.Prefix, "/")
 	h.routes = map[string]endpoint{
 		p + "/checkout":             {http.MethodPost, h.checkout},

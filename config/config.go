@@ -29,6 +29,7 @@ type Config struct {
 
 	Server   Server           `yaml:"server"`
 	Proxy    ProxyTimeouts    `yaml:"proxy"`
+	CORS     CORS             `yaml:"cors"`
 	Log      Log              `yaml:"log"`
 	Redis    Redis            `yaml:"redis"`
 	Stripe   Stripe           `yaml:"stripe"`
@@ -45,6 +46,30 @@ type Config struct {
 	// validation problems can say where they are.
 	lines map[string]int
 }
+
+// CORS lets browser code on other origins call the app (and the billing
+// API) through tollgate. Off while AllowedOrigins is empty. When on,
+// tollgate owns CORS: it answers every preflight itself (a preflight
+// carries no token, so it never reaches auth, the gate or the app), marks
+// answers to allowed origins, tollgate's own denials included, and drops
+// the app's own Access-Control-* response headers.
+type CORS struct {
+	// AllowedOrigins are exact origins (https://app.example.com), origins
+	// with one wildcard (https://*.example.com), or "*" for any.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	AllowedMethods []string `yaml:"allowed_methods"`
+	// AllowedHeaders are the request headers cross-origin code may send;
+	// Authorization must be among them for bearer tokens.
+	AllowedHeaders []string `yaml:"allowed_headers"`
+	ExposedHeaders []string `yaml:"exposed_headers"`
+	// AllowCredentials lets cookies (auth.jwt.cookie) cross origins; not
+	// with "*".
+	AllowCredentials bool          `yaml:"allow_credentials"`
+	MaxAge           time.Duration `yaml:"max_age"`
+}
+
+// Enabled reports whether tollgate handles CORS.
+func (c CORS) Enabled() bool { return len(c.AllowedOrigins) > 0 }
 
 // Server holds the listeners' timeouts and shutdown behaviour.
 type Server struct {
@@ -329,6 +354,12 @@ func Default() *Config {
 			ResponseHeaderTimeout: 60 * time.Second,
 			IdleConnTimeout:       90 * time.Second,
 			MaxIdleConnsPerHost:   100,
+		},
+		CORS: CORS{
+			AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"},
+			ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+			MaxAge:         10 * time.Minute,
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Redis: Redis{

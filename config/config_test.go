@@ -164,6 +164,24 @@ func TestValidateRules(t *testing.T) {
 		{"zero process timeout", func(c *Config) { c.Webhook.ProcessTimeout = 0 }, "webhook.process_timeout: must be between 1s and 5m0s"},
 		{"long forward timeout", func(c *Config) { c.Webhook.ForwardTimeout = time.Hour }, "webhook.forward_timeout: must be between 1s and 5m0s"},
 		{"zero forward attempts", func(c *Config) { c.Webhook.ForwardMaxAttempts = 0 }, "webhook.forward_max_attempts: must be 1..100"},
+		{"cors origins", func(c *Config) {
+			c.CORS.AllowedOrigins = []string{"https://app.example.com", "http://localhost:3000", "https://*.example.com", "*"}
+		}, ""},
+		{"cors origin with a path", func(c *Config) { c.CORS.AllowedOrigins = []string{"https://app.example.com/"} }, "cors.allowed_origins[0]"},
+		{"cors origin without scheme", func(c *Config) { c.CORS.AllowedOrigins = []string{"app.example.com"} }, "cors.allowed_origins[0]"},
+		{"cors any origin with credentials", func(c *Config) {
+			c.CORS.AllowedOrigins, c.CORS.AllowCredentials = []string{"*"}, true
+		}, `cors.allowed_origins[0]: "*" cannot be used with allow_credentials`},
+		{"cors lower-case method", func(c *Config) { c.CORS.AllowedMethods = []string{"get"} }, "cors.allowed_methods[0]"},
+		{"cors max age", func(c *Config) { c.CORS.MaxAge = 48 * time.Hour }, "cors.max_age: must be 0..24h"},
+		{"billing without redirect URLs", func(c *Config) {
+			c.Stripe.SecretKey, c.Billing.SuccessURL = "sk_test_x", "https://app/ok"
+		}, "billing.cancel_url: required while the billing API is served"},
+		{"billing off", func(c *Config) { c.Stripe.SecretKey, c.Billing.Prefix = "sk_test_x", "" }, ""},
+		{"billing redirect not a URL", func(c *Config) {
+			c.Stripe.SecretKey, c.Billing.SuccessURL, c.Billing.CancelURL, c.Billing.ReturnURL = "sk_test_x", "/ok", "https://a/c", "https://a/r"
+		}, "billing.success_url: \"/ok\" is not an absolute http(s) URL"},
+		{"billing proration", func(c *Config) { c.Billing.UpgradeProration = "later" }, "billing.upgrade_proration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()

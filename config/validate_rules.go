@@ -255,6 +255,7 @@ func (c *Config) validateEndpoints(p *problems) {
 		}
 	}
 	c.validateBilling(p)
+	c.validateCORS(p)
 	if c.Webhook.ForwardURL != "" {
 		if u, err := url.Parse(c.Webhook.ForwardURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add("webhook.forward_url", "%q is not an http(s) URL", c.Webhook.ForwardURL)
@@ -319,5 +320,31 @@ func (c *Config) validateBilling(p *problems) {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add(path, "%q is not an absolute http(s) URL", v)
 		}
+	}
+}
+
+func (c *Config) validateCORS(p *problems) {
+	co := c.CORS
+	for i, o := range co.AllowedOrigins {
+		path := fmt.Sprintf("cors.allowed_origins[%d]", i)
+		if o == "*" {
+			if co.AllowCredentials {
+				p.add(path, `"*" cannot be used with allow_credentials: true (browsers refuse it, and it would let any site act with your users' cookies); list the origins`)
+			}
+			continue
+		}
+		u, err := url.Parse(strings.Replace(o, "*", "x", 1))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" ||
+			strings.Count(o, "*") > 1 || strings.HasSuffix(o, "/") {
+			p.add(path, "%q is not an origin such as https://app.example.com (scheme and host, no path), https://*.example.com or \"*\"", o)
+		}
+	}
+	for i, m := range co.AllowedMethods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t,") {
+			p.add(fmt.Sprintf("cors.allowed_methods[%d]", i), "%q is not an upper-case method such as GET", m)
+		}
+	}
+	if co.MaxAge < 0 || co.MaxAge > 24*time.Hour {
+		p.add("cors.max_age", "must be 0..24h, got %s", co.MaxAge)
 	}
 }

@@ -143,6 +143,15 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
 	}
 	StripReserved(resp.Header)
+	if s.cors != nil {
+		// tollgate owns CORS: the app's own headers would duplicate ours,
+		// and browsers refuse an answer with two Access-Control-Allow-Origin.
+		for k := range resp.Header {
+			if strings.HasPrefix(k, "Access-Control-") {
+				delete(resp.Header, k)
+			}
+		}
+	}
 	// Trailers are filled in when the body ends (undeclared ones too):
 	// strip the declarations now and the values at EOF.
 	StripReserved(resp.Trailer)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/cors"
+
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
@@ -93,6 +95,7 @@ type Server struct {
 	counter  Counter
 	counted  func(status int) bool
 	mounts   []Mount
+	cors     *cors.Cors // nil: tollgate leaves CORS to the app
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
@@ -143,6 +146,16 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
 		}
 		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label()})
+	}
+	if c.CORS.Enabled() {
+		s.cors = cors.New(cors.Options{
+			AllowedOrigins:   c.CORS.AllowedOrigins,
+			AllowedMethods:   c.CORS.AllowedMethods,
+			AllowedHeaders:   c.CORS.AllowedHeaders,
+			ExposedHeaders:   c.CORS.ExposedHeaders,
+			AllowCredentials: c.CORS.AllowCredentials,
+			MaxAge:           int(c.CORS.MaxAge.Seconds()),
+		})
 	}
 	for _, cidr := range c.TrustedProxies {
 		pfx, err := netip.ParsePrefix(cidr)
@@ -234,7 +247,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.path = p
 	r.URL.Path, r.URL.RawPath = DecodePath(p), p
 
-	// 4. tollgate's own endpoints.
+	// 4. CORS, when tollgate owns it: a preflight carries no token, so it
+	// is answered here and never reaches auth, the gate or the app; any
+	// other answer to an allowed origin, denials included, is marked.
+	if s.cors != nil {
+		s.cors.HandlerFunc(w, r)
+		if isPreflight(r) {
+			x.outcome, x.status = "preflight", http.StatusNoContent
+			return
+		}
+	}
+
+	// 5. tollgate's own endpoints.
 	if m := s.mount(p); m != nil {
 		x.mount = m
 		if m.Auth {
@@ -249,20 +273,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 5. Route: first match wins; no match is a denial.
+	// 6. Route: first match wins; no match is a denial.
 	x.route = s.match(r.Method, p)
 	if x.route == nil {
 		s.deny(ctx, w, x, errNoRoute, nil)
 		return
 	}
 
-	// 6. Authentication per the route's mode.
+	// 7. Authentication per the route's mode.
 	if herr := s.authenticate(r, x); herr != nil {
 		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}
 
-	// 7. Entitlements, and quotas on metered routes. A route that requires
+	// 8. Entitlements, and quotas on metered routes. A route that requires
 	// nothing still asks a configured gate, for quotas and plan headers.
 	if x.route.cfg.Require.Any() || (x.route.cfg.Meter != "" && s.gate != nil) {
 		if s.gate == nil {
@@ -277,10 +301,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.decision = d
 	}
 
-	// 8. Forward with verified identity headers.
+	// 9. Forward with verified identity headers.
 	s.rp.ServeHTTP(informationalFilter{w}, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 
-	// 9. Meter: only once the answer was fully sent (a failed copy panics
+	// 10. Meter: only once the answer was fully sent (a failed copy panics
 	// with http.ErrAbortHandler and never gets here), only counted statuses.
 	if m := x.route.cfg.Meter; m != "" && s.counter != nil && x.id.Customer != "" && s.counted(x.status) && x.units > 0 {
 		s.counter.Count(x.id.Customer, m, x.units)
@@ -355,6 +379,11 @@ func containsMethod(methods []string, m string) bool {
 		}
 	}
 	return false
+}
+
+// isPreflight reports a CORS preflight: OPTIONS asking for another method.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
 func upperToken(m string) bool {
