@@ -69,13 +69,19 @@ type WatchEvent struct {
 type RedisStore struct {
 	rdb  redis.UniversalClient
 	keys store.Keys
+	// cluster is set on Redis Cluster, where the customer index (a global
+	// key) is in another slot than the state and cannot be part of the
+	// state's MULTI/EXEC (CROSSSLOT): Update maintains it around the
+	// transaction instead (see reindex).
+	cluster bool
 }
 
 var _ Store = (*RedisStore)(nil)
 
 // NewRedisStore returns a Store on an open store connection.
 func NewRedisStore(s *store.Store) *RedisStore {
-	return &RedisStore{rdb: s.Client, keys: s.Keys}
+	_, cluster := s.Client.(*redis.ClusterClient)
+	return &RedisStore{rdb: s.Client, keys: s.Keys, cluster: cluster}
 }
 
 func (r *RedisStore) stateKey(customer string) string { return r.keys.Customer(customer, "state") }
@@ -138,7 +144,7 @@ func (r *RedisStore) GetMany(ctx context.Context, customers []string) (map[strin
 func (r *RedisStore) Update(ctx context.Context, customer string, fn func(cur *State) (*State, error)) error {
 	key := r.stateKey(customer)
 	for attempt := 0; attempt < 50; attempt++ {
-		unchanged := false
+		unchanged, created, deleted := false, false, false
 		err := r.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			var cur *State
 			b, err := tx.Get(ctx, key).Bytes()
@@ -159,10 +165,22 @@ func (r *RedisStore) Update(ctx context.Context, customer string, fn func(cur *S
 				unchanged = true
 				return nil
 			}
+			created, deleted = cur == nil && next != nil, next == nil
+			if r.cluster && created {
+				// Indexed before the state exists: a crash after the
+				// commit must not leave a stored customer out of the index
+				// (an index entry without state is only one more customer
+				// for reconciliation to check).
+				if err := r.rdb.SAdd(ctx, r.indexKey(), customer).Err(); err != nil {
+					return err
+				}
+			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				if next == nil {
 					p.Del(ctx, key)
-					p.SRem(ctx, r.indexKey(), customer)
+					if !r.cluster {
+						p.SRem(ctx, r.indexKey(), customer)
+					}
 				} else {
 					next.Customer = customer
 					enc, err := json.Marshal(next)
@@ -170,7 +188,9 @@ func (r *RedisStore) Update(ctx context.Context, customer string, fn func(cur *S
 						return err
 					}
 					p.Set(ctx, key, enc, 0)
-					p.SAdd(ctx, r.indexKey(), customer)
+					if !r.cluster {
+						p.SAdd(ctx, r.indexKey(), customer)
+					}
 				}
 				return nil
 			})
@@ -194,14 +214,56 @@ func (r *RedisStore) Update(ctx context.Context, customer string, fn func(cur *S
 		if unchanged {
 			return nil
 		}
+		if r.cluster {
+			if err := r.reindex(ctx, customer, created, deleted); err != nil {
+				return fmt.Errorf("entitlements: index %s: %w", customer, err)
+			}
+		}
 		// Announce after the write is committed; a lost announcement is
 		// healed by the periodic refresh.
-		if err := r.rdb.Publish(ctx, r.channel(), customer).Err(); err != nil {
+		if err := r.publish(ctx, customer); err != nil {
 			return fmt.Errorf("entitlements: announce %s: %w", customer, err)
 		}
 		return nil
 	}
 	return fmt.Errorf("entitlements: update %s: too much contention", customer)
+}
+
+// publish announces a change to every watcher. PUBLISH is routed by the
+// channel's slot, like the watchers' SUBSCRIBE: go-redis sends a plain
+// Publish, a keyless command, to any Cluster node, which relays it to the
+// others over the cluster bus, so a Probe's PING on the watcher's node
+// could be answered before an earlier change arrived there. On the
+// watchers' own node Redis delivers the message before any later PONG.
+func (r *RedisStore) publish(ctx context.Context, customer string) error {
+	cmd := redis.NewIntCmd(ctx, "publish", r.channel(), customer)
+	cmd.SetFirstKeyPos(1)
+	_ = r.rdb.Process(ctx, cmd)
+	return cmd.Err()
+}
+
+// reindex updates the customer index after a committed write on Cluster,
+// where it cannot be in the write's transaction. A delete removes the
+// customer, then puts it back if a concurrent write stored it again
+// meanwhile; a write that created the customer adds it again (once more
+// after the SADD before the commit), since a concurrent delete's SREM may
+// have come in between. Either way, once writes stop, every stored
+// customer is indexed.
+func (r *RedisStore) reindex(ctx context.Context, customer string, created, deleted bool) error {
+	switch {
+	case created:
+		return r.rdb.SAdd(ctx, r.indexKey(), customer).Err()
+	case !deleted:
+		return nil // the customer existed, so it was indexed
+	}
+	if err := r.rdb.SRem(ctx, r.indexKey(), customer).Err(); err != nil {
+		return err
+	}
+	n, err := r.rdb.Exists(ctx, r.stateKey(customer)).Result()
+	if err != nil || n == 0 {
+		return err
+	}
+	return r.rdb.SAdd(ctx, r.indexKey(), customer).Err()
 }
 
 // Customers implements Store.

@@ -44,25 +44,29 @@ func openStore(t *testing.T, c config.Redis) *RedisStore {
 
 func TestStoreConformance(t *testing.T) {
 	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			for _, tc := range []struct {
-				name string
-				fn   func(*testing.T, *RedisStore)
-			}{
-				{"GetMissing", testGetMissing},
-				{"UpdateRoundTrip", testUpdateRoundTrip},
-				{"UpdateNoChangeNoAnnouncement", testUpdateNoChange},
-				{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
-				{"DeleteAndIndex", testDeleteAndIndex},
-				{"GetMany", testGetMany},
-				{"UserLinks", testUserLinks},
-				{"UserLinkFirstWins", testLinkFirstWins},
-				{"WatchDeliversChangesBeforeSync", testWatch},
-				{"AcquireIsExclusive", testAcquire},
-			} {
-				t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
-			}
-		})
+		t.Run(name, func(t *testing.T) { runConformance(t, open) })
+	}
+}
+
+// runConformance runs every Store test, each on a fresh store from open
+// (store_cluster_test.go runs it on Redis Cluster too).
+func runConformance(t *testing.T, open func(t *testing.T) *RedisStore) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *RedisStore)
+	}{
+		{"GetMissing", testGetMissing},
+		{"UpdateRoundTrip", testUpdateRoundTrip},
+		{"UpdateNoChangeNoAnnouncement", testUpdateNoChange},
+		{"ConcurrentUpdatesNeverLoseWrites", testConcurrentUpdates},
+		{"DeleteAndIndex", testDeleteAndIndex},
+		{"GetMany", testGetMany},
+		{"UserLinks", testUserLinks},
+		{"UserLinkFirstWins", testLinkFirstWins},
+		{"WatchDeliversChangesBeforeSync", testWatch},
+		{"AcquireIsExclusive", testAcquire},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 }
 

@@ -36,6 +36,7 @@ type RedisOption func(*redisConfig)
 
 type redisConfig struct {
 	persistence bool // AOF with appendfsync always
+	cluster     bool // a Redis Cluster node (StartRedisCluster)
 }
 
 func newRedisConfig(opts []RedisOption) redisConfig {
@@ -64,10 +65,11 @@ type Redis struct {
 	mu sync.Mutex // guards the fields below; held across Stop/Kill/Restart
 
 	// redis-server
-	bin  string
-	dir  string
-	port int
-	proc *process // nil while stopped
+	bin     string
+	dir     string
+	port    int
+	busPort int      // cluster bus port, with cfg.cluster
+	proc    *process // nil while stopped
 
 	// embedded fallback
 	mini        *miniredis.Miniredis
@@ -108,6 +110,12 @@ func startRedisServer(tb testing.TB, bin string, cfg redisConfig) *Redis {
 			tb.Fatalf("testrig: pick a port for redis-server: %v", err)
 		}
 		r.addr = loopbackAddr(r.port)
+		if cfg.cluster {
+			// Port+10000, the default bus port, may not exist or be free.
+			if r.busPort, err = freePort(); err != nil {
+				tb.Fatalf("testrig: pick a cluster bus port: %v", err)
+			}
+		}
 		if err = r.launchLocked(); !errors.Is(err, errAddrInUse) {
 			break
 		}
@@ -233,6 +241,13 @@ func (r *Redis) args(logPath string) []string {
 		"--dir", r.dir,
 		"--logfile", logPath,
 		"--daemonize", "no",
+	}
+	if r.cfg.cluster {
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-port", strconv.Itoa(r.busPort),
+			"--cluster-config-file", filepath.Join(r.dir, "nodes-"+strconv.Itoa(r.port)+".conf"),
+			"--cluster-node-timeout", "2000")
 	}
 	if r.cfg.persistence {
 		return append(args, "--appendonly", "yes", "--appendfsync", "always")

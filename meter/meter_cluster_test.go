@@ -1,0 +1,220 @@
+package meter
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
+)
+
+// The meter on a real 3-node Redis Cluster (redis.addrs): New sees a
+// *redis.ClusterClient and flushes one script per customer. One cluster
+// serves every subtest; each has its own key prefix and Stripe double.
+func TestMeterOnRedisCluster(t *testing.T) {
+	c := testrig.StartRedisCluster(t, 3)
+	var prefixes atomic.Int64
+	newClusterRig := func(t *testing.T) *clusterRig {
+		return &clusterRig{t: t, cluster: c, double: testrig.NewStripeDouble(t),
+			keys: store.Keys{Prefix: fmt.Sprintf("mc%d:", prefixes.Add(1))}, admin: c.Client()}
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *clusterRig)
+	}{
+		{"ReportsExactlyOnceUnderFaults", testClusterReportsExactlyOnce},
+		{"FlushRetryIsIdempotent", testClusterFlushRetryIsIdempotent},
+		{"SweepReportsWindowsMissingFromTheDueIndex", testClusterSweep},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClusterRig(t)) })
+	}
+}
+
+// clusterRig is rig on a Redis Cluster: each meter (replica) gets a
+// cluster client of its own.
+type clusterRig struct {
+	t       *testing.T
+	cluster *testrig.RedisCluster
+	double  *testrig.StripeDouble
+	keys    store.Keys
+	admin   *redis.ClusterClient
+}
+
+func (r *clusterRig) start(mutate func(*Options)) *Meter {
+	r.t.Helper()
+	o := Options{
+		Config:  testMetering(),
+		Redis:   r.cluster.Client(),
+		Keys:    r.keys,
+		Sender:  NewStripeSender(testrig.StripeClient(r.t, r.double.URL()), 300*time.Millisecond),
+		Metrics: metrics.New(),
+		Logger:  testLogger(),
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	m, err := New(o)
+	if err != nil {
+		r.t.Fatalf("New: %v", err)
+	}
+	if !m.st.cluster {
+		r.t.Fatalf("New on a *redis.ClusterClient did not choose the cluster layout")
+	}
+	r.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	})
+	return m
+}
+
+// rows is `tollgate usage` on the cluster, by customer (one meter).
+func (r *clusterRig) rows() map[string]Row {
+	r.t.Helper()
+	u, err := ReadUsage(context.Background(), r.admin, r.keys)
+	if err != nil {
+		r.t.Fatalf("ReadUsage: %v", err)
+	}
+	out := make(map[string]Row)
+	for _, row := range u.Rows {
+		out[row.Customer] = row
+	}
+	return out
+}
+
+// Two replicas count for 12 customers spread over every node; one reports
+// while Stripe fails a share of calls (500, 429) and times out some after
+// recording them. Stripe's sums equal the counted units, no identifier is
+// accepted twice, and `tollgate usage`, Used and quotas agree.
+func testClusterReportsExactlyOnce(t *testing.T, r *clusterRig) {
+	r.double.FailRateWith(0.2, 1, testrig.Fault{Status: 500, Type: "api_error", Message: "An unknown error occurred", ShouldRetry: "true", PathPrefix: "/v1/billing/meter_events"})
+	r.double.TimeoutAfterRecord(0.15, 2)
+	start := time.Now().Add(-time.Minute)
+	clk := newFakeClock(start)
+	a, b := r.start(func(o *Options) { o.Now = clk.Now }), r.start(func(o *Options) { o.Now = clk.Now })
+	want := make(map[string]int64)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 720 {
+		c, u := cus(rng.IntN(12)), int64(1+rng.IntN(5))
+		want[c] += u
+		[]*Meter{a, b}[i%2].Count(c, "calls", u)
+		if i%240 == 239 {
+			clk.Add(time.Second)
+		}
+		if i == 360 {
+			r.double.FailRate(0.2, http.StatusTooManyRequests, 3)
+		}
+	}
+	clk.Set(time.Now())
+	waitReported(t, r.double, want, 30*time.Second)
+	checkEvents(t, r.double)
+
+	ctx := context.Background()
+	nodes := map[string]bool{}
+	for c := range want {
+		n, err := r.admin.MasterForKey(ctx, a.st.totalsKey(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[n.Options().Addr] = true
+	}
+	if len(nodes) != 3 {
+		t.Errorf("12 customers' keys live on %d nodes; want all 3", len(nodes))
+	}
+	testrig.WaitFor(t, 10*time.Second, func() error { // the last settle may still be on its way
+		rows := r.rows()
+		for c, units := range want {
+			if row := rows[c]; row.Counted != units || row.Reported != units || row.Pending != 0 || row.Parked != 0 {
+				return fmt.Errorf("usage row %+v; want %d counted and reported, nothing pending", row, units)
+			}
+		}
+		if len(rows) != len(want) {
+			return fmt.Errorf("usage has %d customers; want %d", len(rows), len(want))
+		}
+		return nil
+	})
+	quotas := NewQuotas(b.Used, time.Minute, 100, nil)
+	defer quotas.Close()
+	for c, units := range want {
+		if got, err := a.Used(ctx, c, "calls", start.Add(-time.Hour)); err != nil || got != units {
+			t.Errorf("Used(%s) = %d, %v; want %d", c, got, err, units)
+		}
+		if got, err := quotas.Used(ctx, c, "calls", start.Add(-time.Hour)); err != nil || got != units {
+			t.Errorf("Quotas.Used(%s) = %d, %v; want %d", c, got, err, units)
+		}
+	}
+	dups := 0
+	for _, req := range r.double.Requests() {
+		if req.Status == http.StatusBadRequest {
+			dups++
+		}
+	}
+	if dups == 0 {
+		t.Errorf("no 'already exists' answers: the timeouts after recording were not exercised")
+	}
+	t.Logf("%d events, %d requests, %d 'already exists' answers counted as delivered",
+		len(r.double.MeterEvents()), len(r.double.Requests()), dups)
+}
+
+// A chunk for customers on different nodes, written again after an
+// unknown outcome, is applied once per customer.
+func testClusterFlushRetryIsIdempotent(t *testing.T, r *clusterRig) {
+	st := &redisStore{rdb: r.admin, keys: r.keys, cluster: true, win: newWindows(time.Second), replica: "replica-1"}
+	ws := int64(1700000000000)
+	c := &chunk{seq: 7, gen: "g7"}
+	want := make(map[string]int64)
+	for i := range 6 {
+		want[cus(i)] = int64(i + 1)
+		c.entries = append(c.entries, entry{ckey{cus(i), "calls", ws}, int64(i + 1)})
+	}
+	ctx := context.Background()
+	for range 3 {
+		if err := st.applyChunk(ctx, c, time.Now()); err != nil {
+			t.Fatalf("applyChunk: %v", err)
+		}
+	}
+	older := &chunk{seq: 6, gen: "g6", entries: []entry{{ckey{cus(0), "calls", ws}, 100}}}
+	if err := st.applyChunk(ctx, older, time.Now()); err != nil {
+		t.Fatalf("applyChunk: %v", err)
+	}
+	rows := r.rows()
+	for cus, units := range want {
+		if got := rows[cus].Counted; got != units {
+			t.Errorf("%s counted %d after 3 retries and an older chunk; want %d", cus, got, units)
+		}
+		due, err := r.admin.ZScore(ctx, st.dueKey(), cus).Result()
+		if err != nil || int64(due) != ws+1000 {
+			t.Errorf("%s due at %v, %v; want %d", cus, due, err, ws+1000)
+		}
+	}
+}
+
+// A flush that died after its per-customer script and before the due
+// index (the Cluster flush's gap) is found by the leader's sweep.
+func testClusterSweep(t *testing.T, r *clusterRig) {
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	crashed := r.start(func(o *Options) { o.Sender, o.Now = nil, clk.Now; o.Config.FlushInterval = time.Hour })
+	ws := crashed.win.start(clk.Now())
+	want := map[string]int64{}
+	for i := range 4 {
+		id := "cus_Z" + strconv.Itoa(i)
+		want[id] = int64(9 + i)
+		c := &chunk{seq: 1, gen: "g1", entries: []entry{{ckey{id, "calls", ws}, want[id]}}}
+		keys := []string{crashed.st.keys.Customer(id, "usage", "flushed")}
+		if err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil {
+			t.Fatal(err)
+		}
+		r.admin.SAdd(context.Background(), crashed.st.customersKey(), id) // written before the scripts
+	}
+	r.start(nil)
+	waitReported(t, r.double, want, 20*time.Second)
+}
