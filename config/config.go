@@ -108,10 +108,14 @@ type Redis struct {
 	URL        string   `yaml:"url"`
 	Addrs      []string `yaml:"addrs"`
 	MasterName string   `yaml:"master_name"`
-	Username   string   `yaml:"username"`
-	Password   string   `yaml:"password"`
-	DB         int      `yaml:"db"`
-	TLS        bool     `yaml:"tls"`
+	// Cluster forces Redis Cluster mode with a single address (a managed
+	// service's configuration endpoint); several addrs without master_name
+	// are a Cluster anyway.
+	Cluster  bool   `yaml:"cluster"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	TLS      bool   `yaml:"tls"`
 	// Prefix is put before every key, so several deployments can share one
 	// Redis. Customer keys also carry a {cus_...} hash tag for Cluster.
 	Prefix       string        `yaml:"prefix"`

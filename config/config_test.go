@@ -164,6 +164,10 @@ func TestValidateRules(t *testing.T) {
 		{"zero process timeout", func(c *Config) { c.Webhook.ProcessTimeout = 0 }, "webhook.process_timeout: must be between 1s and 5m0s"},
 		{"long forward timeout", func(c *Config) { c.Webhook.ForwardTimeout = time.Hour }, "webhook.forward_timeout: must be between 1s and 5m0s"},
 		{"zero forward attempts", func(c *Config) { c.Webhook.ForwardMaxAttempts = 0 }, "webhook.forward_max_attempts: must be 1..100"},
+		{"cluster without addrs", func(c *Config) { c.Redis.Cluster = true }, "redis.cluster: needs redis.addrs"},
+		{"cluster by one address", func(c *Config) {
+			c.Redis.URL, c.Redis.Addrs, c.Redis.Cluster = "", []string{"redis.example:6379"}, true
+		}, ""},
 		{"cors origins", func(c *Config) {
 			c.CORS.AllowedOrigins = []string{"https://app.example.com", "http://localhost:3000", "https://*.example.com", "*"}
 		}, ""},

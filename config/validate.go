@@ -169,6 +169,9 @@ func (c *Config) validateRedis(p *problems) {
 			p.add(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
 		}
 	}
+	if r.Cluster && (r.MasterName != "" || len(r.Addrs) == 0) {
+		p.add("redis.cluster", "needs redis.addrs (the cluster's nodes or configuration endpoint) and no master_name")
+	}
 	if r.MasterName != "" && len(r.Addrs) == 0 {
 		p.add("redis.master_name", "Sentinel needs redis.addrs (the sentinels' addresses)")
 	}

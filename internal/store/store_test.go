@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
@@ -67,6 +69,37 @@ func TestOpenRealRedisAndEmbedded(t *testing.T) {
 			if !c.embedded {
 				if got, _ := rd.Client().Get(ctx, key).Result(); got != "v" {
 					t.Errorf("value written through Open not in the real redis: %q", got)
+				}
+			}
+		})
+	}
+}
+
+// A cluster reached through one address (redis.cluster: true) gets a
+// Cluster client, which follows MOVED to every node.
+func TestOpenClusterByOneAddress(t *testing.T) {
+	cl := testrig.StartRedisCluster(t, 3)
+	for _, c := range []struct {
+		name string
+		cfg  config.Redis
+	}{
+		{"every node", config.Redis{Addrs: cl.Addrs(), Prefix: "t:"}},
+		{"one address, cluster: true", config.Redis{Addrs: cl.Addrs()[:1], Cluster: true, Prefix: "t:"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Open(c.cfg, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, ok := s.Client.(*redis.ClusterClient); !ok {
+				t.Fatalf("client is %T; want *redis.ClusterClient", s.Client)
+			}
+			ctx := context.Background()
+			for i := range 20 { // customers spread over every node
+				key := s.Keys.Customer(fmt.Sprintf("cus_%d", i), "probe")
+				if err := s.Client.Set(ctx, key, "v", 0).Err(); err != nil {
+					t.Fatalf("SET %s: %v", key, err)
 				}
 			}
 		})

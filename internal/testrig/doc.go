@@ -7,6 +7,9 @@
 //     keeps data as a durable deployment would) that a test can Stop, Kill and
 //     Restart on the same port. Without redis-server on PATH it falls back to
 //     an in-process miniredis, unless TOLLGATE_TEST_REQUIRE_REDIS=1.
+//   - StartRedisCluster starts a real n-node Redis Cluster (slots assigned,
+//     every node ok) for the Cluster paths of the store, the meter and the
+//     webhook ledger; skipped like StartRedis without redis-server 7.0+.
 //   - StartStripeMock starts stripe-mock, Stripe's request validator. Without
 //     the binary the test is skipped, unless TOLLGATE_TEST_REQUIRE_STRIPE_MOCK=1.
 //   - StripeClient builds a stripe-go client pointed at either of the above.
