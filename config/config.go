@@ -337,6 +337,8 @@ type Webhook struct {
 
 // Metrics configures the Prometheus output.
 type Metrics struct {
+	// PerCustomer adds series labelled by Stripe customer (high
+	// cardinality: one series per customer and decision or meter).
 	PerCustomer bool `yaml:"per_customer"`
 }
 

@@ -199,6 +199,9 @@ func (m *Meter) drainShards(final bool) {
 		s.closed = s.closed || final
 		for k, u := range s.cur {
 			counted[k.meter] += u
+			if pc := m.metrics.CustomerUsageUnits; pc != nil {
+				pc.WithLabelValues(k.customer, k.meter).Add(float64(u))
+			}
 		}
 		events = append(events, m.buf.add(s.cur)...)
 		clear(s.cur)

@@ -414,6 +414,9 @@ func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, star
 	}
 	d := time.Since(start)
 	s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
+	if cr := s.metrics.CustomerRequests; cr != nil && x.id.Customer != "" {
+		cr.WithLabelValues(x.id.Customer, x.outcome).Inc()
+	}
 	s.metrics.RequestDuration.WithLabelValues(label).Observe(d.Seconds())
 	s.log.InfoContext(ctx, "request", "method", r.Method, "path", x.path, "route", label,
 		"decision", x.outcome, "status", x.status, "duration_ms", float64(d.Microseconds())/1000)

@@ -28,6 +28,29 @@ type Metrics struct {
 
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
+
+	// Per-customer series exist only after EnablePerCustomer
+	// (metrics.per_customer); nil otherwise.
+	CustomerRequests   *prometheus.CounterVec // customer, decision
+	CustomerUsageUnits *prometheus.CounterVec // customer, meter
+}
+
+// EnablePerCustomer registers the per-customer series. Each customer adds
+// a series per decision and per meter, so a large customer base means a
+// large scrape: it is off unless metrics.per_customer is set.
+func (m *Metrics) EnablePerCustomer() {
+	if m.CustomerRequests != nil {
+		return
+	}
+	m.CustomerRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_customer_requests_total",
+		Help: "Requests of authenticated callers by Stripe customer and decision (metrics.per_customer).",
+	}, []string{"customer", "decision"})
+	m.CustomerUsageUnits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_customer_usage_units_total",
+		Help: "Usage units counted by Stripe customer and meter (metrics.per_customer).",
+	}, []string{"customer", "meter"})
+	m.Registry.MustRegister(m.CustomerRequests, m.CustomerUsageUnits)
 }
 
 // New creates the collectors and registers them, plus the Go runtime and

@@ -78,3 +78,38 @@ func testCount(c prometheus.Collector) int {
 	close(ch)
 	return len(ch)
 }
+
+// Per-customer series are a cardinality choice: absent by default,
+// registered (with their contract names) by EnablePerCustomer.
+func TestPerCustomerSeries(t *testing.T) {
+	m := New()
+	if m.CustomerRequests != nil || m.CustomerUsageUnits != nil {
+		t.Fatal("per-customer series exist without EnablePerCustomer")
+	}
+	m.EnablePerCustomer()
+	m.EnablePerCustomer() // twice is harmless
+	m.CustomerRequests.WithLabelValues("cus_A", "allowed").Inc()
+	m.CustomerUsageUnits.WithLabelValues("cus_A", "api_calls").Add(3)
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"tollgate_customer_requests_total": "customer,decision", "tollgate_customer_usage_units_total": "customer,meter"}
+	for _, f := range fams {
+		labels, ok := want[f.GetName()]
+		if !ok {
+			continue
+		}
+		var got []string
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			got = append(got, l.GetName())
+		}
+		if strings.Join(got, ",") != labels {
+			t.Errorf("%s labels = %v; want %s", f.GetName(), got, labels)
+		}
+		delete(want, f.GetName())
+	}
+	if len(want) > 0 {
+		t.Errorf("not registered: %v", want)
+	}
+}

@@ -64,6 +64,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		log = slog.Default()
 	}
 	s := &Sidecar{cfg: cfg, log: log, Metrics: metrics.New(), now: o.Now}
+	if cfg.Metrics.PerCustomer {
+		s.Metrics.EnablePerCustomer()
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
