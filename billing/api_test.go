@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
@@ -207,5 +208,35 @@ func TestTrustedOriginsFromCORS(t *testing.T) {
 		if a.code() != c.code {
 			t.Errorf("POST from %s = %d %s; want %s", c.origin, a.status, a.raw, c.code)
 		}
+	}
+}
+
+// One user's burst of billing calls is cut off with 429 and Retry-After;
+// other users are not affected; the allowance refills with time.
+func TestPerUserRateLimit(t *testing.T) {
+	r := newRig(t)
+	cfg := *r.h.cfg
+	cfg.Billing.RateLimit = 3
+	h, err := New(Options{Config: &cfg, Stripe: r.h.api, Store: r.h.store, Source: r.h.source, Gate: r.h.gate,
+		Logger: r.log, Now: func() time.Time { return r.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+	for i := range 3 {
+		if a := r.call("GET", "/subscription", "u1", "", ""); a.status != http.StatusOK {
+			t.Fatalf("call %d = %d %s; want 200 within the limit", i+1, a.status, a.raw)
+		}
+	}
+	a := r.call("GET", "/subscription", "u1", "", "")
+	if a.status != http.StatusTooManyRequests || a.code() != "rate_limited" || a.header.Get("Retry-After") != "20" {
+		t.Errorf("4th call = %d %s, Retry-After %q; want 429 rate_limited, 20 s (3 a minute)", a.status, a.raw, a.header.Get("Retry-After"))
+	}
+	if b := r.call("GET", "/subscription", "u2", "", ""); b.status != http.StatusOK {
+		t.Errorf("another user = %d; want 200", b.status)
+	}
+	r.now = r.now.Add(20 * time.Second)
+	if a := r.call("GET", "/subscription", "u1", "", ""); a.status != http.StatusOK {
+		t.Errorf("after 20 s = %d %s; want 200", a.status, a.raw)
 	}
 }

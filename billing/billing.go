@@ -70,6 +70,7 @@ type Handler struct {
 	now    func() time.Time
 	routes map[string]endpoint
 	csrf   *http.CrossOriginProtection
+	limits *userLimits // nil: no per-user limit
 }
 
 // New returns the billing API handler.
@@ -80,7 +81,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		cfg: o.Config, api: o.Stripe, store: o.Store, source: o.Source, gate: o.Gate,
 		plans: entitlements.NewPlans(o.Config.Plans), used: o.Used, log: o.Logger, now: o.Now,
-		csrf: http.NewCrossOriginProtection(),
+		csrf: http.NewCrossOriginProtection(), limits: newUserLimits(o.Config.Billing.RateLimit),
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -157,6 +158,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fn func(*call) (
 	if !ok {
 		// Mounted without authentication: refuse rather than guess.
 		proxy.WriteError(w, errNoIdentity)
+		return
+	}
+	if ok, wait := h.limits.allow(id.User, h.now()); !ok {
+		proxy.WriteError(w, rateLimited(wait))
 		return
 	}
 	c := &call{r: r, ctx: r.Context(), id: id}

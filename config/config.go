@@ -304,6 +304,9 @@ type Billing struct {
 	// prorated difference is invoiced and charged at once; the default)
 	// or create_prorations (it waits for the next invoice).
 	UpgradeProration string `yaml:"upgrade_proration"`
+	// RateLimit is how many billing calls one user may make per minute
+	// (in bursts of as many), per replica; 0 turns the limit off.
+	RateLimit int `yaml:"rate_limit"`
 }
 
 // BillingServed reports whether the billing API is on: it needs Stripe.
@@ -388,7 +391,7 @@ func Default() *Config {
 			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour},
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
-		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice"},
+		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice", RateLimit: 30},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
 			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15},
 	}

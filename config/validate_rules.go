@@ -303,6 +303,9 @@ func (c *Config) validateBilling(p *problems) {
 	if b.TrialDays < 0 || b.TrialDays > 730 {
 		p.add("billing.trial_days", "must be 0..730, got %d", b.TrialDays)
 	}
+	if b.RateLimit < 0 || b.RateLimit > 10000 {
+		p.add("billing.rate_limit", "must be 0..10000 calls per user and minute (0 = no limit), got %d", b.RateLimit)
+	}
 	switch b.UpgradeProration {
 	case "always_invoice", "create_prorations":
 	default:
