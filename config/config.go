@@ -185,6 +185,11 @@ type Gating struct {
 	// SyncInterval runs reconciliation with Stripe (one replica at a time);
 	// 0 turns the background sync off (tollgate sync still works).
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// AnyPrice lets a subscription entitle even if none of its prices is in
+	// plans. Off by default once plans are configured: a subscription to
+	// another product sold from the same Stripe account must not open
+	// this app's routes. Without plans, every subscription counts.
+	AnyPrice bool `yaml:"any_price"`
 }
 
 // Auth modes of a route.

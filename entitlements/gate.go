@@ -60,7 +60,7 @@ func New(o Options) *Gate {
 	g := &Gate{
 		store:   o.Store,
 		source:  o.Source,
-		plans:   NewPlans(o.Plans),
+		plans:   newGatePlans(o.Plans, o.Gating.AnyPrice),
 		rules:   Rules{Grace: o.Gating.GracePeriod, UpgradeURL: o.Gating.UpgradeURL},
 		cfg:     o.Gating,
 		cache:   newCache(o.Gating.CacheSize),
@@ -250,3 +250,9 @@ func (g *Gate) Live() bool { return g.confirmed.Load() != 0 }
 
 // Cached returns the number of customers in memory.
 func (g *Gate) Cached() int { return g.cache.len() }
+
+func newGatePlans(cfg map[string]*config.Plan, anyPrice bool) *Plans {
+	p := NewPlans(cfg)
+	p.onlyKnown = p.onlyKnown && !anyPrice
+	return p
+}

@@ -48,14 +48,18 @@ func (d Decision) Allowed() bool { return d.Denial == nil }
 
 // Plans maps price ids to plan names and plan names to features.
 type Plans struct {
-	byPrice  map[string]string
+	// onlyKnown ignores subscriptions without a configured price (plans
+	// are configured and gating.any_price is off).
+	onlyKnown bool
+	byPrice   map[string]string
 	features map[string][]string
 	limits   map[string]map[string]int64
 }
 
 // NewPlans indexes the configured plans.
 func NewPlans(cfg map[string]*config.Plan) *Plans {
-	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}, limits: map[string]map[string]int64{}}
+	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}, limits: map[string]map[string]int64{},
+		onlyKnown: len(cfg) > 0}
 	for name, pl := range cfg {
 		for _, price := range pl.Prices {
 			p.byPrice[price] = name
@@ -134,6 +138,9 @@ func newView(st *State, plans *Plans) *view {
 				sv.plans = append(sv.plans, name)
 				feats = append(feats, plans.features[name]...)
 			}
+		}
+		if len(sv.plans) == 0 && plans.onlyKnown {
+			continue // another product's subscription: not this app's to honour
 		}
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)

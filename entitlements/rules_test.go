@@ -57,7 +57,7 @@ func TestDecideRules(t *testing.T) {
 		{"feature from Stripe without a subscription", State{Features: []string{"beta"}}, config.Require{Features: []string{"beta"}}, t0, "", "", "beta"},
 		{"feature missing and no subscription", State{}, config.Require{Features: []string{"exports"}}, t0, "subscription_required", "", ""},
 		{"feature of a lapsed subscription", State{Subscriptions: []Subscription{sub("canceled", "price_pro")}}, config.Require{Features: []string{"exports"}}, t0.Add(-time.Hour), "subscription_required", "", ""},
-		{"unknown price: subscribed, no plan", State{Subscriptions: []Subscription{sub("active", "price_unknown")}}, reqSub, t0.Add(-time.Hour), "", "", ""},
+		{"unknown price: another product's subscription", State{Subscriptions: []Subscription{sub("active", "price_unknown")}}, reqSub, t0.Add(-time.Hour), "subscription_required", "", ""},
 		{"two subscriptions merge", State{Subscriptions: []Subscription{sub("active", "price_starter_m"), func() Subscription { s := sub("active", "price_addon"); s.ID = "sub_2"; return s }()}}, config.Require{Features: []string{"sso"}}, t0.Add(-time.Hour), "", "addon,starter", "reports,sso"},
 		{"one price, one subscription, two plans", State{Subscriptions: []Subscription{sub("active", "price_pro", "price_addon")}}, config.Require{Plans: []string{"addon"}}, t0.Add(-time.Hour), "", "addon,pro", "exports,reports,sso"},
 		{"lapsed plus active", State{Subscriptions: []Subscription{sub("canceled", "price_pro"), func() Subscription { s := sub("active", "price_starter_m"); s.ID = "sub_2"; return s }()}}, config.Require{Plans: []string{"pro"}}, t0.Add(-time.Hour), "plan_required", "starter", "reports"},
@@ -81,6 +81,37 @@ func TestDecideRules(t *testing.T) {
 				if d.Plan != c.wantPlan || d.Features != c.wantFeat {
 					t.Errorf("plan %q features %q; want %q %q", d.Plan, d.Features, c.wantPlan, c.wantFeat)
 				}
+			}
+		})
+	}
+}
+
+// A subscription with none of the configured prices (another product sold
+// from the same Stripe account) opens nothing, unless gating.any_price is
+// set or no plans are configured at all.
+func TestUnknownPrices(t *testing.T) {
+	other := sub("active", "price_other_product")
+	for _, c := range []struct {
+		name     string
+		plans    *Plans
+		state    State
+		wantCode string
+		wantPlan string
+	}{
+		{"plans configured", newGatePlans(testPlans, false), State{Subscriptions: []Subscription{other}}, "subscription_required", ""},
+		{"gating.any_price", newGatePlans(testPlans, true), State{Subscriptions: []Subscription{other}}, "", ""},
+		{"no plans configured", newGatePlans(nil, false), State{Subscriptions: []Subscription{other}}, "", ""},
+		{"known beside unknown", newGatePlans(testPlans, false), State{Subscriptions: []Subscription{other,
+			func() Subscription { s := sub("active", "price_pro"); s.ID = "sub_2"; return s }()}}, "", "pro"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Rules{}.decide(newView(&c.state, c.plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
+			code := ""
+			if d.Denial != nil {
+				code = d.Denial.Code
+			}
+			if code != c.wantCode || d.Plan != c.wantPlan {
+				t.Errorf("decide = %q, plan %q; want %q, plan %q", code, d.Plan, c.wantCode, c.wantPlan)
 			}
 		})
 	}
