@@ -52,8 +52,8 @@ type Plans struct {
 	// are configured and gating.any_price is off).
 	onlyKnown bool
 	byPrice   map[string]string
-	features map[string][]string
-	limits   map[string]map[string]int64
+	features  map[string][]string
+	limits    map[string]map[string]int64
 }
 
 // NewPlans indexes the configured plans.
