@@ -50,27 +50,31 @@ type Options struct {
 	Source entitlements.Source
 	Gate   *entitlements.Gate
 	// Used reads metered usage for GET usage; nil when nothing is metered.
-	Used   UsedFunc
-	Logger *slog.Logger
-	Now    func() time.Time
+	Used UsedFunc
+	// Checkouts remembers each user's open Checkout Session (nil: none
+	// is remembered, and two tabs can start two subscriptions).
+	Checkouts Checkouts
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Handler serves the billing API under billing.prefix. Mount it behind
 // authentication (proxy.Mount with Auth set).
 type Handler struct {
-	cfg    *config.Config
-	api    *client.API
-	store  entitlements.Store
-	source entitlements.Source
-	gate   *entitlements.Gate
-	plans  *entitlements.Plans
-	used   UsedFunc
-	prices *priceCache
-	log    *slog.Logger
-	now    func() time.Time
-	routes map[string]endpoint
-	csrf   *http.CrossOriginProtection
-	limits *userLimits // nil: no per-user limit
+	cfg       *config.Config
+	api       *client.API
+	store     entitlements.Store
+	source    entitlements.Source
+	gate      *entitlements.Gate
+	plans     *entitlements.Plans
+	used      UsedFunc
+	checkouts Checkouts
+	prices    *priceCache
+	log       *slog.Logger
+	now       func() time.Time
+	routes    map[string]endpoint
+	csrf      *http.CrossOriginProtection
+	limits    *userLimits // nil: no per-user limit
 }
 
 // New returns the billing API handler.
@@ -80,7 +84,7 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg: o.Config, api: o.Stripe, store: o.Store, source: o.Source, gate: o.Gate,
-		plans: entitlements.NewPlans(o.Config.Plans), used: o.Used, log: o.Logger, now: o.Now,
+		plans: entitlements.NewPlans(o.Config.Plans), used: o.Used, checkouts: o.Checkouts, log: o.Logger, now: o.Now,
 		csrf: http.NewCrossOriginProtection(), limits: newUserLimits(o.Config.Billing.RateLimit),
 	}
 	if h.log == nil {

@@ -44,6 +44,13 @@ func (h *Handler) checkout(c *call) (any, *proxy.HTTPError) {
 				"); change its plan with subscription/change, or manage it in the portal.")
 		}
 	}
+	prev, again, herr := h.reuseCheckout(c, o)
+	if herr != nil {
+		return nil, herr
+	}
+	if again != nil {
+		return *again, nil // another tab or a retried click: the same session
+	}
 	user := c.id.User
 	p := &stripe.CheckoutSessionParams{
 		SuccessURL:        stripe.String(h.cfg.Billing.SuccessURL),
@@ -80,9 +87,35 @@ func (h *Handler) checkout(c *call) (any, *proxy.HTTPError) {
 	if err != nil {
 		return nil, stripeFailure(err)
 	}
+	if herr := h.recordCheckout(c, prev, s.ID, o); herr != nil {
+		return nil, herr
+	}
 	h.log.InfoContext(c.ctx, "billing: checkout started", "user", user, "customer", c.id.Customer,
 		"plan", o.plan, "interval", o.interval, "session", s.ID)
 	return sessionAnswer{ID: s.ID, URL: s.URL}, nil
+}
+
+// recordCheckout makes the new session the user's one. If another request
+// recorded a session in the meantime, the new one is expired again, so
+// that two concurrent clicks cannot both be paid.
+func (h *Handler) recordCheckout(c *call, prev, session string, o offer) *proxy.HTTPError {
+	if h.checkouts == nil {
+		return nil
+	}
+	ok, err := h.checkouts.Record(c.ctx, c.id.User, prev, session, offerKey(o), checkoutTTL)
+	if err == nil && ok {
+		return nil
+	}
+	ep := &stripe.CheckoutSessionExpireParams{}
+	ep.Context = c.ctx
+	if _, xerr := h.api.CheckoutSessions.Expire(session, ep); xerr != nil {
+		h.log.ErrorContext(c.ctx, "billing: a checkout session that could not be recorded could not be expired either",
+			"session", session, "err", xerr)
+	}
+	if err != nil {
+		return errUnavailable.WithCause(err)
+	}
+	return conflict("checkout_in_progress", "Another checkout of this account started at the same moment; try again.")
 }
 
 // portal opens a Stripe customer portal session for the caller.

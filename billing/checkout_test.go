@@ -3,6 +3,7 @@ package billing
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stripe/stripe-go/v76"
@@ -103,6 +104,7 @@ func TestCheckoutRefusals(t *testing.T) {
 // answers both with it; another key creates another.
 func TestCheckoutIdempotencyKey(t *testing.T) {
 	r := newRig(t)
+	r.h.checkouts = nil // Stripe's idempotency alone; TestOneCheckoutPerUser has both
 	first := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`, "Idempotency-Key", "click-1")
 	again := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`, "Idempotency-Key", "click-1")
 	other := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`, "Idempotency-Key", "click-2")
@@ -139,5 +141,75 @@ func TestPortal(t *testing.T) {
 	calls := r.stripeCalls("POST", "/v1/billing_portal/sessions")
 	if len(calls) != 1 || calls[0].Form.Get("customer") != "cus_A" || calls[0].Form.Get("return_url") != "https://app.test/billing" {
 		t.Errorf("portal sessions = %+v; want one for cus_A returning to billing.return_url", calls)
+	}
+}
+
+// A user has one payable checkout at a time: another tab gets the same
+// session, another plan expires the earlier one, a completed one (its
+// webhook not yet applied) refuses a second purchase until its
+// subscription ends, and concurrent clicks leave one open session.
+func TestOneCheckoutPerUser(t *testing.T) {
+	r := newRig(t)
+	a := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`)
+	b := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`)
+	if a.str("id") == "" || b.str("id") != a.str("id") {
+		t.Fatalf("second tab got %q; want the first session %q", b.str("id"), a.str("id"))
+	}
+	if n := len(r.stripeCalls("POST", "/v1/checkout/sessions")); n != 1 {
+		t.Errorf("%d sessions created; want 1", n)
+	}
+	c := r.call("POST", "/checkout", "u1", "", `{"plan":"starter","interval":"year"}`)
+	if c.status != http.StatusOK || c.str("id") == a.str("id") {
+		t.Fatalf("another plan = %d %s; want a new session", c.status, c.raw)
+	}
+	if s, _ := r.double.CheckoutSession(a.str("id")); s.Status != stripe.CheckoutSessionStatusExpired {
+		t.Errorf("the first session is %q; want expired, so only the newest can be paid", s.Status)
+	}
+
+	// The customer pays; the webhook has not arrived yet.
+	r.double.PutCustomer(&stripe.Customer{ID: "cus_new"})
+	r.double.PutSubscription(&stripe.Subscription{ID: "sub_new", Customer: &stripe.Customer{ID: "cus_new"},
+		Status: stripe.SubscriptionStatusActive, Items: &stripe.SubscriptionItemList{}})
+	r.double.CompleteCheckoutSession(c.str("id"), "cus_new", "sub_new")
+	if d := r.call("POST", "/checkout", "u1", "", `{"plan":"team"}`); d.status != http.StatusConflict || d.code() != "checkout_completed" {
+		t.Errorf("checkout right after paying = %d %s; want 409 checkout_completed", d.status, d.raw)
+	}
+	if d := r.call("POST", "/checkout", "u1", "", `{"plan":"lifetime"}`); d.status != http.StatusOK {
+		t.Errorf("a one-time purchase after subscribing = %d %s; want 200", d.status, d.raw)
+	}
+	r.double.PutSubscription(&stripe.Subscription{ID: "sub_new", Customer: &stripe.Customer{ID: "cus_new"},
+		Status: stripe.SubscriptionStatusCanceled, Items: &stripe.SubscriptionItemList{}})
+	if d := r.call("POST", "/checkout", "u9", "", `{"plan":"team"}`); d.status != http.StatusOK {
+		t.Errorf("another user = %d %s; want 200", d.status, d.raw)
+	}
+
+	// Concurrent clicks for two plans: one payable session is left.
+	expiries := func() int {
+		n := 0
+		for _, q := range r.double.Requests() {
+			if q.Method == "POST" && strings.HasSuffix(q.Path, "/expire") && q.Status == http.StatusOK {
+				n++
+			}
+		}
+		return n
+	}
+	before, expiredBefore := len(r.stripeCalls("POST", "/v1/checkout/sessions")), expiries()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := []string{`{"plan":"team"}`, `{"plan":"pro"}`}[i%2]
+			a := r.call("POST", "/checkout", "u3", "", body)
+			if a.status != http.StatusOK && a.code() != "checkout_in_progress" {
+				t.Errorf("concurrent checkout = %d %s; want 200 or 409 checkout_in_progress", a.status, a.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	created, expired := len(r.stripeCalls("POST", "/v1/checkout/sessions"))-before, expiries()-expiredBefore
+	open := created - expired
+	if open != 1 {
+		t.Errorf("u3: %d sessions created, %d expired; want exactly one left open", created, expired)
 	}
 }

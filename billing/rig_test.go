@@ -74,7 +74,7 @@ func newRig(t *testing.T) *rig {
 	r.gate = entitlements.New(entitlements.Options{Store: r.store, Source: entitlements.NewStripeSource(api),
 		Plans: cfg.Plans, Gating: cfg.Gating, Logger: r.log})
 	r.h, err = New(Options{Config: cfg, Stripe: api, Store: r.store, Source: entitlements.NewStripeSource(api),
-		Gate: r.gate, Logger: r.log, Now: func() time.Time { return r.now },
+		Gate: r.gate, Checkouts: NewRedisCheckouts(st), Logger: r.log, Now: func() time.Time { return r.now },
 		Used: func(_ context.Context, customer, meter string, since time.Time) (int64, error) {
 			return r.used[customer+"/"+meter], nil
 		}})

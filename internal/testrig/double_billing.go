@@ -38,6 +38,7 @@ func (d *StripeDouble) registerBillingRoutes() {
 	d.Handle("GET /v1/invoices/{id}", d.getInvoice)
 	d.Handle("GET /v1/invoices", d.listInvoices)
 	d.registerCheckoutRoutes()
+	d.registerCheckoutExpireRoute()
 	d.registerSubscriptionRoutes()
 	d.registerScheduleRoutes()
 }
