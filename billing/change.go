@@ -347,6 +347,11 @@ func (h *Handler) downgrade(c *call, pc *plannedChange) *proxy.HTTPError {
 	if _, err := h.api.SubscriptionSchedules.Update(sched.ID, p); err != nil {
 		return stripeFailure(err)
 	}
+	// Access does not change until the period end; the state learns of
+	// the schedule, so GET subscription can show the pending change.
+	if _, err := h.refresh(c, c.id.Customer, "billing:change"); err != nil {
+		h.log.WarnContext(c.ctx, "billing: state refresh after scheduling a downgrade failed; the webhook will bring it", "err", err)
+	}
 	return nil
 }
 

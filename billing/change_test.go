@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
@@ -121,6 +122,13 @@ func TestDowngradeAtPeriodEnd(t *testing.T) {
 	if sched.EndBehavior != stripe.SubscriptionScheduleEndBehaviorRelease {
 		t.Errorf("end_behavior = %q; want release", sched.EndBehavior)
 	}
+	// The billing page shows the change waiting for the period end.
+	g := r.call("GET", "/subscription", "u1", "cus_A", "")
+	pc, _ := g.body["pending_change"].(map[string]any)
+	if g.str("plan") != "pro" || pc == nil || pc["plan"] != "starter" ||
+		pc["effective_at"] != time.Unix(s.CurrentPeriodEnd, 0).UTC().Format(time.RFC3339) {
+		t.Errorf("subscription after the downgrade = %s; want plan pro with pending_change starter at the period end", g.raw)
+	}
 
 	// Changing one's mind: an upgrade drops the pending downgrade first.
 	c = r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"team"}`)
@@ -129,6 +137,9 @@ func TestDowngradeAtPeriodEnd(t *testing.T) {
 	}
 	if n := len(r.stripeCalls("POST", "/v1/subscription_schedules/"+s.Schedule.ID+"/release")); n != 1 {
 		t.Errorf("%d schedule releases; want 1", n)
+	}
+	if g := r.call("GET", "/subscription", "u1", "cus_A", ""); g.body["pending_change"] != nil || g.str("plan") != "team" {
+		t.Errorf("subscription after the upgrade = %s; want plan team and no pending change", g.raw)
 	}
 	// The metered price of pro is dropped, the add-on kept.
 	if got := r.itemPrices("sub_A"); len(got) != 2 || got[0] != "price_team_m" || got[1] != "price_addon" {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stripe/stripe-go/v76"
+
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/proxy"
 )
@@ -20,6 +22,14 @@ type subscriptionAnswer struct {
 	CancelAtPeriodEnd  bool      `json:"cancel_at_period_end"`
 	TrialEnd           time.Time `json:"trial_end,omitzero"`
 	HadTrial           bool      `json:"had_trial"`
+	// PendingChange is a plan change waiting for the period end (a
+	// downgrade), nil when none.
+	PendingChange *pendingChange `json:"pending_change"`
+}
+
+type pendingChange struct {
+	Plan        string    `json:"plan"`
+	EffectiveAt time.Time `json:"effective_at"`
 }
 
 // subscription answers what the caller has now, as tollgate enforces it:
@@ -48,6 +58,41 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 		a.Plan, _ = h.planOf(sub.Prices)
 		a.CurrentPeriodStart, a.CurrentPeriodEnd = sub.CurrentPeriodStart, sub.CurrentPeriodEnd
 		a.CancelAtPeriodEnd, a.TrialEnd = sub.CancelAtPeriodEnd, sub.TrialEnd
+		if sub.Schedule != "" {
+			a.PendingChange = h.pendingChange(c, sub.Schedule)
+		}
 	}
 	return a, nil
+}
+
+// pendingChange reads the plan a subscription schedule moves to next. It
+// is shown, not enforced, so a failed read leaves it out (logged) rather
+// than failing the page.
+func (h *Handler) pendingChange(c *call, schedule string) *pendingChange {
+	p := &stripe.SubscriptionScheduleParams{}
+	p.Context = c.ctx
+	sched, err := h.api.SubscriptionSchedules.Get(schedule, p)
+	if err != nil {
+		h.log.WarnContext(c.ctx, "billing: pending plan change unknown: schedule not read", "schedule", schedule, "err", err)
+		return nil
+	}
+	if sched.Status != stripe.SubscriptionScheduleStatusActive && sched.Status != stripe.SubscriptionScheduleStatusNotStarted {
+		return nil
+	}
+	now := h.now().Unix()
+	for _, ph := range sched.Phases {
+		if ph.StartDate <= now {
+			continue
+		}
+		var prices []string
+		for _, it := range ph.Items {
+			if it.Price != nil {
+				prices = append(prices, it.Price.ID)
+			}
+		}
+		if plan, ok := h.planOf(prices); ok {
+			return &pendingChange{Plan: plan, EffectiveAt: time.Unix(ph.StartDate, 0).UTC()}
+		}
+	}
+	return nil
 }

@@ -47,6 +47,9 @@ type Subscription struct {
 	CancelAtPeriodEnd  bool      `json:"cancel_at_period_end,omitempty"`
 	TrialEnd           time.Time `json:"trial_end,omitzero"`
 	Created            time.Time `json:"created,omitzero"`
+	// Schedule is the subscription schedule attached (a plan change
+	// waiting for a later phase), "" when none.
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // Item is one subscription item: the metering of legacy usage records
@@ -87,7 +90,8 @@ func (s *State) SameAs(o *State) bool {
 		a, b := s.Subscriptions[i], o.Subscriptions[i]
 		if a.ID != b.ID || a.Status != b.Status || !slices.Equal(a.Prices, b.Prices) ||
 			!a.CurrentPeriodStart.Equal(b.CurrentPeriodStart) || !a.CurrentPeriodEnd.Equal(b.CurrentPeriodEnd) ||
-			a.CancelAtPeriodEnd != b.CancelAtPeriodEnd || !a.TrialEnd.Equal(b.TrialEnd) || !slices.Equal(a.Items, b.Items) {
+			a.CancelAtPeriodEnd != b.CancelAtPeriodEnd || !a.TrialEnd.Equal(b.TrialEnd) || !slices.Equal(a.Items, b.Items) ||
+			a.Schedule != b.Schedule {
 			return false
 		}
 	}

@@ -95,6 +95,9 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 		TrialEnd:           unix(sub.TrialEnd),
 		Created:            unix(sub.Created),
 	}
+	if sub.Schedule != nil {
+		s.Schedule = sub.Schedule.ID
+	}
 	if sub.Items != nil {
 		for _, it := range sub.Items.Data {
 			if it.Price != nil {
