@@ -39,6 +39,11 @@ func (h *Handler) checkout(c *call) (any, *proxy.HTTPError) {
 		if st, err = h.state(c, c.id.Customer); err != nil {
 			return nil, errUnavailable.WithCause(err)
 		}
+		if st.Deleted {
+			// Stripe would refuse the customer; a new one would not be
+			// linked (a user's first link stays): an operator must act.
+			return nil, conflict("customer_deleted", "The billing account linked to this user was deleted; contact support.")
+		}
 		if sub, ok := h.current(st); ok && o.recurring() {
 			return nil, conflict("already_subscribed", "This account already has a subscription ("+sub.Status+
 				"); change its plan with subscription/change, or manage it in the portal.")

@@ -67,6 +67,7 @@ func TestCheckout(t *testing.T) {
 func TestCheckoutRefusals(t *testing.T) {
 	r := newRig(t)
 	r.subscribe("cus_Paying", "sub_Paying", stripe.SubscriptionStatusActive, "price_pro_m")
+	r.double.PutCustomer(&stripe.Customer{ID: "cus_Gone", Deleted: true})
 	cases := []struct {
 		name, customer, body string
 		status               int
@@ -79,6 +80,7 @@ func TestCheckoutRefusals(t *testing.T) {
 		{"interval on a one-time plan", "", `{"plan":"lifetime","interval":"month"}`, 400, "invalid_request", "one-time"},
 		{"archived prices only", "", `{"plan":"retired"}`, 409, "plan_unavailable", "no active price"},
 		{"already subscribed", "cus_Paying", `{"plan":"team"}`, 409, "already_subscribed", "subscription/change"},
+		{"customer deleted in Stripe", "cus_Gone", `{"plan":"team"}`, 409, "customer_deleted", "contact support"},
 		{"unknown field", "", `{"plan":"pro","price":"price_x"}`, 400, "invalid_request", `unknown field "price"`},
 		{"wrong type", "", `{"plan":7}`, 400, "invalid_request", `field "plan" must be a string`},
 		{"two JSON values", "", `{"plan":"pro"}{}`, 400, "invalid_request", "more than one JSON value"},
