@@ -10,6 +10,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 	"github.com/tollgate-dev/tollgate/proxy"
 )
 
@@ -99,7 +100,7 @@ func (h *Handler) reuseCheckout(c *call, o offer) (prev string, again *sessionAn
 	p.AddExpand("subscription")
 	s, err := h.api.CheckoutSessions.Get(id, p)
 	switch {
-	case err != nil && isMissing(err):
+	case err != nil && stripeapi.IsMissing(err):
 		return id, nil, nil
 	case err != nil:
 		return "", nil, stripeFailure(err)
@@ -115,7 +116,7 @@ func (h *Handler) reuseCheckout(c *call, o offer) (prev string, again *sessionAn
 	ep := &stripe.CheckoutSessionExpireParams{}
 	ep.Context = c.ctx
 	ep.SetIdempotencyKey(c.idempotencyKey("checkout-expire-" + id))
-	if _, err := h.api.CheckoutSessions.Expire(id, ep); err != nil && !isMissing(err) {
+	if _, err := h.api.CheckoutSessions.Expire(id, ep); err != nil && !stripeapi.IsMissing(err) {
 		// Refused when it is no longer open: expired by a concurrent
 		// request (fine), or paid meanwhile (a second purchase is not).
 		gp := &stripe.CheckoutSessionParams{}
@@ -130,11 +131,6 @@ func (h *Handler) reuseCheckout(c *call, o offer) (prev string, again *sessionAn
 		}
 	}
 	return id, nil, nil
-}
-
-func isMissing(err error) bool {
-	var se *stripe.Error
-	return errors.As(err, &se) && (se.HTTPStatusCode == 404 || se.Code == stripe.ErrorCodeResourceMissing)
 }
 
 // live reports whether a checkout's subscription still runs (unknown

@@ -2,7 +2,6 @@ package entitlements
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 )
 
 // StripeSource reads customer state from Stripe through stripe-go, at the
@@ -30,7 +31,7 @@ func (s *StripeSource) Fetch(ctx context.Context, customer string) (*State, erro
 	cp := &stripe.CustomerParams{}
 	cp.Context = ctx
 	c, err := s.api.Customers.Get(customer, cp)
-	if isMissing(err) {
+	if stripeapi.IsMissing(err) {
 		return nil, ErrUnknownCustomer
 	}
 	if err != nil {
@@ -117,10 +118,4 @@ func unix(sec int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(sec, 0).UTC()
-}
-
-// isMissing reports Stripe's 404 resource_missing.
-func isMissing(err error) bool {
-	var se *stripe.Error
-	return errors.As(err, &se) && (se.HTTPStatusCode == 404 || se.Code == stripe.ErrorCodeResourceMissing)
 }

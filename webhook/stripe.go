@@ -2,13 +2,13 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
 	"github.com/tollgate-dev/tollgate/entitlements"
+	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 )
 
 // Stripe is what processing reads from Stripe, always as Stripe has it
@@ -54,7 +54,7 @@ func (s *StripeAPI) Checkout(ctx context.Context, id string) (*Checkout, error) 
 	p.Context = ctx
 	p.AddExpand("subscription")
 	cs, err := s.api.CheckoutSessions.Get(id, p)
-	if isMissing(err) {
+	if stripeapi.IsMissing(err) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -92,10 +92,4 @@ func (s *StripeAPI) PaymentFailures(ctx context.Context, customer string) (int64
 		return 0, fmt.Errorf("list open invoices: %w", err)
 	}
 	return n, nil
-}
-
-// isMissing reports Stripe's 404 resource_missing.
-func isMissing(err error) bool {
-	var se *stripe.Error
-	return errors.As(err, &se) && (se.HTTPStatusCode == 404 || se.Code == stripe.ErrorCodeResourceMissing)
 }

@@ -5,6 +5,7 @@ package stripeapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -97,4 +98,11 @@ func Operation(method, path string) string {
 		}
 	}
 	return method + " " + strings.Join(segs, "/")
+}
+
+// IsMissing reports Stripe's answer for an object that does not exist
+// (404, or resource_missing on a parameter).
+func IsMissing(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && (se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing)
 }
