@@ -8,6 +8,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 	"github.com/tollgate-dev/tollgate/proxy"
 )
 
@@ -63,7 +64,7 @@ func (h *Handler) invoices(c *call) (any, *proxy.HTTPError) {
 		in := it.Invoice()
 		a.Data = append(a.Data, invoiceAnswer{ID: in.ID, Number: in.Number, Status: string(in.Status),
 			Currency: string(in.Currency), AmountDue: in.AmountDue, AmountPaid: in.AmountPaid, Total: in.Total,
-			Created: unix(in.Created), PeriodStart: unix(in.PeriodStart), PeriodEnd: unix(in.PeriodEnd),
+			Created: stripeapi.Time(in.Created), PeriodStart: stripeapi.Time(in.PeriodStart), PeriodEnd: stripeapi.Time(in.PeriodEnd),
 			HostedURL: in.HostedInvoiceURL, PDF: in.InvoicePDF})
 	}
 	if err := it.Err(); err != nil {
@@ -86,13 +87,6 @@ func validID(s, prefix string) bool {
 		}
 	}
 	return true
-}
-
-func unix(sec int64) time.Time {
-	if sec == 0 {
-		return time.Time{}
-	}
-	return time.Unix(sec, 0).UTC()
 }
 
 type meterUsage struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -90,11 +89,11 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 	s := Subscription{
 		ID:                 sub.ID,
 		Status:             string(sub.Status),
-		CurrentPeriodStart: unix(sub.CurrentPeriodStart),
-		CurrentPeriodEnd:   unix(sub.CurrentPeriodEnd),
+		CurrentPeriodStart: stripeapi.Time(sub.CurrentPeriodStart),
+		CurrentPeriodEnd:   stripeapi.Time(sub.CurrentPeriodEnd),
 		CancelAtPeriodEnd:  sub.CancelAtPeriodEnd,
-		TrialEnd:           unix(sub.TrialEnd),
-		Created:            unix(sub.Created),
+		TrialEnd:           stripeapi.Time(sub.TrialEnd),
+		Created:            stripeapi.Time(sub.Created),
 	}
 	if sub.Schedule != nil {
 		s.Schedule = sub.Schedule.ID
@@ -111,11 +110,4 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 	slices.SortFunc(s.Items, func(a, b Item) int { return strings.Compare(a.ID, b.ID) })
 	st.Subscriptions = append(st.Subscriptions, s)
 	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
-}
-
-func unix(sec int64) time.Time {
-	if sec == 0 {
-		return time.Time{}
-	}
-	return time.Unix(sec, 0).UTC()
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/stripe/stripe-go/v76"
 
@@ -128,13 +127,6 @@ func clone(cur *entitlements.State, customer string) *entitlements.State {
 		next.Subscriptions[i] = s
 	}
 	return &next
-}
-
-func unix(sec int64) time.Time {
-	if sec == 0 {
-		return time.Time{}
-	}
-	return time.Unix(sec, 0).UTC()
 }
 
 // activeEntitlementSummary is the object of

@@ -106,3 +106,12 @@ func IsMissing(err error) bool {
 	var se *stripe.Error
 	return errors.As(err, &se) && (se.HTTPStatusCode == http.StatusNotFound || se.Code == stripe.ErrorCodeResourceMissing)
 }
+
+// Time turns a Stripe timestamp (Unix seconds, 0 for none) into a UTC
+// time, the zero time for none.
+func Time(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
