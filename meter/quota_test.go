@@ -3,6 +3,8 @@ package meter
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,7 +51,13 @@ func TestQuotasFirstReadIsSharedThenServedFromMemory(t *testing.T) {
 			}
 		}()
 	}
-	testrig.Eventually(t, "the first read to start", func() bool { return f.calls.Load() == 1 })
+	// The first read starting does not mean the other 19 checks have joined
+	// it: one that found nothing cached but has not reached the single
+	// flight yet would start a read of its own once the first one is over.
+	// So the gate opens only when all 19 wait for the first read.
+	testrig.Eventually(t, "the first read to start and the other 19 checks to wait for it", func() bool {
+		return f.calls.Load() == 1 && quotaLoadWaiters() == 19
+	})
 	close(f.gate)
 	wg.Wait()
 	if n := f.calls.Load(); n != 1 {
@@ -78,6 +86,28 @@ func TestQuotasFirstReadIsSharedThenServedFromMemory(t *testing.T) {
 	if n, _ := q.Used(context.Background(), "cus_1", "calls", now); n != 9 || f.calls.Load() < 3 {
 		t.Errorf("new period: %d after %d reads; want a fresh read of 9", n, f.calls.Load())
 	}
+}
+
+// quotaLoadWaiters counts the goroutines in Quotas.Used that wait for
+// another goroutine's store read (joined to its single flight).
+func quotaLoadWaiters() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	waiting := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "meter.(*Quotas).Used(") && strings.Contains(g, "singleflight.(*Group).Do(") &&
+			strings.Contains(g, "sync.(*WaitGroup).Wait(") {
+			waiting++
+		}
+	}
+	return waiting
 }
 
 func TestQuotasFirstReadErrorIsReturned(t *testing.T) {

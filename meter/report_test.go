@@ -33,6 +33,15 @@ func waitReported(t *testing.T, d *testrig.StripeDouble, want map[string]int64, 
 	})
 }
 
+// waitRow polls until the (customer, "calls") row of `tollgate usage`
+// satisfies check. The batcher records a report in Redis only after Stripe
+// answered, so the row trails the double's records: a test that waited for
+// those waits for the row with this.
+func waitRow(t *testing.T, r *rig, customer string, check func(Row) error) {
+	t.Helper()
+	testrig.WaitFor(t, 10*time.Second, func() error { return check(r.usageRow(customer, "calls")) })
+}
+
 // checkEvents checks every accepted event: unique identifier, timestamp
 // inside a 1 s window, the configured event name.
 func checkEvents(t *testing.T, d *testrig.StripeDouble) {
@@ -78,6 +87,25 @@ func TestReportsExactlyOnceUnderFaults(t *testing.T) {
 	clk.Set(time.Now())
 	waitReported(t, r.double, want, 30*time.Second)
 	checkEvents(t, r.double)
+	// The double holds an event as soon as it recorded it; an answer it
+	// held back is settled in Redis only when a retry of the same
+	// identifier is answered "already exists", which can come later. Once
+	// every row is settled, every such retry has been answered.
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		u, err := ReadUsage(context.Background(), r.admin, r.keys)
+		if err != nil {
+			return err
+		}
+		for _, row := range u.Rows {
+			if w := want[row.Customer]; row.Counted != w || row.Reported != w || row.Pending != 0 || row.Parked != 0 {
+				return fmt.Errorf("usage row %+v; want %d counted and reported, nothing pending", row, w)
+			}
+		}
+		if len(u.Rows) != len(want) {
+			return fmt.Errorf("usage has %d customers; want %d", len(u.Rows), len(want))
+		}
+		return nil
+	})
 	if a.batch.isLeading() == b.batch.isLeading() {
 		t.Errorf("leading: a=%v b=%v; want exactly one", a.batch.isLeading(), b.batch.isLeading())
 	}
@@ -137,9 +165,14 @@ func TestCrashAfterStripeAcceptedReusesIdentifier(t *testing.T) {
 	if sameID != 2 || len(events) != 2 || events[1].Identifier != Identifier("cus_A", "calls", ws, it.gen, 2) {
 		t.Errorf("requests with the crashed identifier = %d, events %+v; want 2 requests and a second event with sequence 2", sameID, events)
 	}
-	if row := r.usageRow("cus_A", "calls"); row.Reported != 10 || row.Pending != 0 {
-		t.Errorf("row = %+v; want 10 reported, 0 pending", row)
-	}
+	// The batcher settles a report in Redis only after Stripe answered: the
+	// double holds the second event before Redis says it was reported.
+	waitRow(t, r, "cus_A", func(row Row) error {
+		if row.Reported != 10 || row.Pending != 0 {
+			return fmt.Errorf("row = %+v; want 10 reported, 0 pending", row)
+		}
+		return nil
+	})
 	_ = next
 }
 
@@ -176,6 +209,10 @@ func TestPermanentErrorIsParked(t *testing.T) {
 	testrig.WaitFor(t, 10*time.Second, func() error {
 		if row := r.usageRow("cus_gone", "calls"); row.Parked != 5 || row.Pending != 0 {
 			return fmt.Errorf("cus_gone row %+v; want 5 parked", row)
+		}
+		// The batcher counts the refusal after parking it in Redis.
+		if got := counterValue(m.metrics, "calls", "unknown_customer"); got != 1 {
+			return fmt.Errorf("usage_report_errors_total{reason=unknown_customer} = %v; want 1", got)
 		}
 		return nil
 	})
@@ -290,9 +327,13 @@ func TestUsageRecordsMode(t *testing.T) {
 	if n := r.double.Count("GET", "/v1/subscriptions"); n != 1 {
 		t.Errorf("subscription lookups = %d; want 1 (cached)", n)
 	}
-	if row := r.usageRow("cus_A", "calls"); row.Reported != 10 {
-		t.Errorf("row = %+v; want 10 reported", row)
-	}
+	// Redis records the last increment only after Stripe answered it.
+	waitRow(t, r, "cus_A", func(row Row) error {
+		if row.Reported != 10 {
+			return fmt.Errorf("row = %+v; want 10 reported", row)
+		}
+		return nil
+	})
 }
 
 // The global rate limit spaces Stripe calls.
@@ -339,10 +380,14 @@ func TestEmbeddedStoreReports(t *testing.T) {
 	clk.Add(10 * time.Second)
 	waitReported(t, d, map[string]int64{"cus_A": 7, "cus_B": 6}, 10*time.Second)
 	checkEvents(t, d)
-	u, err := ReadUsage(context.Background(), rdb, store.Keys{Prefix: "tg:"})
-	if err != nil || len(u.Rows) != 2 || u.Rows[0].Reported != 7 || u.Rows[0].Pending != 0 {
-		t.Errorf("ReadUsage = %+v, %v; want cus_A 7 reported, nothing pending", u, err)
-	}
+	// Redis records the last report only after Stripe answered it.
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		u, err := ReadUsage(context.Background(), rdb, store.Keys{Prefix: "tg:"})
+		if err != nil || len(u.Rows) != 2 || u.Rows[0].Reported != 7 || u.Rows[0].Pending != 0 {
+			return fmt.Errorf("ReadUsage = %+v, %v; want cus_A 7 reported, nothing pending", u, err)
+		}
+		return nil
+	})
 }
 
 // An intent left unsettled for longer than Stripe remembers identifiers
@@ -429,7 +474,11 @@ func TestUsageRecordsStaleItemLookedUpAgain(t *testing.T) {
 		}
 		return nil
 	})
-	if row := r.usageRow("cus_A", "calls"); row.Parked != 0 || row.Reported != 5 {
-		t.Errorf("row = %+v; want 5 reported, nothing parked", row)
-	}
+	// Redis records the report only after Stripe answered it.
+	waitRow(t, r, "cus_A", func(row Row) error {
+		if row.Parked != 0 || row.Reported != 5 {
+			return fmt.Errorf("row = %+v; want 5 reported, nothing parked", row)
+		}
+		return nil
+	})
 }

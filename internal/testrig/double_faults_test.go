@@ -167,6 +167,15 @@ func TestDoubleHeldAnswersAreReleased(t *testing.T) {
 					if len(d.MeterEvents()) != 1 {
 						return errors.New("meter event not recorded yet")
 					}
+					// The event is recorded while the answer is being
+					// decided; only then does the handler take the release
+					// channel it holds the answer on (with the status, under
+					// the same lock). A Reset in between would replace that
+					// channel before it was taken, and the answer would be
+					// held until maxHold.
+					if rs := d.Requests(); len(rs) != 1 || rs[0].Status == 0 {
+						return errors.New("answer not held yet")
+					}
 					return nil
 				})
 				if how == "reset" {

@@ -316,8 +316,9 @@ func TestDoubleTimeoutAfterRecord(t *testing.T) {
 // key is still executing.
 func TestDoubleIdempotencyKeyInUse(t *testing.T) {
 	d := NewStripeDouble(t)
-	unblock := make(chan struct{})
+	unblock, running := make(chan struct{}), make(chan struct{}, 1)
 	d.Handle("POST /v1/customers", func(c *Call) *Response {
+		running <- struct{}{}
 		<-unblock
 		return JSONResponse(http.StatusOK, map[string]any{"id": "cus_new", "object": "customer"})
 	})
@@ -326,12 +327,14 @@ func TestDoubleIdempotencyKeyInUse(t *testing.T) {
 		resp, _ := rawPostNoFatal(d, "/v1/customers", "key-busy")
 		first <- resp
 	}()
-	WaitFor(t, 5*time.Second, func() error {
-		if d.Count(http.MethodPost, "/v1/customers") == 0 {
-			return errors.New("first request not received yet")
-		}
-		return nil
-	})
+	// The request is recorded (Count) before its Idempotency-Key is claimed;
+	// the handler runs only after the claim. Waiting for the record alone
+	// let the second request claim the key first.
+	select {
+	case <-running:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request did not reach its handler")
+	}
 	resp, body := rawPost(t, d, "/v1/customers", "key-busy", nil)
 	close(unblock)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "idempotency_key_in_use") {
