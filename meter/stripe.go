@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -212,6 +213,10 @@ func classify(err error) error {
 	return &SendError{Reason: "network", Err: err}
 }
 
+// meterWord finds Stripe's unknown-meter answers ("No active meter was
+// found ..."), and not "meter" inside another word such as "parameters".
+var meterWord = regexp.MustCompile(`\bmeters?\b`)
+
 func classifyStripe(se *stripe.Error) error {
 	msg := strings.ToLower(se.Msg)
 	code := se.HTTPStatusCode
@@ -230,7 +235,12 @@ func classifyStripe(se *stripe.Error) error {
 		return &SendError{Reason: "auth", Err: se}
 	case strings.Contains(msg, "no such customer") || se.Param == "payload[stripe_customer_id]":
 		return &SendError{Reason: "unknown_customer", Permanent: true, Err: se}
-	case strings.Contains(msg, "meter") || se.Param == "event_name":
+	case se.Type == stripe.ErrorTypeIdempotency:
+		// The key was used with other parameters: a usage record retried
+		// on another subscription item after Stripe may have applied the
+		// first. Resending could bill twice; an operator must check.
+		return &SendError{Reason: "idempotency_conflict", Permanent: true, Err: se}
+	case meterWord.MatchString(msg) || se.Param == "event_name":
 		return &SendError{Reason: "unknown_meter", Permanent: true, Err: se}
 	case code == http.StatusNotFound:
 		return &SendError{Reason: "not_found", Permanent: true, Err: se}

@@ -35,6 +35,10 @@ func TestClassify(t *testing.T) {
 		{"unknown meter", stripeErr(400, "No active meter was found matching event_name api_calls.", "event_name"), "unknown_meter", true},
 		{"bad timestamp", stripeErr(400, "The timestamp must be within the past 35 calendar days.", "timestamp"), "invalid_request", true},
 		{"missing item", stripeErr(404, "No such subscription item: 'si_x'", "subscription_item"), "not_found", true},
+		// "parameters" holds the letters of "meter": not an unknown meter.
+		{"idempotency key reused on another item", &stripe.Error{HTTPStatusCode: 400, Type: stripe.ErrorTypeIdempotency,
+			Msg: "Keys for idempotent requests can only be used with the same parameters they were first used with."}, "idempotency_conflict", true},
+		{"another parameter problem", stripeErr(400, "Invalid parameters: quantity must be positive.", "quantity"), "invalid_request", true},
 		{"timeout", timeout, "timeout", false},
 		{"cancelled", context.Canceled, "canceled", false},
 		{"connection refused", errors.New("dial tcp: connection refused"), "network", false},
