@@ -208,7 +208,7 @@ func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 	default:
 		return nil, err
 	}
-	e := &entry{view: newView(st, g.plans), loadedAt: start}
+	e := &entry{view: g.viewOf(st, true), loadedAt: start}
 	g.cache.put(customer, e)
 	return e, nil
 }
@@ -239,7 +239,7 @@ func (g *Gate) fetch(ctx context.Context, customer string) (*State, error) {
 // Apply puts a state written by this replica into its own cache at once
 // (the announcement reaches the other replicas).
 func (g *Gate) Apply(st *State) {
-	g.cache.put(st.Customer, &entry{view: newView(st, g.plans), loadedAt: g.now()})
+	g.cache.put(st.Customer, &entry{view: g.viewOf(st, true), loadedAt: g.now()})
 }
 
 // Forget drops a customer from this replica's cache.
@@ -255,4 +255,17 @@ func newGatePlans(cfg map[string]*config.Plan, anyPrice bool) *Plans {
 	p := NewPlans(cfg)
 	p.onlyKnown = p.onlyKnown && !anyPrice
 	return p
+}
+
+// viewOf prepares a state for decisions. With tell set (a first load or a
+// change, not the periodic refresh), a running subscription ignored for
+// holding no configured price is logged: its customer is being denied,
+// most likely because a new price is missing from plans.
+func (g *Gate) viewOf(st *State, tell bool) *view {
+	v := newView(st, g.plans)
+	if tell && len(v.ignored) > 0 {
+		g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
+			"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", v.ignored)
+	}
+	return v
 }

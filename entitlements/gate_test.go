@@ -2,6 +2,8 @@ package entitlements
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -254,5 +256,30 @@ func TestLoadRacingAnAnnouncementReadsAgain(t *testing.T) {
 	}
 	if dec := g.Decide(context.Background(), "cus_race", reqSub, false); dec.Allowed() {
 		t.Error("the load cached the state from before the cancellation")
+	}
+}
+
+// A running subscription that opens nothing because its price is not in
+// plans is logged when it is loaded, so the operator hears of a price
+// missing from the config before its payers complain; an ended one is not.
+func TestIgnoredSubscriptionIsLogged(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_new_price", Subscriptions: []Subscription{sub("active", "price_not_in_plans")}})
+	put(t, s, &State{Customer: "cus_ended", Subscriptions: []Subscription{sub("canceled", "price_not_in_plans")}})
+	logs := &testrig.LogBuffer{}
+	g := New(Options{Store: s, Plans: testPlans, Gating: gating(), Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Now: func() time.Time { return t0.Add(-time.Hour) }})
+	for _, c := range []string{"cus_new_price", "cus_ended"} {
+		if d := g.Decide(context.Background(), c, reqSub, false); d.Allowed() {
+			t.Errorf("%s allowed; want denied (no price in plans)", c)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, "holds no price listed in plans") || !strings.Contains(out, `"customer":"cus_new_price"`) {
+		t.Errorf("no warning for the running subscription; logs:\n%s", out)
+	}
+	if strings.Contains(out, "cus_ended") {
+		t.Errorf("warned about an ended subscription; logs:\n%s", out)
 	}
 }

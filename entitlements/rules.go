@@ -118,8 +118,11 @@ type subView struct {
 
 // view is a State prepared for decisions.
 type view struct {
-	plans          *Plans
-	subs           []subView
+	plans *Plans
+	subs  []subView
+	// ignored lists running subscriptions left out for holding no
+	// configured price, for the operator to hear of.
+	ignored        []string
 	stripeFeatures []string
 	stripeHeader   string
 }
@@ -140,7 +143,11 @@ func newView(st *State, plans *Plans) *view {
 			}
 		}
 		if len(sv.plans) == 0 && plans.onlyKnown {
-			continue // another product's subscription: not this app's to honour
+			// Another product's subscription: not this app's to honour.
+			if s.Status == StatusActive || s.Status == StatusTrialing || s.Status == StatusPastDue {
+				v.ignored = append(v.ignored, s.ID)
+			}
+			continue
 		}
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)
