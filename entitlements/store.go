@@ -285,6 +285,27 @@ func (r *RedisStore) LinkUser(ctx context.Context, user, customer string) error 
 	return nil
 }
 
+// Relink replaces a user's link (an operator's repair: LinkUser never
+// moves a user); an empty customer removes it. It returns the customer
+// the user was linked to before ("" for none). Replicas that cached the
+// old link follow within auth's link TTL (30 s by default).
+func (r *RedisStore) Relink(ctx context.Context, user, customer string) (string, error) {
+	var prev string
+	var err error
+	if customer == "" {
+		prev, err = r.rdb.GetDel(ctx, r.userKey(user)).Result()
+	} else {
+		prev, err = r.rdb.SetArgs(ctx, r.userKey(user), customer, redis.SetArgs{Get: true}).Result()
+	}
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("entitlements: relink user: %w", err)
+	}
+	return prev, nil
+}
+
 // CustomerForUser implements Store (and auth.UserLinks).
 func (r *RedisStore) CustomerForUser(ctx context.Context, user string) (string, bool, error) {
 	c, err := r.rdb.Get(ctx, r.userKey(user)).Result()

@@ -35,6 +35,8 @@ Usage:
   tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
   tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
+  tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
+                                  show or repair which Stripe customer a user belongs to
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
                                   sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageCmd(ctx, rest, stdout, stderr)
 	case "trigger":
 		return triggerCmd(ctx, rest, stdout, stderr)
+	case "link":
+		return linkCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

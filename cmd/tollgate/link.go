@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"regexp"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
+	"github.com/tollgate-dev/tollgate/internal/store"
+)
+
+var customerIDRe = regexp.MustCompile(`^cus_[A-Za-z0-9]{1,250}$`)
+
+// linkCmd shows or repairs which Stripe customer a user (JWT subject)
+// belongs to. Checkout webhooks link a user once and never move it, so a
+// wrong or deleted customer needs an operator.
+func linkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("link", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "path to the YAML configuration file")
+	user := fs.String("user", "", "the user id (the JWT's user_claim, sub by default)")
+	customer := fs.String("customer", "", "link the user to this Stripe customer (cus_...), replacing any link")
+	unlink := fs.Bool("unlink", false, "remove the user's link; their next checkout links them anew")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || *user == "" || fs.NArg() > 0 || (*unlink && *customer != "") {
+		fmt.Fprintln(stderr, "usage: tollgate link -config FILE -user ID [-customer cus_... | -unlink]")
+		return 2
+	}
+	if *customer != "" && !customerIDRe.MatchString(*customer) {
+		fmt.Fprintf(stderr, "link: -customer %q is not a Stripe customer id (cus_...)\n", *customer)
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		printProblems(stderr, *path, err)
+		return 1
+	}
+	links, closeStore, code := openLinks(ctx, cfg.Redis, stderr)
+	if code != 0 {
+		return code
+	}
+	defer closeStore()
+	if !*unlink && *customer == "" {
+		c, ok, err := links.CustomerForUser(ctx, *user)
+		switch {
+		case err != nil:
+			fmt.Fprintf(stderr, "link: %v\n", err)
+			return 1
+		case !ok:
+			fmt.Fprintf(stdout, "user %s: not linked to a customer\n", *user)
+		default:
+			fmt.Fprintf(stdout, "user %s: %s\n", *user, c)
+		}
+		return 0
+	}
+	prev, err := links.Relink(ctx, *user, *customer)
+	if err != nil {
+		fmt.Fprintf(stderr, "link: %v\n", err)
+		return 1
+	}
+	if prev == "" {
+		prev = "no customer"
+	}
+	now := *customer
+	if now == "" {
+		now = "no customer"
+	}
+	fmt.Fprintf(stdout, "user %s: %s -> %s (running replicas follow within 30 s)\n", *user, prev, now)
+	return 0
+}
+
+func openLinks(ctx context.Context, cfg config.Redis, stderr io.Writer) (*entitlements.RedisStore, func(), int) {
+	st, err := store.Open(cfg, newLogger(config.Log{Level: "warn", Format: "text"}, stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "link: %v\n", err)
+		return nil, nil, 1
+	}
+	if st.Embedded() {
+		st.Close()
+		fmt.Fprintln(stderr, "link: no redis configured: the embedded store belongs to a running process")
+		return nil, nil, 1
+	}
+	if err := st.Ping(ctx); err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "link: redis unreachable: %v\n", err)
+		return nil, nil, 1
+	}
+	return entitlements.NewRedisStore(st), func() { st.Close() }, 0
+}
