@@ -9,7 +9,6 @@ import (
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
-	"github.com/tollgate-dev/tollgate/internal/store"
 )
 
 var customerIDRe = regexp.MustCompile(`^cus_[A-Za-z0-9]{1,250}$`)
@@ -40,11 +39,12 @@ func linkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, *path, err)
 		return 1
 	}
-	links, closeStore, code := openLinks(ctx, cfg.Redis, stderr)
-	if code != 0 {
-		return code
+	st, ok := openRedis(ctx, "link", cfg.Redis, newLogger(config.Log{Level: "warn", Format: "text"}, stderr), stderr)
+	if !ok {
+		return 1
 	}
-	defer closeStore()
+	defer st.Close()
+	links := entitlements.NewRedisStore(st)
 	if !*unlink && *customer == "" {
 		c, ok, err := links.CustomerForUser(ctx, *user)
 		switch {
@@ -72,23 +72,4 @@ func linkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "user %s: %s -> %s (running replicas follow within 30 s)\n", *user, prev, now)
 	return 0
-}
-
-func openLinks(ctx context.Context, cfg config.Redis, stderr io.Writer) (*entitlements.RedisStore, func(), int) {
-	st, err := store.Open(cfg, newLogger(config.Log{Level: "warn", Format: "text"}, stderr))
-	if err != nil {
-		fmt.Fprintf(stderr, "link: %v\n", err)
-		return nil, nil, 1
-	}
-	if st.Embedded() {
-		st.Close()
-		fmt.Fprintln(stderr, "link: no redis configured: the embedded store belongs to a running process")
-		return nil, nil, 1
-	}
-	if err := st.Ping(ctx); err != nil {
-		st.Close()
-		fmt.Fprintf(stderr, "link: redis unreachable: %v\n", err)
-		return nil, nil, 1
-	}
-	return entitlements.NewRedisStore(st), func() { st.Close() }, 0
 }

@@ -74,3 +74,25 @@ routes: [ { path: /**, auth: none } ]
 		t.Errorf("LinkUser over a link = %v; want ErrLinkConflict", err)
 	}
 }
+
+// Operator commands refuse the embedded store (it lives inside a running
+// process) instead of reading an empty one of their own.
+func TestOperatorCommandsRefuseTheEmbeddedStore(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+upstream: http://127.0.0.1:3000
+auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
+routes: [ { path: /**, auth: none } ]
+`, strings.Repeat("k", 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"link", "-config", cfgPath, "-user", "u1"},
+		{"usage", "-config", cfgPath},
+	} {
+		var out bytes.Buffer
+		if code := run(context.Background(), args, &out, &out); code != 1 || !strings.Contains(out.String(), "no redis configured") {
+			t.Errorf("tollgate %v = %d %q; want exit 1, no redis configured", args, code, out.String())
+		}
+	}
+}

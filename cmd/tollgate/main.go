@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/sidecar"
+	"github.com/tollgate-dev/tollgate/internal/store"
 )
 
 // Set by the linker: -ldflags "-X main.version=v0.1.0 -X main.commit=abc".
@@ -184,4 +185,25 @@ func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 		return 1
 	}
 	return 0
+}
+
+// openRedis opens the configured Redis for an operator command. The
+// embedded store belongs to a running process and cannot be reached from
+// outside, so it is refused; an unreachable Redis is reported at once.
+func openRedis(ctx context.Context, cmd string, cfg config.Redis, log *slog.Logger, stderr io.Writer) (*store.Store, bool) {
+	if cfg.Embedded() {
+		fmt.Fprintf(stderr, "tollgate %s: no redis configured: the embedded store belongs to a running process and cannot be reached from outside\n", cmd)
+		return nil, false
+	}
+	st, err := store.Open(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tollgate %s: %v\n", cmd, err)
+		return nil, false
+	}
+	if err := st.Ping(ctx); err != nil {
+		st.Close()
+		fmt.Fprintf(stderr, "tollgate %s: redis unreachable: %v\n", cmd, err)
+		return nil, false
+	}
+	return st, true
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
-	"github.com/tollgate-dev/tollgate/internal/store"
 	"github.com/tollgate-dev/tollgate/internal/stripeapi"
 )
 
@@ -23,20 +22,11 @@ func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
-	st, err := store.Open(cfg.Redis, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "sync: %v\n", err)
+	st, ok := openRedis(ctx, "sync", cfg.Redis, log, stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()
-	if st.Embedded() {
-		fmt.Fprintln(stderr, "sync: no redis configured: the embedded store belongs to a running process, there is nothing to repair")
-		return 1
-	}
-	if err := st.Ping(ctx); err != nil {
-		fmt.Fprintf(stderr, "sync: redis unreachable: %v\n", err)
-		return 1
-	}
 	api := stripeapi.New(cfg.Stripe, metrics.New(), log)
 	lastPrint := time.Now()
 	rec := &entitlements.Reconciler{

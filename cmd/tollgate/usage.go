@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tollgate-dev/tollgate/internal/store"
 	"github.com/tollgate-dev/tollgate/meter"
 )
 
@@ -23,18 +22,13 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code != 0 {
 		return code
 	}
-	if cfg.Redis.Embedded() {
-		fmt.Fprintln(stderr, "tollgate usage: no redis configured: usage lives in the running process's embedded store and cannot be read from outside")
-		return 1
-	}
-	st, err := store.Open(cfg.Redis, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		fmt.Fprintf(stderr, "tollgate usage: %v\n", err)
+	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
+	defer cancel()
+	st, ok := openRedis(ctx, "usage", cfg.Redis, slog.New(slog.NewTextHandler(io.Discard, nil)), stderr)
+	if !ok {
 		return 1
 	}
 	defer st.Close()
-	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
-	defer cancel()
 	u, err := meter.ReadUsage(ctx, st.Client, st.Keys)
 	if err != nil {
 		fmt.Fprintf(stderr, "tollgate usage: %v\n", err)
