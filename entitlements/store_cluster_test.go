@@ -120,21 +120,7 @@ func testProbeNeverOvertakesAChange(t *testing.T, s *RedisStore) {
 	for i := range 100 {
 		cus := fmt.Sprintf("cus_probe%d", i)
 		put(t, s, &State{Customer: cus})
-		if err := w.Probe(ctx); err != nil {
-			t.Fatal(err)
-		}
-		var seen []string
-		for {
-			ev, err := w.Next(ctx, 5*time.Second)
-			if err != nil || ev.Timeout {
-				t.Fatalf("Next = %+v, %v; want the change, then the sync", ev, err)
-			}
-			if ev.Sync {
-				break
-			}
-			seen = append(seen, ev.Customer)
-		}
-		if len(seen) != 1 || seen[0] != cus {
+		if seen := probe(t, w); len(seen) != 1 || seen[0] != cus {
 			t.Fatalf("round %d: before the sync saw %v; want [%s]", i, seen, cus)
 		}
 	}

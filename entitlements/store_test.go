@@ -212,6 +212,15 @@ func testWatch(t *testing.T, s *RedisStore) {
 	if err := s.Update(ctx, "cus_w", func(*State) (*State, error) { return &State{}, nil }); err != nil {
 		t.Fatal(err)
 	}
+	if seen := probe(t, w); len(seen) != 1 || seen[0] != "cus_w" {
+		t.Errorf("before sync saw %v; want [cus_w]", seen)
+	}
+}
+
+// probe asks w for a sync and returns the customers announced before it.
+func probe(t *testing.T, w Watcher) []string {
+	t.Helper()
+	ctx := context.Background()
 	if err := w.Probe(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -222,12 +231,9 @@ func testWatch(t *testing.T, s *RedisStore) {
 			t.Fatalf("Next = %+v, %v; want the change, then the sync", ev, err)
 		}
 		if ev.Sync {
-			break
+			return seen
 		}
 		seen = append(seen, ev.Customer)
-	}
-	if len(seen) != 1 || seen[0] != "cus_w" {
-		t.Errorf("before sync saw %v; want [cus_w]", seen)
 	}
 }
 

@@ -3,7 +3,6 @@ package meter
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -96,25 +95,10 @@ func (r *clusterRig) rows() map[string]Row {
 // recording them. Stripe's sums equal the counted units, no identifier is
 // accepted twice, and `tollgate usage`, Used and quotas agree.
 func testClusterReportsExactlyOnce(t *testing.T, r *clusterRig) {
-	r.double.FailRateWith(0.2, 1, testrig.Fault{Status: 500, Type: "api_error", Message: "An unknown error occurred", ShouldRetry: "true", PathPrefix: "/v1/billing/meter_events"})
-	r.double.TimeoutAfterRecord(0.15, 2)
 	start := time.Now().Add(-time.Minute)
 	clk := newFakeClock(start)
 	a, b := r.start(func(o *Options) { o.Now = clk.Now }), r.start(func(o *Options) { o.Now = clk.Now })
-	want := make(map[string]int64)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range 720 {
-		c, u := cus(rng.IntN(12)), int64(1+rng.IntN(5))
-		want[c] += u
-		[]*Meter{a, b}[i%2].Count(c, "calls", u)
-		if i%240 == 239 {
-			clk.Add(time.Second)
-		}
-		if i == 360 {
-			r.double.FailRate(0.2, http.StatusTooManyRequests, 3)
-		}
-	}
-	clk.Set(time.Now())
+	want := countUnderFaults(r.double, clk, a, b, 3, 12, 720)
 	waitReported(t, r.double, want, 30*time.Second)
 	checkEvents(t, r.double)
 

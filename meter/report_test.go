@@ -63,28 +63,39 @@ func checkEvents(t *testing.T, d *testrig.StripeDouble) {
 // Two replicas count; one reports. Stripe fails a share of calls with 500
 // and 429 and times out some after recording them: every unit still
 // arrives exactly once.
-func TestReportsExactlyOnceUnderFaults(t *testing.T) {
-	r := newRig(t)
-	r.double.FailRateWith(0.2, 1, testrig.Fault{Status: 500, Type: "api_error", Message: "An unknown error occurred", ShouldRetry: "true", PathPrefix: "/v1/billing/meter_events"})
-	r.double.TimeoutAfterRecord(0.15, 2)
-	// 6 windows of 24 customers in a moment: the clock runs fast.
-	clk := newFakeClock(time.Now().Add(-time.Minute))
-	a, b := r.start(func(o *Options) { o.Now = clk.Now }), r.start(func(o *Options) { o.Now = clk.Now })
+// countUnderFaults counts n random amounts for customers customers, on two
+// meters in turn, with the clock a window further every 240 counts, while
+// the double fails a share of meter events with 500 and times out some
+// after recording them, and from halfway also answers a share with 429.
+// It returns what each customer must be billed, and leaves the clock at
+// the real time so every window closes.
+func countUnderFaults(d *testrig.StripeDouble, clk *fakeClock, a, b *Meter, seed uint64, customers, n int) map[string]int64 {
+	d.FailRateWith(0.2, 1, testrig.Fault{Status: 500, Type: "api_error", Message: "An unknown error occurred", ShouldRetry: "true", PathPrefix: "/v1/billing/meter_events"})
+	d.TimeoutAfterRecord(0.15, 2)
 	want := make(map[string]int64)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 1440 {
-		c, u := cus(rng.IntN(24)), int64(1+rng.IntN(5))
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range n {
+		c, u := cus(rng.IntN(customers)), int64(1+rng.IntN(5))
 		want[c] += u
 		[]*Meter{a, b}[i%2].Count(c, "calls", u)
 		if i%240 == 239 {
 			clk.Add(time.Second)
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a timeline for the flushers, not a wait for a condition
 		}
-		if i == 720 {
-			r.double.FailRate(0.2, http.StatusTooManyRequests, 3)
+		if i == n/2 {
+			d.FailRate(0.2, http.StatusTooManyRequests, 3)
 		}
 	}
 	clk.Set(time.Now())
+	return want
+}
+
+func TestReportsExactlyOnceUnderFaults(t *testing.T) {
+	r := newRig(t)
+	// 6 windows of 24 customers in a moment: the clock runs fast.
+	clk := newFakeClock(time.Now().Add(-time.Minute))
+	a, b := r.start(func(o *Options) { o.Now = clk.Now }), r.start(func(o *Options) { o.Now = clk.Now })
+	want := countUnderFaults(r.double, clk, a, b, 1, 24, 1440)
 	waitReported(t, r.double, want, 30*time.Second)
 	checkEvents(t, r.double)
 	// The double holds an event as soon as it recorded it; an answer it

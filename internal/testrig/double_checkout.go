@@ -65,11 +65,7 @@ func (d *StripeDouble) CheckoutSession(id string) (*stripe.CheckoutSession, bool
 	if !ok {
 		return nil, false
 	}
-	var s stripe.CheckoutSession
-	if err := json.Unmarshal(o.raw, &s); err != nil {
-		d.tb.Fatalf("testrig: decode checkout session %s: %v", id, err)
-	}
-	return &s, true
+	return decodeAs[stripe.CheckoutSession](d.tb, o.raw, "checkout session", id), true
 }
 
 // CheckoutSubscriptionData returns the subscription_data a session created

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Stripe list limits.
@@ -51,6 +52,18 @@ func encodeObject(v any, object string) (json.RawMessage, error) {
 		m["object"] = object
 	}
 	return json.Marshal(m)
+}
+
+// decodeAs decodes a stored object's JSON into a stripe-go type, failing
+// the test if it does not fit (the double stored something Stripe never
+// answers).
+func decodeAs[T any](tb testing.TB, raw []byte, noun, id string) *T {
+	tb.Helper()
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		tb.Fatalf("testrig: decode %s %s: %v", noun, id, err)
+	}
+	return &v
 }
 
 // sortNewestFirst orders objects as Stripe lists them: newest first.

@@ -36,11 +36,7 @@ func (d *StripeDouble) Schedule(id string) (*stripe.SubscriptionSchedule, bool) 
 	if !ok {
 		return nil, false
 	}
-	var s stripe.SubscriptionSchedule
-	if err := json.Unmarshal(raw, &s); err != nil {
-		d.tb.Fatalf("testrig: decode subscription schedule %s: %v", id, err)
-	}
-	return &s, true
+	return decodeAs[stripe.SubscriptionSchedule](d.tb, raw, "subscription schedule", id), true
 }
 
 // ApplySchedulePhase simulates reaching a phase's start: the schedule's

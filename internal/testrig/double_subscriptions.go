@@ -45,11 +45,7 @@ func (d *StripeDouble) Subscription(id string) (*stripe.Subscription, bool) {
 	if !ok {
 		return nil, false
 	}
-	var s stripe.Subscription
-	if err := json.Unmarshal(o.raw, &s); err != nil {
-		d.tb.Fatalf("testrig: decode subscription %s: %v", id, err)
-	}
-	return &s, true
+	return decodeAs[stripe.Subscription](d.tb, o.raw, "subscription", id), true
 }
 
 // updateSubscription implements POST /v1/subscriptions/{id} for
