@@ -200,11 +200,21 @@ type previewLine struct {
 	Proration   bool   `json:"proration"`
 }
 
+// target is what a plan change moves to, and when; preview and change
+// both answer it.
+type target struct {
+	Plan        string    `json:"plan"`
+	Interval    string    `json:"interval"`
+	Applies     string    `json:"applies"` // now | period_end
+	EffectiveAt time.Time `json:"effective_at"`
+}
+
+func (p *plannedChange) describe() target {
+	return target{Plan: p.target.plan, Interval: p.target.interval, Applies: p.applies(), EffectiveAt: p.effectiveAt()}
+}
+
 type previewAnswer struct {
-	Plan          string        `json:"plan"`
-	Interval      string        `json:"interval"`
-	Applies       string        `json:"applies"` // now | period_end
-	EffectiveAt   time.Time     `json:"effective_at"`
+	target
 	ProrationDate int64         `json:"proration_date"`
 	Currency      string        `json:"currency"`
 	AmountDue     int64         `json:"amount_due"` // of the next invoice, in the currency's smallest unit
@@ -235,8 +245,7 @@ func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
 	if err != nil {
 		return nil, stripeFailure(err)
 	}
-	a := previewAnswer{Plan: pc.target.plan, Interval: pc.target.interval, Applies: pc.applies(),
-		EffectiveAt: pc.effectiveAt(), ProrationDate: pc.date, Currency: string(inv.Currency),
+	a := previewAnswer{target: pc.describe(), ProrationDate: pc.date, Currency: string(inv.Currency),
 		AmountDue: inv.AmountDue, Lines: []previewLine{}}
 	if inv.Lines != nil {
 		for _, l := range inv.Lines.Data {
@@ -247,11 +256,8 @@ func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
 }
 
 type changeAnswer struct {
-	Plan        string    `json:"plan"`
-	Interval    string    `json:"interval"`
-	Applies     string    `json:"applies"` // now | period_end
-	EffectiveAt time.Time `json:"effective_at"`
-	Status      string    `json:"status"`
+	target
+	Status string `json:"status"`
 }
 
 // change moves the caller's subscription to another plan: an upgrade now,
@@ -274,8 +280,7 @@ func (h *Handler) change(c *call) (any, *proxy.HTTPError) {
 	}
 	h.log.InfoContext(c.ctx, "billing: plan changed", "customer", c.id.Customer, "subscription", pc.sub.ID,
 		"plan", pc.target.plan, "interval", pc.target.interval, "applies", pc.applies())
-	return changeAnswer{Plan: pc.target.plan, Interval: pc.target.interval, Applies: pc.applies(),
-		EffectiveAt: pc.effectiveAt(), Status: string(pc.sub.Status)}, nil
+	return changeAnswer{target: pc.describe(), Status: string(pc.sub.Status)}, nil
 }
 
 func (h *Handler) upgrade(c *call, pc *plannedChange) *proxy.HTTPError {

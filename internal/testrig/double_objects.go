@@ -147,11 +147,21 @@ func (d *StripeDouble) getCustomer(c *Call) *Response {
 func (d *StripeDouble) getSubscription(c *Call) *Response {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	o, ok := d.objects.subs[c.Param("id")]
-	if !ok {
-		return notFound("subscription", c.Param("id"), "id")
+	o, miss := d.pathSubscriptionLocked(c)
+	if miss != nil {
+		return miss
 	}
 	return JSONResponse(http.StatusOK, d.renderSubscriptionLocked(o, expansions(c.Form)))
+}
+
+// pathSubscriptionLocked finds the subscription named by the URL's {id},
+// or answers Stripe's 404.
+func (d *StripeDouble) pathSubscriptionLocked(c *Call) (storedObject, *Response) {
+	o, ok := d.objects.subs[c.Param("id")]
+	if !ok {
+		return storedObject{}, notFound("subscription", c.Param("id"), "id")
+	}
+	return o, nil
 }
 
 // renderSubscriptionLocked shapes a stored subscription as Stripe answers it:

@@ -59,9 +59,9 @@ func (d *StripeDouble) updateSubscription(c *Call) *Response {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	o, ok := d.objects.subs[c.Param("id")]
-	if !ok {
-		return notFound("subscription", c.Param("id"), "id")
+	o, miss := d.pathSubscriptionLocked(c)
+	if miss != nil {
+		return miss
 	}
 	m := o.decode()
 	if resp := checkSubscriptionUpdatable(f, m); resp != nil {
@@ -199,9 +199,9 @@ func (d *StripeDouble) resumeSubscription(c *Call) *Response {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	o, ok := d.objects.subs[c.Param("id")]
-	if !ok {
-		return notFound("subscription", c.Param("id"), "id")
+	o, miss := d.pathSubscriptionLocked(c)
+	if miss != nil {
+		return miss
 	}
 	m := o.decode()
 	if str(m["status"]) != string(stripe.SubscriptionStatusPaused) {
