@@ -45,6 +45,9 @@ type Config struct {
 	// lines maps each field path written in the file to its line, so that
 	// validation problems can say where they are.
 	lines map[string]int
+	// envs maps each field path whose value used ${VAR} to those variables,
+	// so that a problem with the value can name where it came from.
+	envs map[string][]string
 }
 
 // CORS lets browser code on other origins call the app (and the billing
@@ -129,8 +132,17 @@ func (r Redis) Embedded() bool { return r.URL == "" && len(r.Addrs) == 0 }
 
 // Stripe configures the Stripe API client and webhook verification.
 type Stripe struct {
-	SecretKey      string   `yaml:"secret_key"`
-	WebhookSecrets []string `yaml:"webhook_secrets"`
+	// SecretKey is required unless TrustedPayloads is set: without it
+	// nothing is re-read from Stripe, nothing is reconciled and no usage is
+	// ever reported.
+	SecretKey string `yaml:"secret_key"`
+	// TrustedPayloads runs without Stripe API access: webhook state is taken
+	// from the signed event itself (order by its created time), no sync runs
+	// and usage is counted but never reported. For tollgate demo and tests
+	// only; it must be chosen explicitly, so that an empty secret key in
+	// production is an error instead of a silent downgrade.
+	TrustedPayloads bool     `yaml:"trusted_payloads"`
+	WebhookSecrets  []string `yaml:"webhook_secrets"`
 	// APIBase points stripe-go at stripe-mock or a test double.
 	APIBase           string        `yaml:"api_base"`
 	Timeout           time.Duration `yaml:"timeout"`

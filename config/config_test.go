@@ -16,6 +16,8 @@ func env(m map[string]string) func(string) (string, bool) {
 
 const minimal = `
 upstream: http://127.0.0.1:3000
+stripe:
+  trusted_payloads: true
 auth:
   jwt:
     algorithms: [HS256]
@@ -121,6 +123,9 @@ func TestValidateRules(t *testing.T) {
 		want   string // "" = valid
 	}{
 		{"valid", func(*Config) {}, ""},
+		{"no stripe key", func(c *Config) { c.Stripe.TrustedPayloads = false }, "stripe.secret_key: is empty: set it"},
+		{"stripe key and trusted payloads", func(c *Config) { c.Stripe.SecretKey = "sk_test_x" }, "stripe.trusted_payloads: cannot be used with stripe.secret_key"},
+		{"empty webhook secret", func(c *Config) { c.Stripe.WebhookSecrets = []string{""} }, "stripe.webhook_secrets[0]: is empty: set it"},
 		{"empty algorithms", func(c *Config) { c.Auth.JWT.Algorithms = nil }, "auth.jwt.algorithms: required"},
 		{"alg none", func(c *Config) { c.Auth.JWT.Algorithms = []string{"none"} }, "auth.jwt.algorithms[0]: \"none\" is not supported"},
 		{"empty audience", func(c *Config) { c.Auth.JWT.Audience = nil }, "auth.jwt.audience: required"},
@@ -181,7 +186,7 @@ func TestValidateRules(t *testing.T) {
 		{"billing without redirect URLs", func(c *Config) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL = "sk_test_x", "https://app/ok"
 		}, "billing.cancel_url: required while the billing API is served"},
-		{"billing off", func(c *Config) { c.Stripe.SecretKey, c.Billing.Prefix = "sk_test_x", "" }, ""},
+		{"billing off", func(c *Config) { c.Stripe.SecretKey, c.Stripe.TrustedPayloads, c.Billing.Prefix = "sk_test_x", false, "" }, ""},
 		{"billing redirect not a URL", func(c *Config) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL, c.Billing.CancelURL, c.Billing.ReturnURL = "sk_test_x", "/ok", "https://a/c", "https://a/r"
 		}, "billing.success_url: \"/ok\" is not an absolute http(s) URL"},
@@ -220,13 +225,14 @@ func TestExampleConfigIsValid(t *testing.T) {
 // enclosing field written in the file), and Load lists them in file order.
 func TestValidationProblemsCarryLines(t *testing.T) {
 	src := "upstream: http://127.0.0.1:3000\n" + // line 1
-		"auth:\n" + // 2
-		"  jwt:\n" + // 3
-		"    algorithms: [HS256]\n" + // 4
-		"    audience: [\"\"]\n" + // 5
-		"    hmac_secret: short\n" + // 6
-		"routes:\n" + // 7
-		"  - { path: /a, require: { plans: [gold] } }\n" // 8
+		"stripe: { trusted_payloads: true }\n" + // 2
+		"auth:\n" + // 3
+		"  jwt:\n" + // 4
+		"    algorithms: [HS256]\n" + // 5
+		"    audience: [\"\"]\n" + // 6
+		"    hmac_secret: short\n" + // 7
+		"routes:\n" + // 8
+		"  - { path: /a, require: { plans: [gold] } }\n" // 9
 	_, err := Load(strings.NewReader(src), env(nil))
 	var lines []int
 	for _, p := range Problems(err) {
@@ -235,7 +241,7 @@ func TestValidationProblemsCarryLines(t *testing.T) {
 			t.Fatalf("problem %v is not a *FieldError", p)
 		}
 		lines = append(lines, fe.Line)
-		want := map[string]int{"auth.jwt.audience[0]": 5, "auth.jwt.hmac_secret": 6, "routes[0].require.plans[0]": 8}[fe.Path]
+		want := map[string]int{"auth.jwt.audience[0]": 6, "auth.jwt.hmac_secret": 7, "routes[0].require.plans[0]": 9}[fe.Path]
 		if want != 0 && fe.Line != want {
 			t.Errorf("%s at line %d; want %d", fe.Path, fe.Line, want)
 		}
@@ -273,4 +279,21 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 		}
 	}
 	walk("", reflect.TypeOf(Config{}))
+}
+
+// Issue 12: an unset-in-practice secret (compose passes '' for an unset
+// variable) must be refused with the variable it came from, never run
+// production in trusted payload mode.
+func TestEmptySecretsNameTheirVariable(t *testing.T) {
+	src := strings.Replace(minimal, "stripe:\n  trusted_payloads: true\n",
+		"stripe:\n  secret_key: \"${STRIPE_KEY}\"\n  webhook_secrets: [\"${HOOK_SECRET}\"]\n", 1)
+	_, err := Load(strings.NewReader(src), env(map[string]string{"SECRET": strings.Repeat("s", 32), "STRIPE_KEY": "", "HOOK_SECRET": ""}))
+	for _, want := range []string{
+		"stripe.secret_key: is empty (from ${STRIPE_KEY}, which is set but empty)",
+		"stripe.webhook_secrets[0]: is empty (from ${HOOK_SECRET}, which is set but empty)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load with empty secrets = %v; want a problem containing %q", err, want)
+		}
+	}
 }

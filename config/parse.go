@@ -57,9 +57,9 @@ func ParseEnv(r io.Reader, lookup func(string) (string, bool)) (*Config, error) 
 		return nil, ErrEmpty
 	}
 	cfg := Default()
-	d := decoder{lookup: lookup, lines: map[string]int{}}
+	d := decoder{lookup: lookup, lines: map[string]int{}, envs: map[string][]string{}}
 	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
-	cfg.lines = d.lines
+	cfg.lines, cfg.envs = d.lines, d.envs
 	return cfg, errors.Join(d.errs...)
 }
 
@@ -109,6 +109,7 @@ type decoder struct {
 	lookup func(string) (string, bool)
 	errs   []error
 	lines  map[string]int
+	envs   map[string][]string
 }
 
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
@@ -271,6 +272,8 @@ func (d *decoder) expand(path string, n *yaml.Node) (string, bool) {
 		if !set {
 			d.fail(path, n, "environment variable %s is not set", name)
 			ok = false
+		} else {
+			d.envs[path] = append(d.envs[path], name)
 		}
 		return val
 	})

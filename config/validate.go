@@ -183,14 +183,44 @@ func (c *Config) validateRedis(p *problems) {
 	}
 }
 
+// fromEnv says which ${VAR} a field's value came from, for messages about
+// an empty value: " (from ${STRIPE_SECRET_KEY}, which is set but empty)".
+func (c *Config) fromEnv(path string) string {
+	names := c.envs[path]
+	if len(names) == 0 {
+		return ""
+	}
+	refs := make([]string, len(names))
+	for i, n := range names {
+		refs[i] = "${" + n + "}"
+	}
+	verb := "is"
+	if len(refs) > 1 {
+		verb = "are"
+	}
+	return fmt.Sprintf(" (from %s, which %s set but empty)", strings.Join(refs, " "), verb)
+}
+
 func (c *Config) validateStripe(p *problems) {
 	s := c.Stripe
 	if s.SecretKey != "" && !strings.HasPrefix(s.SecretKey, "sk_") && !strings.HasPrefix(s.SecretKey, "rk_") {
 		p.add("stripe.secret_key", "does not look like a Stripe secret or restricted key (sk_... or rk_...)")
 	}
+	switch {
+	case s.SecretKey == "" && !s.TrustedPayloads:
+		p.add("stripe.secret_key", "is empty%s: set it to your sk_... or rk_... key; without one nothing is re-read "+
+			"from Stripe, no sync runs and usage is never reported (for a demo or a test only, set "+
+			"stripe.trusted_payloads: true)", c.fromEnv("stripe.secret_key"))
+	case s.SecretKey != "" && s.TrustedPayloads:
+		p.add("stripe.trusted_payloads", "cannot be used with stripe.secret_key: with a key, state is always re-read from Stripe; remove one of them")
+	}
 	for i, w := range s.WebhookSecrets {
-		if !strings.HasPrefix(w, "whsec_") {
-			p.add(fmt.Sprintf("stripe.webhook_secrets[%d]", i), "does not look like a webhook signing secret (whsec_...)")
+		path := fmt.Sprintf("stripe.webhook_secrets[%d]", i)
+		switch {
+		case w == "":
+			p.add(path, "is empty%s: set it to the endpoint's signing secret (whsec_...), or remove the entry to turn the webhook endpoint off", c.fromEnv(path))
+		case !strings.HasPrefix(w, "whsec_"):
+			p.add(path, "does not look like a webhook signing secret (whsec_...)")
 		}
 	}
 	if s.APIBase != "" {

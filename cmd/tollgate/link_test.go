@@ -26,6 +26,7 @@ upstream: http://127.0.0.1:3000
 redis: { url: %q, prefix: "l:" }
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 routes: [ { path: /**, auth: none } ]
+stripe: { trusted_payloads: true }
 `, rd.URL(), strings.Repeat("k", 32))), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +84,7 @@ func TestOperatorCommandsRefuseTheEmbeddedStore(t *testing.T) {
 upstream: http://127.0.0.1:3000
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 routes: [ { path: /**, auth: none } ]
+stripe: { trusted_payloads: true }
 `, strings.Repeat("k", 32))), 0o600); err != nil {
 		t.Fatal(err)
 	}

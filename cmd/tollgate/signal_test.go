@@ -44,6 +44,7 @@ upstream: %s
 server: { drain_delay: 300ms, shutdown_timeout: 20s }
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 routes: [ { path: /**, auth: none } ]
+stripe: { trusted_payloads: true }
 `, app.URL, strings.Repeat("k", 32))), 0o600)
 
 	cmd := exec.Command(bin, "serve", "-config", cfgPath)

@@ -43,7 +43,7 @@ func TestTriggerSignsRealisticEvents(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 upstream: http://127.0.0.1:3000
-stripe: { webhook_secrets: [%s, whsec_second] }
+stripe: { trusted_payloads: true, webhook_secrets: [%s, whsec_second] }
 webhook: { path: /hooks/stripe }
 auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
 plans: { gold: { prices: [price_gold] }, basic: { prices: [price_basic] } }

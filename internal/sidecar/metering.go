@@ -39,7 +39,7 @@ func newMeter(_ context.Context, s *Sidecar) (meterService, error) {
 	} else {
 		// tollgate demo, and deployments that only count: nothing is sent
 		// anywhere, the counts wait in the store.
-		s.log.Warn("stripe.secret_key is not set: usage is counted and kept in the store, and not reported to Stripe")
+		s.log.Info("trusted payload mode: usage is counted and kept in the store, and not reported to Stripe")
 	}
 	m, err := meter.New(o)
 	if err != nil {

@@ -60,7 +60,7 @@ func meteringConfig(t *testing.T, upstream, redisURL, stripeURL string) *config.
 	t.Helper()
 	cfg := testConfig(t, upstream)
 	cfg.Redis.URL = redisURL
-	cfg.Stripe.SecretKey = testrig.StripeTestKey
+	cfg.Stripe.SecretKey, cfg.Stripe.TrustedPayloads = testrig.StripeTestKey, false
 	cfg.Stripe.APIBase = stripeURL
 	cfg.Stripe.Timeout = 300 * time.Millisecond // answers held back by the double time out quickly
 	cfg.Stripe.MaxNetworkRetries = 0            // our retries, with the same identifier

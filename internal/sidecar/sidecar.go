@@ -82,7 +82,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		source = src
 		s.reconciler = &entitlements.Reconciler{Store: s.Customers, Source: src, Log: log}
 	} else {
-		log.Warn("stripe.secret_key is not set: customers unknown to the store are treated as unsubscribed, and no reconciliation runs")
+		// Only with stripe.trusted_payloads: true (config refuses an empty key
+		// otherwise). Logged at error so it is seen: this is not production.
+		log.Error("TRUSTED PAYLOAD MODE (stripe.trusted_payloads: true): running without Stripe API access; " +
+			"webhook state is taken from the signed events, nothing is re-read or reconciled, customers unknown " +
+			"to the store are unsubscribed, and usage is counted but never reported. For tollgate demo and tests only",
+			"mode", "trusted_payloads")
 	}
 	s.Gate = entitlements.New(entitlements.Options{
 		Store: s.Customers, Source: source, Plans: cfg.Plans, Gating: cfg.Gating,

@@ -29,7 +29,7 @@ func newWebhook(_ context.Context, s *Sidecar) ([]proxy.Mount, error) {
 	if cfg.Stripe.SecretKey != "" {
 		o.Stripe = webhook.NewStripeAPI(s.Stripe)
 	} else {
-		s.log.Warn("stripe.secret_key is not set: webhooks run in trusted payload mode, taking state from the signed event " +
+		s.log.Info("webhooks run in trusted payload mode, taking state from the signed event " +
 			"instead of re-reading it from Stripe (for the demo and offline tests, not for production)")
 	}
 	if cfg.Webhook.ForwardURL != "" {

@@ -28,7 +28,7 @@ func webhookConfig(t *testing.T, upstream, redisURL, stripeURL string) *config.C
 	t.Helper()
 	cfg := testConfig(t, upstream)
 	cfg.Redis.URL = redisURL
-	cfg.Stripe.SecretKey = testrig.StripeTestKey
+	cfg.Stripe.SecretKey, cfg.Stripe.TrustedPayloads = testrig.StripeTestKey, false
 	cfg.Stripe.APIBase = stripeURL
 	cfg.Stripe.WebhookSecrets = []string{webhookSecret}
 	cfg.Gating.SyncInterval = 0
