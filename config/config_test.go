@@ -186,7 +186,9 @@ func TestValidateRules(t *testing.T) {
 		{"billing without redirect URLs", func(c *Config) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL = "sk_test_x", "https://app/ok"
 		}, "billing.cancel_url: required while the billing API is served"},
-		{"billing off", func(c *Config) { c.Stripe.SecretKey, c.Stripe.TrustedPayloads, c.Billing.Prefix = "sk_test_x", false, "" }, ""},
+		{"billing off", func(c *Config) {
+			c.Stripe.SecretKey, c.Stripe.TrustedPayloads, c.Billing.Prefix = "sk_test_x", false, ""
+		}, ""},
 		{"billing redirect not a URL", func(c *Config) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL, c.Billing.CancelURL, c.Billing.ReturnURL = "sk_test_x", "/ok", "https://a/c", "https://a/r"
 		}, "billing.success_url: \"/ok\" is not an absolute http(s) URL"},
@@ -281,7 +283,7 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 	walk("", reflect.TypeOf(Config{}))
 }
 
-// Issue 12: an unset-in-practice secret (compose passes '' for an unset
+// Issue 12: an unset-in-practice secret (compose passes ” for an unset
 // variable) must be refused with the variable it came from, never run
 // production in trusted payload mode.
 func TestEmptySecretsNameTheirVariable(t *testing.T) {

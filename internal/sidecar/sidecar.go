@@ -84,8 +84,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	} else {
 		// Only with stripe.trusted_payloads: true (config refuses an empty key
 		// otherwise). Logged at error so it is seen: this is not production.
-		log.Error("TRUSTED PAYLOAD MODE (stripe.trusted_payloads: true): running without Stripe API access; " +
-			"webhook state is taken from the signed events, nothing is re-read or reconciled, customers unknown " +
+		log.Error("TRUSTED PAYLOAD MODE (stripe.trusted_payloads: true): running without Stripe API access; "+
+			"webhook state is taken from the signed events, nothing is re-read or reconciled, customers unknown "+
 			"to the store are unsubscribed, and usage is counted but never reported. For tollgate demo and tests only",
 			"mode", "trusted_payloads")
 	}
