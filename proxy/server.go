@@ -269,7 +269,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(auth.NewContext(r.Context(), x.id))
 		}
 		x.outcome = "internal"
-		m.Handler.ServeHTTP(w, r)
+		sw := &statusWriter{ResponseWriter: w}
+		m.Handler.ServeHTTP(sw, r)
+		x.status = sw.code()
 		return
 	}
 

@@ -132,7 +132,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	out := h.serve(w, r)
 	typ := "unverified"
-	attrs := []any{"request_id", proxy.RequestID(r.Context()), "status", out.status, "result", out.result}
+	// request_id comes from r's context (internal/logging); naming it here
+	// too wrote the key twice, which JSON pipelines refuse.
+	attrs := []any{"status", out.status, "result", out.result}
 	if out.j != nil {
 		typ = typeLabel(out.j.typ)
 		attrs = append(attrs, "event", out.j.id, "type", out.j.typ, "customer", out.j.customer)

@@ -28,7 +28,7 @@ func RequestID(ctx context.Context) string {
 func New(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.Format == "text" {
 		h = slog.NewTextHandler(w, opts)
@@ -41,10 +41,32 @@ func New(c config.Log, w io.Writer) *slog.Logger {
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" {
+	if id := RequestID(ctx); id != "" && !hasAttr(r, "request_id") {
 		r.AddAttrs(slog.String("request_id", id))
 	}
 	return h.Handler.Handle(ctx, r)
+}
+
+// hasAttr reports whether a record already carries key, so the request id
+// is never written twice (Elasticsearch and other JSON pipelines refuse a
+// line with a duplicate key).
+func hasAttr(r slog.Record, key string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
+}
+
+// durationString writes a time.Duration as "1.5s" rather than slog's raw
+// nanoseconds (1500000000), which read as seconds to a human and as a
+// plain number to a log pipeline.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {

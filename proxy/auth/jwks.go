@@ -124,8 +124,11 @@ func (s *jwksSource) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("auth: JWKS fetch failed; keeping previous keys",
-				"url", s.logURL, "keys", s.keys.Load().len(), "retry_in", backoff, "error", err)
+			msg := "auth: JWKS fetch failed; keeping previous keys"
+			if s.keys.Load().len() == 0 {
+				msg = "auth: JWKS fetch failed; no keys yet, so every token is refused until a fetch succeeds"
+			}
+			s.log.Warn(msg, "url", s.logURL, "keys", s.keys.Load().len(), "retry_in", backoff.String(), "error", err)
 			timer.Reset(backoff)
 			backoff = min(2*backoff, s.refresh)
 			continue

@@ -60,6 +60,11 @@ func TestJWKSErrorDoesNotLogTheQuery(t *testing.T) {
 	if strings.Contains(buf.String(), "SUPERSECRET") {
 		t.Errorf("the JWKS URL's query reached the log:\n%s", buf.String())
 	}
+	// Issue 12: the message matches the state: with no keys ever fetched
+	// there are no "previous keys" to keep.
+	if got := buf.String(); strings.Contains(got, "keeping previous keys") || !strings.Contains(got, "no keys yet") {
+		t.Errorf("first failed fetch logged %q; want it to say there are no keys yet", got)
+	}
 }
 
 // Proxy/upstream disagreement on cookies: net/http drops a cookie value it
