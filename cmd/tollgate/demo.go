@@ -5,7 +5,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,13 +56,15 @@ func loadDemoConfig(env map[string]string) (*config.Config, error) {
 }
 
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo")
 	listen := fs.String("listen", "127.0.0.1:8080", "proxy listener address")
 	admin := fs.String("admin-listen", "127.0.0.1:0", "admin listener address (0 = any free port)")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, fs, "unexpected argument %q", fs.Arg(0))
 	}
 	up, err := startDemoUpstream()
 	if err != nil {

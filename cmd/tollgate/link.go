@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -17,18 +16,23 @@ var customerIDRe = regexp.MustCompile(`^cus_[A-Za-z0-9]{1,250}$`)
 // belongs to. Checkout webhooks link a user once and never move it, so a
 // wrong or deleted customer needs an operator.
 func linkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("link", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("link")
 	path := fs.String("config", "", "path to the YAML configuration file")
 	user := fs.String("user", "", "the user id (the JWT's user_claim, sub by default)")
 	customer := fs.String("customer", "", "link the user to this Stripe customer (cus_...), replacing any link")
 	unlink := fs.Bool("unlink", false, "remove the user's link; their next checkout links them anew")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
-	if *path == "" || *user == "" || fs.NArg() > 0 || (*unlink && *customer != "") {
-		fmt.Fprintln(stderr, "usage: tollgate link -config FILE -user ID [-customer cus_... | -unlink]")
-		return 2
+	switch {
+	case *path == "":
+		return usageError(stderr, fs, "-config FILE is required")
+	case *user == "":
+		return usageError(stderr, fs, "-user ID is required")
+	case fs.NArg() > 0:
+		return usageError(stderr, fs, "unexpected argument %q", fs.Arg(0))
+	case *unlink && *customer != "":
+		return usageError(stderr, fs, "-customer and -unlink exclude each other")
 	}
 	if *customer != "" && !customerIDRe.MatchString(*customer) {
 		fmt.Fprintf(stderr, "link: -customer %q is not a Stripe customer id (cus_...)\n", *customer)

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,6 +40,8 @@ Usage:
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
                                   sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
+
+tollgate CMD -h (or tollgate help CMD) prints a command's flags and examples.
 `
 
 func main() {
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return serve(ctx, rest, stderr)
+		return serve(ctx, rest, stdout, stderr)
 	case "check":
 		return check(rest, stdout, stderr)
 	case "sync":
@@ -73,14 +74,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "link":
 		return linkCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
+		if code, ok := parse(newFlags("version"), rest, stdout, stderr); !ok {
+			return code
+		}
 		fmt.Fprintln(stdout, versionString())
 		return 0
 	case "help", "-h", "-help", "--help":
+		if len(rest) == 1 && knownCommand(rest[0]) {
+			// tollgate help CMD is tollgate CMD -h.
+			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "tollgate: unknown command %q\n\n%s", cmd, usage)
 	return 2
+}
+
+// knownCommand reports whether name is a subcommand.
+func knownCommand(name string) bool {
+	switch name {
+	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "version":
+		return true
+	}
+	return false
 }
 
 func versionString() string {
@@ -100,18 +117,21 @@ func versionString() string {
 	return fmt.Sprintf("tollgate %s (commit %s, %s %s/%s)", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "path to the YAML configuration file")
-	if err := fs.Parse(args); err != nil {
-		return "", false
+// configFlag parses a command whose only flag is -config. code is the
+// exit code when ok is false: 0 after -h, 2 on a bad command line.
+func configFlag(name string, args []string, stdout, stderr io.Writer) (path string, code int, ok bool) {
+	fs := newFlags(name)
+	p := fs.String("config", "", "path to the YAML configuration file (required)")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return "", code, false
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "usage: tollgate %s -config FILE\n", name)
-		return "", false
+	if *p == "" {
+		return "", usageError(stderr, fs, "-config FILE is required"), false
 	}
-	return *path, true
+	if fs.NArg() > 0 {
+		return "", usageError(stderr, fs, "unexpected argument %q", fs.Arg(0)), false
+	}
+	return *p, 0, true
 }
 
 // loadConfig parses and validates a file; the error lists every problem.
@@ -126,10 +146,12 @@ func loadConfig(path string) (*config.Config, error) {
 
 // configArg reads the -config flag of a command and loads the file. A
 // non-zero code is the exit code: usage printed, or every problem printed.
-func configArg(name string, args []string, stderr io.Writer) (cfg *config.Config, path string, code int) {
-	path, ok := configFlag(name, args, stderr)
+// A -h prints the help and gives code 0 with a nil configuration: callers
+// return code whenever cfg is nil.
+func configArg(name string, args []string, stdout, stderr io.Writer) (cfg *config.Config, path string, code int) {
+	path, code, ok := configFlag(name, args, stdout, stderr)
 	if !ok {
-		return nil, "", 2
+		return nil, "", code
 	}
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -140,8 +162,8 @@ func configArg(name string, args []string, stderr io.Writer) (cfg *config.Config
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
-	_, path, code := configArg("check", args, stderr)
-	if code == 0 {
+	cfg, path, code := configArg("check", args, stdout, stderr)
+	if cfg != nil {
 		fmt.Fprintf(stdout, "%s: ok\n", path)
 	}
 	return code
@@ -158,9 +180,9 @@ func printProblems(w io.Writer, path string, err error) {
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger { return logging.New(c, w) }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) int {
-	cfg, _, code := configArg("serve", args, stderr)
-	if code != 0 {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, _, code := configArg("serve", args, stdout, stderr)
+	if cfg == nil {
 		return code
 	}
 	log := newLogger(cfg.Log, stderr)

@@ -13,8 +13,8 @@ import (
 
 // syncCmd reconciles every customer's state from Stripe now.
 func syncCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, path, code := configArg("sync", args, stderr)
-	if code != 0 {
+	cfg, path, code := configArg("sync", args, stdout, stderr)
+	if cfg == nil {
 		return code
 	}
 	if cfg.Stripe.SecretKey == "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,9 +27,9 @@ type triggerOptions struct {
 // `stripe trigger`. Without -config it uses the demo's configuration (its
 // public webhook secret and listener), so it drives `tollgate demo`.
 func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, ok := parseTrigger(args, stderr)
+	o, code, ok := parseTrigger(args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	var cfg *config.Config
 	var err error
@@ -71,10 +70,10 @@ func triggerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return postEvent(ctx, target, body, webhook.SignatureHeader(body, cfg.Stripe.WebhookSecrets[0], now), stdout, stderr)
 }
 
-func parseTrigger(args []string, stderr io.Writer) (triggerOptions, bool) {
-	var o triggerOptions
-	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseTrigger reads trigger's command line; code is the exit code when
+// ok is false (0 after -h).
+func parseTrigger(args []string, stdout, stderr io.Writer) (o triggerOptions, code int, ok bool) {
+	fs := newFlags("trigger")
 	fs.StringVar(&o.configPath, "config", "", "configuration to sign with (default: the demo's)")
 	fs.StringVar(&o.url, "url", "", "tollgate's base URL or the full webhook URL (default: http://<listen><webhook.path>)")
 	fs.StringVar(&o.sample.Customer, "customer", demoCustomer, "the Stripe customer the event is about")
@@ -82,27 +81,24 @@ func parseTrigger(args []string, stderr io.Writer) (triggerOptions, bool) {
 	fs.StringVar(&o.sample.User, "user", "", "checkout.session.completed: the user (client_reference_id) to link")
 	fs.StringVar(&o.sample.Status, "status", "", "subscription events: the status (default: what the event implies)")
 	features := fs.String("features", "", "entitlement summary: comma-separated feature lookup keys")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tollgate trigger EVENT [flags]\n\nEVENT is one of:\n  %s\n\nflags:\n",
-			strings.Join(webhook.SampleTypes(), "\n  "))
-		fs.PrintDefaults()
-	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.event, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, false
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return o, code, false
 	}
-	if o.event == "" && fs.NArg() == 1 {
+	switch {
+	case o.event == "" && fs.NArg() == 1:
 		o.event = fs.Arg(0)
-	} else if fs.NArg() > 0 || o.event == "" {
-		fs.Usage()
-		return o, false
+	case o.event == "":
+		return o, usageError(stderr, fs, "EVENT is required"), false
+	case fs.NArg() > 0:
+		return o, usageError(stderr, fs, "unexpected argument %q", fs.Arg(0)), false
 	}
 	if *features != "" {
 		o.sample.Features = strings.Split(*features, ",")
 	}
-	return o, true
+	return o, 0, true
 }
 
 // webhookURL is where to post: -url as given when it has a path, else its

@@ -18,8 +18,8 @@ const usageTimeout = 30 * time.Second
 // usageCmd prints counted, pending, reported and parked units per customer
 // and meter, read from Redis, then every parked report with its reason.
 func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, _, code := configArg("usage", args, stderr)
-	if code != 0 {
+	cfg, _, code := configArg("usage", args, stdout, stderr)
+	if cfg == nil {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, usageTimeout)
