@@ -44,6 +44,7 @@ type buffer struct {
 	inflight  *chunk
 	seq       int64
 	held      map[ckey]int64    // refused by Redis, waiting for a retry
+	heldAt    map[pairKey]int64 // the one window each pair's held units are kept in
 	heldWhy   map[string]string // customer → reason, until the next retry
 	flushes   int               // flushes since held counts were last retried
 }
@@ -58,6 +59,7 @@ func newBuffer(max int) *buffer {
 		pending:   make(map[ckey]int64),
 		latest:    make(map[pairKey]int64),
 		held:      make(map[ckey]int64),
+		heldAt:    make(map[pairKey]int64),
 		heldWhy:   make(map[string]string),
 	}
 }

@@ -44,6 +44,7 @@ func (b *buffer) retryHeld() {
 		}
 		delete(b.held, k)
 		p := pairKey{k.customer, k.meter}
+		delete(b.heldAt, p)
 		if w, ok := b.latest[p]; !ok || k.window > w {
 			b.latest[p] = k.window
 		}
@@ -60,6 +61,12 @@ type heldCustomer struct {
 
 // hold moves the counts of the rejected customers out of chunk c into
 // held. Redis wrote nothing of them, so c is sent again without them.
+//
+// A (customer, meter) keeps its held units in one entry, in the window of
+// its first held count (an earlier timestamp, as a full buffer merges):
+// a customer whose data stays bad for weeks takes one slot per meter, not
+// one per window, and so never fills the buffer other customers' counts
+// need.
 func (b *buffer) hold(c *chunk, rejected map[string]rejection) map[string]*heldCustomer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -78,12 +85,18 @@ func (b *buffer) hold(c *chunk, rejected map[string]rejection) map[string]*heldC
 			out[e.customer] = h
 			b.heldWhy[e.customer] = r.reason
 		}
-		sum, fits := addUnits(b.held[e.ckey], e.units)
+		p := pairKey{e.customer, e.meter}
+		k := e.ckey
+		if w, ok := b.heldAt[p]; ok {
+			k.window = w
+		}
+		sum, fits := addUnits(b.held[k], e.units)
 		if !fits {
-			h.lost = append(h.lost, overflowEvent{k: e.ckey, units: e.units, dropped: true, overflow: true})
+			h.lost = append(h.lost, overflowEvent{k: e.ckey, units: e.units, into: k.window, dropped: true, overflow: true})
 			continue
 		}
-		b.held[e.ckey] = sum
+		b.held[k] = sum
+		b.heldAt[p] = k.window
 		h.meters[e.meter] = satAdd(h.meters[e.meter], e.units)
 	}
 	clear(c.entries[len(kept):])

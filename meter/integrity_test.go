@@ -223,3 +223,53 @@ func testBadCustomerNeverBlocksOthers(t *testing.T, b bed) {
 	waitReported(t, b.stripe(), want, 30*time.Second)
 	checkEvents(t, b.stripe())
 }
+
+// Held counts take one entry per (customer, meter), whatever the number of
+// windows, so a customer whose data stays bad never fills the buffer. Close
+// tries them once more: written if the data was repaired, else reported
+// lost (ErrUnflushed, logged, counted), never silently.
+func TestHeldCountsAtClose(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	for _, repaired := range []bool{false, true} {
+		t.Run(fmt.Sprintf("repaired=%v", repaired), func(t *testing.T) {
+			clk := newFakeClock(time.UnixMilli(1700000000000))
+			m := idleOn(r, clk, nil)
+			r.admin.HSet(ctx, m.st.totalsKey("cus_bad"), "calls:counted", "x")
+			for i := range 5 {
+				m.Count("cus_bad", "calls", int64(i+1))
+				m.Count("cus_ok", "calls", 1)
+				m.drainShards(false)
+				if err := m.flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				clk.Add(time.Second)
+			}
+			m.buf.mu.Lock()
+			entries := len(m.buf.held)
+			m.buf.mu.Unlock()
+			if got := m.buf.sum("cus_bad", "calls", 0); entries != 1 || got != 15 {
+				t.Fatalf("held %d units in %d entries; want 15 in 1 (5 windows of one customer and meter)", got, entries)
+			}
+			if repaired {
+				r.admin.HDel(ctx, m.st.totalsKey("cus_bad"), "calls:counted")
+			}
+			err := m.Close(ctx)
+			if got := counted(t, r.admin, m.st.keys); got["cus_ok"] != 5 {
+				t.Errorf("cus_ok counted %d; want 5", got["cus_ok"])
+			}
+			if repaired {
+				if got := counted(t, r.admin, m.st.keys)["cus_bad"]; err != nil || got != 15 {
+					t.Errorf("Close = %v, cus_bad counted %d; want nil and 15", err, got)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnflushed) || !strings.Contains(err.Error(), "cus_bad") {
+				t.Errorf("Close = %v; want ErrUnflushed naming cus_bad", err)
+			}
+			if got := counterValue(m.metrics, "calls", "lost_at_shutdown"); got != 1 {
+				t.Errorf("usage_report_errors_total{reason=lost_at_shutdown} = %v; want 1", got)
+			}
+		})
+	}
+}
