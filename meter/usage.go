@@ -174,6 +174,10 @@ func (m *Meter) Used(ctx context.Context, customer, meter string, since time.Tim
 	// than missed.
 	local := m.localSum(customer, meter, from)
 	remote, err := m.st.used(ctx, customer, meter, from, now)
+	if errors.Is(err, ErrCorrupt) {
+		m.log.Error("metering: stored usage is not a valid count; quota usage cannot be read until it is repaired",
+			"customer", customer, "meter", meter, "err", err)
+	}
 	if err != nil {
 		return 0, err
 	}
