@@ -280,7 +280,7 @@ func (b *batcher) refreshStats(ctx context.Context) {
 	remote := make(map[string]int64)
 	var open []string
 	for _, r := range rows {
-		remote[r.Meter] += r.Pending
+		remote[r.Meter] = satAdd(remote[r.Meter], r.Pending)
 		if r.Pending > 0 {
 			open = append(open, r.Customer)
 		}
@@ -397,13 +397,20 @@ func (b *batcher) work(ctx context.Context, j pairJob) {
 }
 
 // reportPair reports the pair's closed windows in order, one call at a
-// time, and stops at the first retryable failure. It reports whether any
-// report was settled.
+// time, and stops at the first retryable failure. A window whose stored
+// usage is corrupt is skipped (it stays in the index; reporting it would
+// bill a guess) and the pair retried later. It reports whether any report
+// was settled.
 func (b *batcher) reportPair(ctx context.Context, p pairKey, windows []int64) (bool, error) {
 	progressed := false
+	var corrupt error
 	for _, ws := range windows {
 		for {
 			state, it, err := b.st.begin(ctx, p.customer, p.meter, ws, b.m.now())
+			if errors.Is(err, ErrCorrupt) {
+				corrupt = b.badStoredUsage(ctx, p, ws, reasonCorrupt, err)
+				break
+			}
 			if err != nil {
 				return progressed, b.failed(ctx, p.meter, &SendError{Reason: "store", Err: err})
 			}
@@ -416,7 +423,19 @@ func (b *batcher) reportPair(ctx context.Context, p pairKey, windows []int64) (b
 			progressed = true
 		}
 	}
-	return progressed, nil
+	return progressed, corrupt
+}
+
+// badStoredUsage logs (at error: an operator must repair it) and counts a
+// window whose stored usage cannot be reported or settled, and returns err.
+func (b *batcher) badStoredUsage(ctx context.Context, p pairKey, ws int64, reason string, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	b.m.metrics.UsageReportErrors.WithLabelValues(p.meter, reason).Inc()
+	b.m.log.Error("metering: a window's stored usage is not a valid count; it is not reported until repaired",
+		"customer", p.customer, "meter", p.meter, "window", time.UnixMilli(ws).UTC(), "reason", reason, "err", err)
+	return err
 }
 
 // deliver sends one recorded intent and settles it: reported when Stripe
@@ -447,7 +466,7 @@ func (b *batcher) deliver(ctx context.Context, it intent) error {
 		n, serr := b.st.settle(sctx, it, "", "")
 		cancel()
 		if serr != nil {
-			return b.failed(ctx, it.meter, &SendError{Reason: "store", Err: serr})
+			return b.settleFailed(ctx, it, serr)
 		}
 		if n > 0 {
 			b.m.metrics.UsageReportedUnits.WithLabelValues(it.meter).Add(float64(n))
@@ -500,7 +519,7 @@ func (b *batcher) park(ctx context.Context, it intent, se *SendError) error {
 	field := it.meter + ":" + strconv.FormatInt(it.window, 10) + ":" + strconv.FormatInt(it.seq, 10)
 	n, err := b.st.settle(ctx, it, field, string(js))
 	if err != nil {
-		return b.failed(ctx, it.meter, &SendError{Reason: "store", Err: err})
+		return b.settleFailed(ctx, it, err)
 	}
 	if n > 0 {
 		b.m.metrics.UsageReportErrors.WithLabelValues(it.meter, se.Reason).Inc()
@@ -509,6 +528,18 @@ func (b *batcher) park(ctx context.Context, it intent, se *SendError) error {
 			"units", n, "reason", se.Reason, "identifier", rec.Identifier, "err", se.Err)
 	}
 	return nil
+}
+
+// settleFailed handles an intent that could not be settled: the intent
+// stays and is sent again, under the same identifier, on the next attempt.
+func (b *batcher) settleFailed(ctx context.Context, it intent, err error) error {
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return b.badStoredUsage(ctx, pairKey{it.customer, it.meter}, it.window, reasonCorrupt, err)
+	case errors.Is(err, ErrOverflow):
+		return b.badStoredUsage(ctx, pairKey{it.customer, it.meter}, it.window, reasonOverflow, err)
+	}
+	return b.failed(ctx, it.meter, &SendError{Reason: "store", Err: err})
 }
 
 // failed counts and logs a retryable failure and returns it.

@@ -134,13 +134,13 @@ func TestFlushRetryIsIdempotent(t *testing.T) {
 			c := &chunk{seq: 7, gen: "g7", entries: []entry{{ckey{"cus_A", "calls", 1700000000000}, 4}, {ckey{"cus_B", "calls", 1700000000000}, 6}}}
 			ctx := context.Background()
 			for range 3 {
-				if err := st.applyChunk(ctx, c, time.Now()); err != nil {
-					t.Fatalf("applyChunk: %v", err)
+				if bad, err := st.applyChunk(ctx, c, time.Now()); err != nil || len(bad) > 0 {
+					t.Fatalf("applyChunk: %v, refused %v", err, bad)
 				}
 			}
 			older := &chunk{seq: 6, gen: "g6", entries: []entry{{ckey{"cus_A", "calls", 1700000000000}, 100}}}
-			if err := st.applyChunk(ctx, older, time.Now()); err != nil {
-				t.Fatalf("applyChunk: %v", err)
+			if bad, err := st.applyChunk(ctx, older, time.Now()); err != nil || len(bad) > 0 {
+				t.Fatalf("applyChunk: %v, refused %v", err, bad)
 			}
 			for cus, want := range map[string]int64{"cus_A": 4, "cus_B": 6} {
 				if got := r.usageRow(cus, "calls").Counted; got != want {

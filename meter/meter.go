@@ -164,11 +164,20 @@ func New(o Options) (*Meter, error) {
 // Count adds units of meter for customer to the current window. It is
 // called on the request path: memory only, no I/O, no allocation for a
 // key already counted in this flush interval.
+//
+// Units outside [0, MaxUnits], and units that would take the window's total
+// past MaxTotal, are refused: not counted, logged at error and counted in
+// usage_report_errors_total{reason="invalid_units"|"overflow"} (issue 9: a
+// value near 2^63 wrapped the bill).
 func (m *Meter) Count(customer, meter string, units int64) {
-	if units <= 0 || customer == "" {
+	if units == 0 || customer == "" {
 		return
 	}
-	w := m.win.start(m.now())
+	k := ckey{customer, meter, m.win.start(m.now())}
+	if units < 0 || units > MaxUnits {
+		m.refused(k, units, reasonInvalidUnits)
+		return
+	}
 	s := &m.shards[maphash.String(m.seed, customer)&(numShards-1)]
 	s.mu.Lock()
 	if s.closed {
@@ -176,8 +185,14 @@ func (m *Meter) Count(customer, meter string, units int64) {
 		m.countedAfterClose(customer, meter, units)
 		return
 	}
-	s.cur[ckey{customer, meter, w}] += units
+	sum, ok := addUnits(s.cur[k], units)
+	if ok {
+		s.cur[k] = sum
+	}
 	s.mu.Unlock()
+	if !ok {
+		m.refused(k, units, reasonOverflow)
+	}
 }
 
 // countedAfterClose is never reached in tollgate (the proxy has drained
@@ -198,7 +213,7 @@ func (m *Meter) drainShards(final bool) {
 		s.mu.Lock()
 		s.closed = s.closed || final
 		for k, u := range s.cur {
-			counted[k.meter] += u
+			counted[k.meter] = satAdd(counted[k.meter], u)
 			if pc := m.metrics.CustomerUsageUnits; pc != nil {
 				pc.WithLabelValues(k.customer, k.meter).Add(float64(u))
 			}
@@ -222,10 +237,15 @@ func (m *Meter) unitsCounter(meter string) prometheus.Counter {
 	return m.metrics.UsageUnits.WithLabelValues(meter)
 }
 
-// overflowed reports what the full buffer did with counts: merged into an
-// older window of the same (customer, meter), or dropped.
+// overflowed reports what the buffer did with counts it could not add:
+// refused (the total would pass MaxTotal), merged into an older window of
+// the same (customer, meter) because it was full, or dropped.
 func (m *Meter) overflowed(e overflowEvent) {
 	k := e.k
+	if e.overflow {
+		m.refused(k, e.units, reasonOverflow)
+		return
+	}
 	if e.dropped {
 		m.metrics.UsageReportErrors.WithLabelValues(k.meter, "buffer_full_dropped").Inc()
 		m.log.Error("metering: local buffer full (redis unreachable): counts LOST",
@@ -256,7 +276,11 @@ func (m *Meter) Close(ctx context.Context) error {
 		m.batch.release(ctx)
 	}
 	m.drainShards(true)
+	m.buf.retryHeld()
 	err := m.flushUntil(ctx)
+	if err == nil {
+		err = m.heldAtShutdown()
+	}
 	m.updateLocalPending()
 	return err
 }

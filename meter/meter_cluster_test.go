@@ -33,6 +33,10 @@ func TestMeterOnRedisCluster(t *testing.T) {
 		{"ReportsExactlyOnceUnderFaults", testClusterReportsExactlyOnce},
 		{"FlushRetryIsIdempotent", testClusterFlushRetryIsIdempotent},
 		{"SweepReportsWindowsMissingFromTheDueIndex", testClusterSweep},
+		{"FlushRefusesBadData", func(t *testing.T, r *clusterRig) { testFlushRefusesBadData(t, r) }},
+		{"FlushAtTheEdgeIsExact", func(t *testing.T, r *clusterRig) { testFlushAtTheEdgeIsExact(t, r) }},
+		{"FlushAfterLostAnswers", func(t *testing.T, r *clusterRig) { testFlushAfterLostAnswers(t, r) }},
+		{"BadCustomerNeverBlocksOthers", func(t *testing.T, r *clusterRig) { testBadCustomerNeverBlocksOthers(t, r) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClusterRig(t)) })
 	}
@@ -162,13 +166,13 @@ func testClusterFlushRetryIsIdempotent(t *testing.T, r *clusterRig) {
 	}
 	ctx := context.Background()
 	for range 3 {
-		if err := st.applyChunk(ctx, c, time.Now()); err != nil {
-			t.Fatalf("applyChunk: %v", err)
+		if bad, err := st.applyChunk(ctx, c, time.Now()); err != nil || len(bad) > 0 {
+			t.Fatalf("applyChunk: %v, refused %v", err, bad)
 		}
 	}
 	older := &chunk{seq: 6, gen: "g6", entries: []entry{{ckey{cus(0), "calls", ws}, 100}}}
-	if err := st.applyChunk(ctx, older, time.Now()); err != nil {
-		t.Fatalf("applyChunk: %v", err)
+	if bad, err := st.applyChunk(ctx, older, time.Now()); err != nil || len(bad) > 0 {
+		t.Fatalf("applyChunk: %v, refused %v", err, bad)
 	}
 	rows := r.rows()
 	for cus, units := range want {
@@ -194,8 +198,8 @@ func testClusterSweep(t *testing.T, r *clusterRig) {
 		want[id] = int64(9 + i)
 		c := &chunk{seq: 1, gen: "g1", entries: []entry{{ckey{id, "calls", ws}, want[id]}}}
 		keys := []string{crashed.st.keys.Customer(id, "usage", "flushed")}
-		if err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil {
-			t.Fatal(err)
+		if bad, err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil || len(bad) > 0 {
+			t.Fatal(err, bad)
 		}
 		r.admin.SAdd(context.Background(), crashed.st.customersKey(), id) // written before the scripts
 	}

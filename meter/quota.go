@@ -76,11 +76,16 @@ func (q *Quotas) Used(ctx context.Context, customer, meter string, since time.Ti
 	return v.(int64), nil
 }
 
-// Add counts units this replica just served into the cached usage.
+// Add counts units this replica just served into the cached usage. The
+// sum is capped at MaxTotal (issue 9: += wrapped it negative and opened the
+// quota again); negative units are ignored.
 func (q *Quotas) Add(customer, meter string, units int64) {
+	if units <= 0 {
+		return
+	}
 	q.mu.Lock()
 	if e := q.entries[quotaKey{customer, meter}]; e != nil {
-		e.used += units
+		e.used = satAdd(e.used, units)
 	}
 	q.mu.Unlock()
 }

@@ -443,8 +443,8 @@ func TestSweepReportsWindowsMissingFromTheDueIndex(t *testing.T) {
 	ws := crashed.win.start(clk.Now())
 	c := &chunk{seq: 1, gen: "g1", entries: []entry{{ckey{"cus_Z", "calls", ws}, 9}}}
 	keys := []string{crashed.st.keys.Customer("cus_Z", "usage", "flushed")}
-	if err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil {
-		t.Fatal(err)
+	if bad, err := crashed.st.runFlush(context.Background(), keys, c, c.entries, clk.Now(), false); err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
 	}
 	r.admin.SAdd(context.Background(), crashed.st.customersKey(), "cus_Z") // written before the scripts
 	r.start(func(o *Options) { o.Cluster = true })

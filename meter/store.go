@@ -33,94 +33,6 @@ const (
 	markerTrimAge   = 7 * 24 * time.Hour  // flush markers of replicas silent this long are removed
 )
 
-// flushScript applies one chunk of counts, once: ARGV[2] is the replica's
-// flush sequence number, recorded in the marker hash KEYS[1] in the same
-// script, so a chunk sent again after an unknown outcome is skipped.
-// With ARGV[4] == "1", KEYS[2] (due) and KEYS[3] (customers) are updated
-// too (single Redis); on Cluster they are in another slot and the caller
-// updates them after the script.
-var flushScript = redis.NewScript(`
-local replica, seq, now, global, ttl, gen = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5], ARGV[6]
-local marker = KEYS[1]
-local last = redis.call('HGET', marker, replica)
-if last then
-  local s = tonumber(string.match(last, '^(%d+)'))
-  if s and s >= seq then return 0 end
-end
-redis.call('HSET', marker, replica, ARGV[2] .. ':' .. ARGV[3])
-redis.call('EXPIRE', marker, 2592000)
-local k = 2
-if global then k = 4 end
-local a = 7
-while a <= #ARGV do
-  local cus, meter, ws, we, units, bucket = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5]
-  local win, open, totals, rollup = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3]
-  redis.call('HSETNX', win, 'gen', gen)
-  redis.call('HINCRBY', win, 'counted', units)
-  redis.call('PERSIST', win)
-  redis.call('ZADD', open, we, meter .. ':' .. ws)
-  redis.call('HINCRBY', totals, meter .. ':counted', units)
-  redis.call('HINCRBY', rollup, bucket, units)
-  redis.call('EXPIRE', rollup, ttl)
-  if global then
-    local s = redis.call('ZSCORE', KEYS[2], cus)
-    if (not s) or tonumber(s) > tonumber(we) then redis.call('ZADD', KEYS[2], we, cus) end
-    redis.call('SADD', KEYS[3], cus)
-  end
-  k = k + 4
-  a = a + 6
-end
-if redis.call('HLEN', marker) > 32 then
-  local all = redis.call('HGETALL', marker)
-  for i = 1, #all, 2 do
-    local t = tonumber(string.match(all[i+1], ':(%d+)$'))
-    if t and t < now - ` + strconv.Itoa(int(markerTrimAge/time.Second)) + ` then redis.call('HDEL', marker, all[i]) end
-  end
-end
-return 1
-`)
-
-// beginScript records the intent to report a window, or returns the intent
-// already recorded: {1, gen, seq, units}. With nothing left to report the
-// window leaves the open index and expires after the retention: {2}. A
-// window that no longer exists leaves the index: {0}.
-var beginScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return {0}
-end
-local h = redis.call('HMGET', KEYS[1], 'counted', 'reported', 'parked', 'seq', 'inflight_seq', 'inflight_units', 'gen', 'inflight_at')
-local gen = h[7] or ''
-if h[5] then return {1, gen, tonumber(h[5]), tonumber(h[6]), tonumber(h[8]) or 0} end
-local rest = (tonumber(h[1]) or 0) - (tonumber(h[2]) or 0) - (tonumber(h[3]) or 0)
-if rest > 0 then
-  local seq = (tonumber(h[4]) or 0) + 1
-  redis.call('HSET', KEYS[1], 'seq', seq, 'inflight_seq', seq, 'inflight_units', rest, 'inflight_at', ARGV[3])
-  return {1, gen, seq, rest, tonumber(ARGV[3])}
-end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {2}
-`)
-
-// settleScript ends the recorded intent ARGV[1] (a sequence number) as
-// reported or, with KEYS[3] given, as parked with the record ARGV[4] under
-// field ARGV[3]. It returns the units settled, 0 if that intent was already
-// settled (by this or another batcher).
-var settleScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'inflight_seq') ~= ARGV[1] then return 0 end
-local u = tonumber(redis.call('HGET', KEYS[1], 'inflight_units'))
-local field = 'reported'
-if KEYS[3] then
-  field = 'parked'
-  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-end
-redis.call('HINCRBY', KEYS[1], field, u)
-redis.call('HDEL', KEYS[1], 'inflight_seq', 'inflight_units', 'inflight_at')
-redis.call('HINCRBY', KEYS[2], ARGV[2] .. ':' .. field, u)
-return u
-`)
-
 // redisStore is the meter's Redis side.
 type redisStore struct {
 	rdb     redis.UniversalClient
@@ -154,7 +66,12 @@ func (s *redisStore) leaseKey() string     { return s.keys.Global("usage", "leas
 // script per customer (its keys share a slot), then the due index; a crash
 // before the last step leaves customers with open windows that the leader's
 // periodic sweep (ensureDue) puts back into the due index.
-func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) error {
+//
+// Customers whose stored usage the script refused come back in rejected;
+// nothing of theirs was written. On a single Redis nothing at all was
+// written then; on Cluster the others were. Either way the caller takes
+// them out of the chunk and sends it again (what was applied is skipped).
+func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) (map[string]rejection, error) {
 	if !s.cluster {
 		keys := []string{s.keys.Global("usage", "flushed"), s.dueKey(), s.customersKey()}
 		return s.runFlush(ctx, keys, c, c.entries, now, true)
@@ -168,13 +85,31 @@ func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) er
 		members = append(members, cus)
 	}
 	if err := s.rdb.SAdd(ctx, s.customersKey(), members...).Err(); err != nil {
-		return fmt.Errorf("meter: flush index: %w", err)
+		return nil, fmt.Errorf("meter: flush index: %w", err)
 	}
+	rejected := make(map[string]rejection)
 	for cus, es := range byCustomer {
 		keys := []string{s.keys.Customer(cus, "usage", "flushed")}
-		if err := s.runFlush(ctx, keys, c, es, now, false); err != nil {
-			return err
+		bad, err := s.runFlush(ctx, keys, c, es, now, false)
+		if err != nil {
+			return nil, err
 		}
+		if r, ok := bad[cus]; ok {
+			rejected[cus] = r
+			delete(byCustomer, cus)
+		}
+	}
+	if err := s.indexDue(ctx, byCustomer); err != nil {
+		return nil, err
+	}
+	return rejected, nil
+}
+
+// indexDue puts each customer into the due index at its earliest window's
+// end, unless it is due earlier already (Cluster: after the scripts).
+func (s *redisStore) indexDue(ctx context.Context, byCustomer map[string][]entry) error {
+	if len(byCustomer) == 0 {
+		return nil
 	}
 	pipe := s.rdb.Pipeline()
 	for cus, es := range byCustomer {
@@ -184,14 +119,15 @@ func (s *redisStore) applyChunk(ctx context.Context, c *chunk, now time.Time) er
 		}
 		pipe.ZAddLT(ctx, s.dueKey(), redis.Z{Score: float64(earliest + s.win.size), Member: cus})
 	}
-	_, err := pipe.Exec(ctx)
-	if err != nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("meter: flush index: %w", err)
 	}
 	return nil
 }
 
-func (s *redisStore) runFlush(ctx context.Context, keys []string, c *chunk, es []entry, now time.Time, global bool) error {
+// runFlush runs flushScript for entries es of chunk c and returns the
+// customers it refused.
+func (s *redisStore) runFlush(ctx context.Context, keys []string, c *chunk, es []entry, now time.Time, global bool) (map[string]rejection, error) {
 	g := "0"
 	if global {
 		g = "1"
@@ -204,10 +140,22 @@ func (s *redisStore) runFlush(ctx context.Context, keys []string, c *chunk, es [
 			s.totalsKey(e.customer), s.rollupKey(e.customer, e.meter, dayOf(b)))
 		args = append(args, e.customer, e.meter, e.window, e.window+s.win.size, e.units, b)
 	}
-	if err := flushScript.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
-		return fmt.Errorf("meter: flush %d entries: %w", len(es), err)
+	res, err := flushScript.Run(ctx, s.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("meter: flush %d entries: %w", len(es), scriptError(err))
 	}
-	return nil
+	refused, _ := res.([]any)
+	if len(refused) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]rejection, len(refused)/3)
+	for i := 0; i+2 < len(refused); i += 3 {
+		cus, _ := refused[i].(string)
+		reason, _ := refused[i+1].(string)
+		detail, _ := refused[i+2].(string)
+		out[cus] = rejection{reason: reason, detail: detail}
+	}
+	return out, nil
 }
 
 // intent is a recorded intent to report units of one window.
@@ -236,7 +184,7 @@ func (s *redisStore) begin(ctx context.Context, customer, meter string, ws int64
 	res, err := beginScript.Run(ctx, s.rdb, []string{s.windowKey(customer, meter, ws), s.openKey(customer)},
 		member, int64(windowRetention/time.Second), now.UnixMilli()).Slice()
 	if err != nil {
-		return 0, intent{}, fmt.Errorf("meter: begin %s: %w", member, err)
+		return 0, intent{}, fmt.Errorf("meter: begin %s: %w", member, scriptError(err))
 	}
 	state, _ := res[0].(int64)
 	it := intent{customer: customer, meter: meter, window: ws}
@@ -257,7 +205,7 @@ func (s *redisStore) settle(ctx context.Context, it intent, parkField, record st
 	}
 	n, err := settleScript.Run(ctx, s.rdb, keys, it.seq, it.meter, parkField, record).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("meter: settle %s: %w", it.identifier(), err)
+		return 0, fmt.Errorf("meter: settle %s: %w", it.identifier(), scriptError(err))
 	}
 	return n, nil
 }

@@ -3,6 +3,7 @@ package meter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sort"
@@ -110,7 +111,7 @@ func totalsRows(customer string, h map[string]string) []Row {
 		if i < 0 {
 			continue
 		}
-		n, _ := strconv.ParseInt(v, 10, 64)
+		n, _ := parseTotal(v) // not a valid count: shown as 0; the flush and the batcher refuse it
 		r := byMeter[field[:i]]
 		if r == nil {
 			r = &Row{Customer: customer, Meter: field[:i]}
@@ -173,6 +174,10 @@ func (m *Meter) Used(ctx context.Context, customer, meter string, since time.Tim
 	// than missed.
 	local := m.localSum(customer, meter, from)
 	remote, err := m.st.used(ctx, customer, meter, from, now)
+	if errors.Is(err, ErrCorrupt) {
+		m.log.Error("metering: stored usage is not a valid count; quota usage cannot be read until it is repaired",
+			"customer", customer, "meter", meter, "err", err)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -186,10 +191,10 @@ func (m *Meter) localSum(customer, meter string, from int64) int64 {
 	var n int64
 	for k, u := range s.cur {
 		if k.customer == customer && k.meter == meter && k.window >= from {
-			n += u
+			n = satAdd(n, u)
 		}
 	}
-	return n + m.buf.sum(customer, meter, from)
+	return satAdd(n, m.buf.sum(customer, meter, from))
 }
 
 const dayMs = 24 * 60 * 60 * 1000
@@ -212,19 +217,33 @@ func (s *redisStore) used(ctx context.Context, customer, meter string, from int6
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return 0, fmt.Errorf("meter: used %s %s: %w", customer, meter, err)
 	}
+	// Sums are capped at MaxTotal (at least that much was used: a quota
+	// stays closed), and a value that is not a valid count is an error,
+	// never read as 0 (issue 9: a quota opened again).
 	var n int64
-	for _, cmd := range days {
+	for i, cmd := range days {
 		for f, v := range cmd.Val() {
-			b, _ := strconv.ParseInt(f, 10, 64)
-			u, _ := strconv.ParseInt(v, 10, 64)
+			b, berr := strconv.ParseInt(f, 10, 64)
+			u, uerr := parseTotal(v)
+			if berr != nil || uerr != nil {
+				return 0, fmt.Errorf("meter: used %s %s: rollup %s field %q: %w", customer, meter,
+					s.rollupKey(customer, meter, dayOf(b0)+int64(i)*dayMs), f, ErrCorrupt)
+			}
 			if b > b0 || (b == b0 && !exact) {
-				n += u
+				n = satAdd(n, u)
 			}
 		}
 	}
 	for _, cmd := range windows {
-		u, _ := cmd.Int64()
-		n += u
+		v, err := cmd.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		u, err := parseTotal(v)
+		if err != nil {
+			return 0, fmt.Errorf("meter: used %s %s: window %s: %w", customer, meter, cmd.Args()[1], err)
+		}
+		n = satAdd(n, u)
 	}
 	return n, nil
 }
