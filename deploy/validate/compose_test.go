@@ -119,7 +119,7 @@ func mounted(p *types.Project, target string) bool {
 	return false
 }
 
-// Issue 12: compose passed '' for an unset STRIPE_SECRET_KEY, which ran
+// Issue 12: compose passed ” for an unset STRIPE_SECRET_KEY, which ran
 // tollgate without Stripe. The stack now refuses to start instead.
 func TestComposeRefusesUnsetSecrets(t *testing.T) {
 	for v := range composeEnv {
