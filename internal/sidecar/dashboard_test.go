@@ -152,14 +152,7 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+"/api/x", nil)
-	req.Header.Set("Authorization", "Bearer "+signed)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized {
+	if code := call(t, "http://"+r.sc.ProxyAddr()+"/api/x", signed); code == http.StatusUnauthorized {
 		t.Fatalf("gated request = 401: the JWKS key was not used")
 	}
 
