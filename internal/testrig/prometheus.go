@@ -97,11 +97,12 @@ func launchPrometheus(tb testing.TB, bin, conf, dir string) (*Prometheus, error)
 	if err != nil {
 		return nil, err
 	}
+	c := &http.Client{Timeout: 2 * time.Second}
 	err = poll(prometheusReadyTimeout, func() error {
 		if p.proc.exited() {
 			return permanent(fmt.Errorf("prometheus exited: %v", p.proc.err))
 		}
-		resp, err := http.Get("http://" + p.addr + "/-/ready")
+		resp, err := c.Get("http://" + p.addr + "/-/ready")
 		if err != nil {
 			return err
 		}
