@@ -77,8 +77,16 @@ func New(o Options) *Gate {
 	if g.metrics == nil {
 		g.metrics = metrics.New()
 	}
+	// Every result exists from start at 0 (SPEC "Metrics"), so a first
+	// "unavailable" shows in rate().
+	for _, r := range cacheResults {
+		g.metrics.EntitlementCache.WithLabelValues(r)
+	}
 	return g
 }
+
+// cacheResults are the result labels of tollgate_entitlement_cache_total.
+var cacheResults = []string{"hit", "miss", "negative", "stale", "unavailable"}
 
 var (
 	denyNoCustomer = &Denial{Status: http.StatusPaymentRequired, Code: "subscription_required",

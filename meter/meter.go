@@ -146,6 +146,7 @@ func New(o Options) (*Meter, error) {
 		m.unitsCtr[name] = m.metrics.UsageUnits.WithLabelValues(name)
 		m.metrics.UsagePendingUnits.WithLabelValues(name).Set(0)
 	}
+	m.initSeries(o.Config.Meters)
 	m.buf = newBuffer(o.Config.MaxBufferedKeys)
 	if o.Sender != nil {
 		m.batch = newBatcher(m, o.Sender, o.Config)

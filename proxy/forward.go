@@ -207,7 +207,7 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		e = errUpstreamTimeout
 	}
-	x.outcome, x.status = "upstream_error", e.Status
+	x.outcome, x.status = decisionUpstreamError, e.Status
 	s.log.WarnContext(ctx, "upstream failed", "cause", err.Error())
 	WriteError(w, e)
 }

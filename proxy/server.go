@@ -157,6 +157,7 @@ func New(o Options) (*Server, error) {
 			MaxAge:           int(c.CORS.MaxAge.Seconds()),
 		})
 	}
+	s.initSeries(c)
 	for _, cidr := range c.TrustedProxies {
 		pfx, err := netip.ParsePrefix(cidr)
 		if err != nil {
@@ -212,7 +213,7 @@ type exchangeKey struct{}
 // answers in the SPEC's JSON shape.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	x := &exchange{outcome: "allowed"}
+	x := &exchange{outcome: decisionAllowed}
 
 	// 1. Request id: keep a well-formed client id, or make one.
 	x.rid = r.Header.Get(HeaderRequestID)
@@ -253,7 +254,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cors != nil {
 		s.cors.HandlerFunc(w, r)
 		if isPreflight(r) {
-			x.outcome, x.status = "preflight", http.StatusNoContent
+			x.outcome, x.status = decisionPreflight, http.StatusNoContent
 			return
 		}
 	}
@@ -268,7 +269,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			r = r.WithContext(auth.NewContext(r.Context(), x.id))
 		}
-		x.outcome = "internal"
+		x.outcome = decisionInternal
 		sw := &statusWriter{ResponseWriter: w}
 		m.Handler.ServeHTTP(sw, r)
 		x.status = sw.code()
@@ -407,7 +408,7 @@ func (s *Server) deny(ctx context.Context, w http.ResponseWriter, x *exchange, e
 }
 
 func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, start time.Time) {
-	label := "-" // no route matched
+	label := labelNoRoute
 	switch {
 	case x.route != nil:
 		label = x.route.label

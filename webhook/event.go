@@ -74,7 +74,7 @@ func typeLabel(t string) string {
 	if _, ok := handled[t]; ok {
 		return t
 	}
-	return "other"
+	return typeOther
 }
 
 // Stripe ids: a prefix, '_', then letters, digits and '_'. Checking them

@@ -109,6 +109,7 @@ func New(o Options) (*Handler, error) {
 		h.o.BusyWait = 5 * time.Second
 	}
 	h.lockTTL = h.o.ProcessTimeout + lockMargin
+	h.initSeries()
 	if o.Stripe != nil {
 		h.apply = &refetch{store: o.Store, api: o.Stripe, now: h.now, log: h.log}
 	} else {
@@ -131,7 +132,7 @@ type outcome struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	out := h.serve(w, r)
-	typ := "unverified"
+	typ := typeUnverified
 	// request_id comes from r's context (internal/logging); naming it here
 	// too wrote the key twice, which JSON pipelines refuse.
 	attrs := []any{"status", out.status, "result", out.result}

@@ -16,6 +16,11 @@ type Metrics struct {
 	RequestDuration  *prometheus.HistogramVec // route
 	UpstreamDuration prometheus.Histogram
 	JWTValidations   *prometheus.CounterVec // result
+	// The JWKS series exist only when auth.jwt.jwks_url is set: the auth
+	// package creates them, so an HMAC or PEM deployment shows no
+	// "never fetched" timestamp that an alert would take for a failure.
+	JWKSFetches     *prometheus.CounterVec // result: ok, failed
+	JWKSLastSuccess *prometheus.GaugeVec   // no labels
 
 	EntitlementCache *prometheus.CounterVec // result: hit, miss, negative, stale, unavailable
 	EntitlementAge   prometheus.Histogram
@@ -77,6 +82,14 @@ func New() *Metrics {
 			Name: "tollgate_jwt_validations_total",
 			Help: "JWT validations by result (ok, or the reason a token was refused).",
 		}, []string{"result"}),
+		JWKSFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_jwks_fetches_total",
+			Help: "JWKS fetches (start, refresh, unknown kid) by result: ok, or failed (the previous keys stay in use).",
+		}, []string{"result"}),
+		JWKSLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_jwks_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful JWKS fetch; 0 until the first one.",
+		}, nil),
 		EntitlementCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_entitlement_cache_total",
 			Help: "Entitlement lookups by result: hit, miss (loaded), negative (known unsubscribed), stale (last known state used while the store is unreachable), unavailable.",
@@ -104,7 +117,7 @@ func New() *Metrics {
 		}, []string{"meter"}),
 		UsageReportErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_usage_report_errors_total",
-			Help: "Failed usage reports by meter and reason (rate_limited, server_error, timeout, permanent, store).",
+			Help: "Usage not reported or not kept, by meter and reason: retried (rate_limited, server_error, timeout, network, auth, store, ...), parked (unknown_customer, invalid_request, ...) or lost (buffer_full_dropped, lost_at_shutdown, ...).",
 		}, []string{"meter", "reason"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",
@@ -117,6 +130,7 @@ func New() *Metrics {
 		}, []string{"operation"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
+		m.JWKSFetches, m.JWKSLastSuccess,
 		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
 		m.StripeRequests, m.StripeRequestDuration,

@@ -18,6 +18,8 @@ func touch(m *Metrics) {
 	m.RequestDuration.WithLabelValues("api").Observe(0.01)
 	m.UpstreamDuration.Observe(0.01)
 	m.JWTValidations.WithLabelValues("ok").Inc()
+	m.JWKSFetches.WithLabelValues("ok").Inc()
+	m.JWKSLastSuccess.WithLabelValues().SetToCurrentTime()
 	m.EntitlementCache.WithLabelValues("hit").Inc()
 	m.EntitlementAge.Observe(1)
 	m.WebhookEvents.WithLabelValues("invoice.paid", "processed").Inc()

@@ -29,7 +29,11 @@ func newVerifier(ctx context.Context, j config.JWT, links auth.UserLinks, m *met
 		Now:                 now,
 		Links:               links,
 		Validations:         m.JWTValidations,
+		JWKSFetches:         m.JWKSFetches,
 		Logger:              log,
+	}
+	if j.JWKSURL != "" {
+		o.JWKSLastSuccess = m.JWKSLastSuccess.WithLabelValues()
 	}
 	if j.HMACSecret != "" {
 		o.HMACSecret = []byte(j.HMACSecret)

@@ -12,6 +12,9 @@
 //     webhook ledger; skipped like StartRedis without redis-server 7.0+.
 //   - StartStripeMock starts stripe-mock, Stripe's request validator. Without
 //     the binary the test is skipped, unless TOLLGATE_TEST_REQUIRE_STRIPE_MOCK=1.
+//   - StartPrometheus starts Debian's prometheus scraping given targets
+//     every second, and queries it through its HTTP API. Without the binary
+//     the test is skipped, unless TOLLGATE_TEST_REQUIRE_PROMETHEUS=1.
 //   - StripeClient builds a stripe-go client pointed at either of the above.
 //   - NewStripeDouble starts a stateful Stripe double that records every
 //     request, honours Idempotency-Key, deduplicates meter events by

@@ -10,12 +10,14 @@ import (
 const (
 	EnvRequireRedis      = "TOLLGATE_TEST_REQUIRE_REDIS"
 	EnvRequireStripeMock = "TOLLGATE_TEST_REQUIRE_STRIPE_MOCK"
+	EnvRequirePrometheus = "TOLLGATE_TEST_REQUIRE_PROMETHEUS"
 )
 
 // Install hints printed when a binary is missing.
 const (
 	redisInstallHint      = "install it with: apt-get install redis-server"
 	stripeMockInstallHint = "install it with: go install github.com/stripe/stripe-mock@v0.203.0"
+	prometheusInstallHint = "install it with: apt-get install prometheus"
 )
 
 // required reports whether env var name is set to "1".

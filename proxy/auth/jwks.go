@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // jwksSource keeps the keys of one JWKS URL.
@@ -52,6 +53,50 @@ type jwksSource struct {
 	stopped   bool
 
 	attempts atomic.Int64 // fetches finished, successful or not (tests)
+
+	metrics jwksMetrics
+}
+
+// Result labels of Options.JWKSFetches.
+const (
+	jwksFetchOK     = "ok"
+	jwksFetchFailed = "failed"
+)
+
+// jwksMetrics are the optional JWKS series; nil fields count nothing.
+type jwksMetrics struct {
+	ok, failed  prometheus.Counter
+	lastSuccess prometheus.Gauge
+}
+
+func newJWKSMetrics(o *Options) jwksMetrics {
+	var m jwksMetrics
+	if o.JWKSFetches != nil {
+		// Both exist from start at 0, so a first failure shows in rate().
+		m.ok = o.JWKSFetches.WithLabelValues(jwksFetchOK)
+		m.failed = o.JWKSFetches.WithLabelValues(jwksFetchFailed)
+	}
+	if m.lastSuccess = o.JWKSLastSuccess; m.lastSuccess != nil {
+		m.lastSuccess.Set(0)
+	}
+	return m
+}
+
+// observe counts one finished fetch. A fetch cut short by Close is not a
+// failure of the key source.
+func (m jwksMetrics) observe(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		if m.ok != nil {
+			m.ok.Inc()
+		}
+		if m.lastSuccess != nil {
+			// Wall time, not Options.Now: Prometheus compares it with time().
+			m.lastSuccess.SetToCurrentTime()
+		}
+	case ctx.Err() == nil && m.failed != nil:
+		m.failed.Inc()
+	}
 }
 
 func newJWKSSource(o *Options) *jwksSource {
@@ -80,6 +125,7 @@ func newJWKSSource(o *Options) *jwksSource {
 		ready:     make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		nextFetch: make(chan struct{}),
+		metrics:   newJWKSMetrics(o),
 	}
 }
 
@@ -148,6 +194,7 @@ func (s *jwksSource) fetchOnce(ctx context.Context) error {
 
 	ks, err := s.fetch(ctx)
 	s.attempts.Add(1) // before ready closes: WaitReady implies attempts >= 1
+	s.metrics.observe(ctx, err)
 	if err != nil {
 		return err
 	}

@@ -154,6 +154,13 @@ type Options struct {
 	// it must have exactly one label, "result" (see the Reason constants).
 	Validations *prometheus.CounterVec
 
+	// JWKSFetches, if non-nil, counts JWKS fetches by result ("ok",
+	// "failed"); both exist at 0 from start. JWKSLastSuccess, if non-nil, is
+	// set to the Unix time of each successful fetch (0 until the first).
+	// Used only with JWKSURL.
+	JWKSFetches     *prometheus.CounterVec
+	JWKSLastSuccess prometheus.Gauge
+
 	// Logger receives JWKS fetch problems (warn) and rejected tokens (debug,
 	// with the cause but never the token). Nil means slog.Default().
 	Logger *slog.Logger
@@ -288,6 +295,11 @@ func (o *Options) validate() error {
 	if o.Validations != nil {
 		if _, err := o.Validations.GetMetricWithLabelValues(ReasonOK); err != nil {
 			bad("Validations", `must have exactly one label, "result": %v`, err)
+		}
+	}
+	if o.JWKSFetches != nil {
+		if _, err := o.JWKSFetches.GetMetricWithLabelValues(jwksFetchOK); err != nil {
+			bad("JWKSFetches", `must have exactly one label, "result": %v`, err)
 		}
 	}
 	return errors.Join(errs...)
