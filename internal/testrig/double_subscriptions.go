@@ -50,8 +50,9 @@ func (d *StripeDouble) Subscription(id string) (*stripe.Subscription, bool) {
 
 // updateSubscription implements POST /v1/subscriptions/{id} for
 // cancel_at_period_end, items, proration_behavior, proration_date,
-// payment_behavior and metadata. Payments always succeed, so every accepted
-// update applies at once.
+// payment_behavior, pause_collection and metadata. Payments always succeed,
+// so every accepted update applies at once; a change of items is billed as
+// double_prorations.go describes.
 func (d *StripeDouble) updateSubscription(c *Call) *Response {
 	f := c.Form
 	if resp := checkSubscriptionUpdate(f); resp != nil {
@@ -73,11 +74,18 @@ func (d *StripeDouble) updateSubscription(c *Call) *Response {
 		}
 	}
 	if hasParam(f, "items") {
-		items, resp := d.changeItemsLocked(subItems(m), indexedForm(f, "items"), "items")
+		old := subItems(m)
+		items, resp := d.changeItemsLocked(old, indexedForm(f, "items"), "items")
 		if resp != nil {
 			return resp
 		}
+		if resp := d.prorateUpdateLocked(o, m, old, items, f); resp != nil {
+			return resp
+		}
 		d.setSubItemsLocked(m, items)
+	}
+	if resp := setPauseCollection(m, f, d.now().Unix()); resp != nil {
+		return resp
 	}
 	if s := f.Get("cancel_at_period_end"); s != "" {
 		on, err := strconv.ParseBool(s)
