@@ -38,18 +38,20 @@ func TestPreviewAndUpgrade(t *testing.T) {
 		t.Errorf("proration_date = %d; want now (%d)", date, r.now.Unix())
 	}
 	up := r.stripeCalls("GET", "/v1/invoices/upcoming")
-	if len(up) != 1 || up[0].Form.Get("subscription_items[0][id]") != "sub_A_itema" ||
+	if len(up) != 2 || up[0].Form.Get("subscription_items[0][id]") != "sub_A_itema" ||
 		up[0].Form.Get("subscription_items[0][price]") != "price_team_m" ||
-		up[0].Form.Get("subscription_proration_behavior") != "create_prorations" ||
-		up[0].Form.Get("subscription_proration_date") != strconv.FormatInt(date, 10) {
-		t.Errorf("upcoming invoice asked with %v; want item sub_A_itema -> price_team_m prorated at %d", up, date)
+		up[0].Form.Get("subscription_proration_behavior") != "always_invoice" ||
+		up[0].Form.Get("subscription_proration_date") != strconv.FormatInt(date, 10) ||
+		up[1].Form.Get("subscription_proration_behavior") != "none" {
+		t.Errorf("upcoming invoice asked with %v; want item sub_A_itema -> price_team_m invoiced at once at %d, then the renewal", up, date)
 	}
-	// Two thirds of the period are left: 2/3 × (90.00 − 10.00) of proration, and the next period.
-	if due := int64(p.body["amount_due"].(float64)); due < 9000+5000 || due > 9000+5700 {
-		t.Errorf("amount_due = %d; want the next period (9000) plus about 2/3 of the difference", due)
+	// Two thirds of the period are left: 2/3 × (90.00 − 10.00) now, 90.00 at the period end.
+	due, next := r.invoiceView(p, "due_now"), r.invoiceView(p, "next_invoice")
+	if due.Amount != 6000-667 || len(due.Lines) != 2 || !due.Lines[0].Proration || due.Currency != "usd" {
+		t.Errorf("due_now = %+v; want 5333 usd in the two proration lines", due)
 	}
-	if lines, _ := p.body["lines"].([]any); len(lines) < 3 {
-		t.Errorf("preview lines = %v; want the two proration lines and the next period", lines)
+	if next.Amount != 9000 || len(next.Lines) != 1 || next.Lines[0].Proration || !next.Date.Equal(r.now.Add(20*24*time.Hour)) {
+		t.Errorf("next_invoice = %+v; want 9000 at the period end, the renewal only", next)
 	}
 	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_A")); n != 0 {
 		t.Fatalf("preview changed the subscription (%d updates)", n)

@@ -198,3 +198,18 @@ func (r *rig) stripeCalls(method, path string) []testrig.RecordedRequest {
 	}
 	return out
 }
+
+// invoiceView decodes one of a preview's invoices (due_now, next_invoice);
+// a null one is the zero value.
+func (r *rig) invoiceView(a answer, key string) invoiceView {
+	r.t.Helper()
+	var v invoiceView
+	raw, err := json.Marshal(a.body[key])
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
+		r.t.Fatalf("%s of %s: %v", key, a.raw, err)
+	}
+	return v
+}

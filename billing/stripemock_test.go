@@ -434,7 +434,7 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 			// POST /v1/subscriptions/{id} (402 on the fixture's pending_update).
 			name: "upgrade releases the pending schedule", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
 				pc.sub.Schedule = &stripe.SubscriptionSchedule{ID: "sub_sched_mock_pending"}
-				herr := r.h.upgrade(c, pc)
+				_, herr := r.h.upgrade(c, pc)
 				if herr != nil && herr.Code == "payment_failed" && herr.Err == nil {
 					return nil
 				}
@@ -449,7 +449,7 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 			// carries a pending_update, which the API reads as an upgrade
 			// whose payment failed (402 without a cause, not a refusal).
 			name: "upgrade adding an item", plan: "team", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
-				herr := r.h.upgrade(c, pc)
+				_, herr := r.h.upgrade(c, pc)
 				if herr != nil && herr.Code == "payment_failed" && herr.Err == nil {
 					return nil
 				}

@@ -69,15 +69,24 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 // is shown, not enforced, so a failed read leaves it out (logged) rather
 // than failing the page.
 func (h *Handler) pendingChange(c *call, schedule string) *pendingChange {
+	pc, err := h.scheduledChange(c, schedule)
+	if err != nil {
+		h.log.WarnContext(c.ctx, "billing: pending plan change unknown: schedule not read", "schedule", schedule, "err", err)
+	}
+	return pc
+}
+
+// scheduledChange reads the plan a live subscription schedule moves to in
+// its next phase; nil when it moves to none.
+func (h *Handler) scheduledChange(c *call, schedule string) (*pendingChange, error) {
 	p := &stripe.SubscriptionScheduleParams{}
 	p.Context = c.ctx
 	sched, err := h.api.SubscriptionSchedules.Get(schedule, p)
 	if err != nil {
-		h.log.WarnContext(c.ctx, "billing: pending plan change unknown: schedule not read", "schedule", schedule, "err", err)
-		return nil
+		return nil, err
 	}
 	if sched.Status != stripe.SubscriptionScheduleStatusActive && sched.Status != stripe.SubscriptionScheduleStatusNotStarted {
-		return nil
+		return nil, nil
 	}
 	now := h.now().Unix()
 	for _, ph := range sched.Phases {
@@ -91,8 +100,8 @@ func (h *Handler) pendingChange(c *call, schedule string) *pendingChange {
 			}
 		}
 		if plan, ok := h.planOf(prices); ok {
-			return &pendingChange{Plan: plan, EffectiveAt: time.Unix(ph.StartDate, 0).UTC()}
+			return &pendingChange{Plan: plan, EffectiveAt: time.Unix(ph.StartDate, 0).UTC()}, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
