@@ -226,3 +226,46 @@ func TestCancelAndResume(t *testing.T) {
 		t.Errorf("%d resume calls; want 1", n)
 	}
 }
+
+// Choosing the plan one is on while a downgrade is pending withdraws the
+// downgrade: the schedule is released and the subscription renews as it
+// is (issue 14: this was refused with 409 same_plan).
+func TestWithdrawPendingDowngrade(t *testing.T) {
+	r := newRig(t)
+	r.subscribe("cus_A", "sub_A", stripe.SubscriptionStatusActive, "price_pro_m", "price_calls_m")
+	if c := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"starter"}`); c.status != http.StatusOK {
+		t.Fatalf("downgrade = %d %s", c.status, c.raw)
+	}
+	s, _ := r.double.Subscription("sub_A")
+	if s.Schedule == nil || s.Schedule.ID == "" {
+		t.Fatal("no schedule after the downgrade")
+	}
+	sched, end := s.Schedule.ID, time.Unix(s.CurrentPeriodEnd, 0).UTC().Format(time.RFC3339)
+
+	p := r.call("POST", "/subscription/preview", "u1", "cus_A", `{"plan":"pro"}`)
+	w, _ := p.body["withdraws"].(map[string]any)
+	if p.status != http.StatusOK || w == nil || w["plan"] != "starter" || w["effective_at"] != end || p.str("applies") != appliesNow ||
+		r.invoiceView(p, "due_now").Amount != 0 || p.body["next_invoice"] != nil {
+		t.Errorf("preview of the current plan = %d %s; want 200 withdrawing starter at %s, nothing due", p.status, p.raw, end)
+	}
+	c := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"pro"}`)
+	w, _ = c.body["withdrawn"].(map[string]any)
+	if c.status != http.StatusOK || w == nil || w["plan"] != "starter" || c.str("plan") != "pro" || c.body["charged"] != nil {
+		t.Fatalf("change to the current plan = %d %s; want 200, withdrawn starter, nothing charged", c.status, c.raw)
+	}
+	if n := len(r.stripeCalls("POST", "/v1/subscription_schedules/"+sched+"/release")); n != 1 {
+		t.Errorf("%d schedule releases; want 1", n)
+	}
+	if s, _ := r.double.Subscription("sub_A"); s.Schedule != nil && s.Schedule.ID != "" || r.itemPrices("sub_A")[0] != "price_pro_m" {
+		t.Errorf("double after the withdrawal: schedule %v, prices %v; want none, [price_pro_m]", s.Schedule, r.itemPrices("sub_A"))
+	}
+	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_A")); n != 0 {
+		t.Errorf("the withdrawal updated the subscription %d times; want only the release", n)
+	}
+	if g := r.call("GET", "/subscription", "u1", "cus_A", ""); g.body["pending_change"] != nil || g.str("plan") != "pro" {
+		t.Errorf("subscription after the withdrawal = %s; want plan pro, no pending change", g.raw)
+	}
+	if again := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"pro"}`); again.status != http.StatusConflict || again.code() != "same_plan" {
+		t.Errorf("the current plan with nothing pending = %d %s; want 409 same_plan", again.status, again.raw)
+	}
+}
