@@ -300,7 +300,7 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 			// cancel_at_period_end=false, which stripe-mock reflects.
 			name: "subscription/resume", method: "POST", path: "/subscription/resume", id: subscribed,
 			wantStatus: http.StatusOK, check: func(t *testing.T, body []byte) {
-				var a cancelAnswer
+				var a lifecycleAnswer
 				if err := json.Unmarshal(body, &a); err != nil || a.Subscription != r.fx.sub.ID || a.CancelAtPeriodEnd {
 					t.Errorf("resume = %s; want subscription %s no longer cancelling", body, r.fx.sub.ID)
 				}
@@ -311,7 +311,7 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 			// period end, so there is nothing to update (see the file comment).
 			name: "subscription/cancel", method: "POST", path: "/subscription/cancel", id: subscribed,
 			wantStatus: http.StatusOK, check: func(t *testing.T, body []byte) {
-				var a cancelAnswer
+				var a lifecycleAnswer
 				if err := json.Unmarshal(body, &a); err != nil || a.Subscription != r.fx.sub.ID || !a.CancelAtPeriodEnd {
 					t.Errorf("cancel = %s; want subscription %s cancelling at period end", body, r.fx.sub.ID)
 				}
