@@ -75,20 +75,26 @@ func (h *Handler) resume(c *call) (any, *proxy.HTTPError) {
 		p.SetIdempotencyKey(c.idempotencyKey("resume"))
 		sub, err = h.api.Subscriptions.Resume(sub.ID, p)
 	case sub.CancelAtPeriodEnd || paused(sub):
-		p := &stripe.SubscriptionParams{}
-		if sub.CancelAtPeriodEnd {
-			p.CancelAtPeriodEnd = stripe.Bool(false)
-		}
-		if paused(sub) {
-			p.AddExtra("pause_collection", "") // unset: collect again
-		}
-		p.Context = c.ctx
-		p.SetIdempotencyKey(c.idempotencyKey("resume"))
-		sub, err = h.api.Subscriptions.Update(sub.ID, p)
+		sub, err = h.keep(c, sub)
 	default:
 		return nil, conflict("not_canceled", "The subscription is neither canceled at period end nor paused; there is nothing to resume.")
 	}
 	return h.settled(c, sub, nil, err)
+}
+
+// keep undoes a cancellation at period end and a pause of collection, in
+// one update.
+func (h *Handler) keep(c *call, sub *stripe.Subscription) (*stripe.Subscription, error) {
+	p := &stripe.SubscriptionParams{}
+	if sub.CancelAtPeriodEnd {
+		p.CancelAtPeriodEnd = stripe.Bool(false)
+	}
+	if paused(sub) {
+		p.AddExtra("pause_collection", "") // unset: collect again
+	}
+	p.Context = c.ctx
+	p.SetIdempotencyKey(c.idempotencyKey("resume"))
+	return h.api.Subscriptions.Update(sub.ID, p)
 }
 
 func paused(sub *stripe.Subscription) bool {
@@ -140,19 +146,25 @@ func (h *Handler) pause(c *call) (any, *proxy.HTTPError) {
 	case paused(sub) && sub.PauseCollection.Behavior == pauseBehavior && sub.PauseCollection.ResumesAt == req.ResumesAt:
 		return lifecycle(sub), nil // already so
 	}
-	p := &stripe.SubscriptionParams{PauseCollection: &stripe.SubscriptionPauseCollectionParams{
-		Behavior: stripe.String(string(pauseBehavior))}}
-	if req.ResumesAt != 0 {
-		p.PauseCollection.ResumesAt = stripe.Int64(req.ResumesAt)
-	}
-	p.Context = c.ctx
-	p.SetIdempotencyKey(c.idempotencyKey("pause"))
-	sub, err := h.api.Subscriptions.Update(sub.ID, p)
+	sub, err := h.pauseCollection(c, sub, req.ResumesAt)
 	if err == nil {
 		h.log.InfoContext(c.ctx, "billing: collection paused", "customer", c.id.Customer, "subscription", sub.ID,
 			"resumes_at", req.ResumesAt)
 	}
 	return h.settled(c, sub, nil, err)
+}
+
+// pauseCollection pauses the subscription's collection until resumesAt
+// (Unix seconds; 0: until resumed).
+func (h *Handler) pauseCollection(c *call, sub *stripe.Subscription, resumesAt int64) (*stripe.Subscription, error) {
+	p := &stripe.SubscriptionParams{PauseCollection: &stripe.SubscriptionPauseCollectionParams{
+		Behavior: stripe.String(string(pauseBehavior))}}
+	if resumesAt != 0 {
+		p.PauseCollection.ResumesAt = stripe.Int64(resumesAt)
+	}
+	p.Context = c.ctx
+	p.SetIdempotencyKey(c.idempotencyKey("pause"))
+	return h.api.Subscriptions.Update(sub.ID, p)
 }
 
 // settled answers a cancel, resume or pause: the subscription as Stripe
