@@ -82,6 +82,7 @@ func parseTrigger(args []string, stderr io.Writer) (triggerOptions, bool) {
 	fs.StringVar(&o.sample.User, "user", "", "checkout.session.completed: the user (client_reference_id) to link")
 	fs.StringVar(&o.sample.Status, "status", "", "subscription events: the status (default: what the event implies)")
 	features := fs.String("features", "", "entitlement summary: comma-separated feature lookup keys")
+	periodEnd := fs.Duration("period-end", 0, "subscription events: current_period_end from now, e.g. -96h for a period that ended 4 days ago (default: a month from now)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tollgate trigger EVENT [flags]\n\nEVENT is one of:\n  %s\n\nflags:\n",
 			strings.Join(webhook.SampleTypes(), "\n  "))
@@ -101,6 +102,9 @@ func parseTrigger(args []string, stderr io.Writer) (triggerOptions, bool) {
 	}
 	if *features != "" {
 		o.sample.Features = strings.Split(*features, ",")
+	}
+	if *periodEnd != 0 {
+		o.sample.PeriodEnd = time.Now().Add(*periodEnd)
 	}
 	return o, true
 }
