@@ -116,13 +116,7 @@ func (d *StripeDouble) invoiceNowLocked(o storedObject, m map[string]any, lines 
 // Invoice returns an invoice as stored (put, or created by an update with
 // proration_behavior=always_invoice), decoded into stripe-go's type.
 func (d *StripeDouble) Invoice(id string) (*stripe.Invoice, bool) {
-	d.mu.Lock()
-	o, ok := d.billing.invoices[id]
-	d.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return decodeAs[stripe.Invoice](d.tb, o.raw, "invoice", id), true
+	return storedAs[stripe.Invoice](d, d.billing.invoices, "invoice", id)
 }
 
 // PendingInvoiceItems returns the amounts of a subscription's pending

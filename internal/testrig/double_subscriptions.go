@@ -39,13 +39,7 @@ func (d *StripeDouble) registerSubscriptionRoutes() {
 // Subscription returns a subscription as stored (put, updated or
 // scheduled), decoded into stripe-go's type.
 func (d *StripeDouble) Subscription(id string) (*stripe.Subscription, bool) {
-	d.mu.Lock()
-	o, ok := d.objects.subs[id]
-	d.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return decodeAs[stripe.Subscription](d.tb, o.raw, "subscription", id), true
+	return storedAs[stripe.Subscription](d, d.objects.subs, "subscription", id)
 }
 
 // updateSubscription implements POST /v1/subscriptions/{id} for
