@@ -54,8 +54,12 @@ type Options struct {
 	// Checkouts remembers each user's open Checkout Session (nil: none
 	// is remembered, and two tabs can start two subscriptions).
 	Checkouts Checkouts
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Replays remembers the first answer of each write call made with an
+	// Idempotency-Key (nil: a repeated key executes the call again, and
+	// only Stripe's own idempotency keeps its writes single).
+	Replays Replays
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Handler serves the billing API under billing.prefix. Mount it behind
@@ -69,12 +73,16 @@ type Handler struct {
 	plans     *entitlements.Plans
 	used      UsedFunc
 	checkouts Checkouts
-	prices    *priceCache
-	log       *slog.Logger
-	now       func() time.Time
-	routes    map[string]endpoint
-	csrf      *http.CrossOriginProtection
-	limits    *userLimits // nil: no per-user limit
+	replays   Replays
+	// replayWait bounds how long a repeated request waits for the first
+	// one with its Idempotency-Key to finish.
+	replayWait time.Duration
+	prices     *priceCache
+	log        *slog.Logger
+	now        func() time.Time
+	routes     map[string]endpoint
+	csrf       *http.CrossOriginProtection
+	limits     *userLimits // nil: no per-user limit
 }
 
 // New returns the billing API handler.
@@ -84,7 +92,7 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg: o.Config, api: o.Stripe, store: o.Store, source: o.Source, gate: o.Gate,
-		plans: entitlements.NewPlans(o.Config.Plans), used: o.Used, checkouts: o.Checkouts, log: o.Logger, now: o.Now,
+		plans: entitlements.NewPlans(o.Config.Plans), used: o.Used, checkouts: o.Checkouts, replays: o.Replays, replayWait: replayWait, log: o.Logger, now: o.Now,
 		csrf: http.NewCrossOriginProtection(), limits: newUserLimits(o.Config.Billing.RateLimit),
 	}
 	if h.log == nil {
@@ -105,23 +113,28 @@ func New(o Options) (*Handler, error) {
 	}
 	p := strings.TrimSuffix(o.Config.Billing.Prefix, "/")
 	h.routes = map[string]endpoint{
-		p + "/checkout":             {http.MethodPost, h.checkout},
-		p + "/portal":               {http.MethodPost, h.portal},
-		p + "/subscription":         {http.MethodGet, h.subscription},
-		p + "/subscription/preview": {http.MethodPost, h.preview},
-		p + "/subscription/change":  {http.MethodPost, h.change},
-		p + "/subscription/cancel":  {http.MethodPost, h.cancel},
-		p + "/subscription/resume":  {http.MethodPost, h.resume},
-		p + "/invoices":             {http.MethodGet, h.invoices},
-		p + "/usage":                {http.MethodGet, h.usage},
+		p + "/checkout":             {http.MethodPost, "checkout", h.checkout, true},
+		p + "/portal":               {http.MethodPost, "portal", h.portal, true},
+		p + "/subscription":         {http.MethodGet, "subscription", h.subscription, false},
+		p + "/subscription/preview": {http.MethodPost, "subscription/preview", h.preview, false},
+		p + "/subscription/change":  {http.MethodPost, "subscription/change", h.change, true},
+		p + "/subscription/cancel":  {http.MethodPost, "subscription/cancel", h.cancel, true},
+		p + "/subscription/resume":  {http.MethodPost, "subscription/resume", h.resume, true},
+		p + "/subscription/pause":   {http.MethodPost, "subscription/pause", h.pause, true},
+		p + "/invoices":             {http.MethodGet, "invoices", h.invoices, false},
+		p + "/usage":                {http.MethodGet, "usage", h.usage, false},
 	}
 	return h, nil
 }
 
-// endpoint is one billing API call: its method and what answers it.
+// endpoint is one billing API call: its method, its name, what answers
+// it, and whether it writes (and so replays its first answer for a
+// repeated Idempotency-Key).
 type endpoint struct {
 	method string
+	op     string
 	fn     func(*call) (any, *proxy.HTTPError)
+	write  bool
 }
 
 // ServeHTTP answers one billing API request (the path is tollgate's
@@ -143,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		proxy.WriteError(w, errCrossOrigin.WithCause(err))
 		return
 	}
-	h.serve(w, r, e.fn)
+	h.serve(w, r, e)
 }
 
 // call is one request to an endpoint.
@@ -151,13 +164,14 @@ type call struct {
 	r    *http.Request
 	ctx  context.Context
 	id   auth.Identity
+	op   string // the endpoint's name: subscription/change, ...
 	body []byte
 }
 
 // maxBody caps a request body: every request is a few small fields.
 const maxBody = 16 << 10
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fn func(*call) (any, *proxy.HTTPError)) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e endpoint) {
 	id, ok := auth.FromContext(r.Context())
 	if !ok {
 		// Mounted without authentication: refuse rather than guess.
@@ -168,18 +182,43 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fn func(*call) (
 		proxy.WriteError(w, rateLimited(wait))
 		return
 	}
-	c := &call{r: r, ctx: r.Context(), id: id}
+	c := &call{r: r, ctx: r.Context(), id: id, op: e.op}
 	if r.Method == http.MethodPost {
 		if herr := c.readBody(); herr != nil {
 			proxy.WriteError(w, herr)
 			return
 		}
 	}
+	run := func() executed { return h.run(c, e.fn) }
+	if !e.write {
+		h.send(w, c, run(), false)
+		return
+	}
+	out, replayed := h.once(c, e.op, run)
+	h.send(w, c, out, replayed)
+}
+
+// run executes an endpoint and encodes its answer.
+func (h *Handler) run(c *call, fn func(*call) (any, *proxy.HTTPError)) executed {
 	out, herr := fn(c)
 	if herr != nil {
+		b, _ := json.Marshal(herr.Body())
+		return executed{status: herr.Status, body: b, herr: herr}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return failed(errStripeRefused.WithCause(fmt.Errorf("encode answer: %w", err)))
+	}
+	return executed{status: http.StatusOK, body: b}
+}
+
+// send writes an answer: an error as proxy.WriteError does (logging its
+// cause), anything else, a replayed error too, as the JSON it is.
+func (h *Handler) send(w http.ResponseWriter, c *call, out executed, replayed bool) {
+	if herr := out.herr; herr != nil {
 		if herr.Err != nil {
-			h.log.WarnContext(c.ctx, "billing: request failed", "path", r.URL.Path, "code", herr.Code,
-				"user", id.User, "customer", id.Customer, "cause", herr.Err.Error())
+			h.log.WarnContext(c.ctx, "billing: request failed", "path", c.r.URL.Path, "code", herr.Code,
+				"user", c.id.User, "customer", c.id.Customer, "cause", herr.Err.Error())
 		}
 		proxy.WriteError(w, herr)
 		return
@@ -187,7 +226,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fn func(*call) (
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(out)
+	if replayed {
+		// As Stripe marks a replay, so a client can tell.
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.WriteHeader(out.status)
+	_, _ = w.Write(append(out.body, '\n'))
 }
 
 func (c *call) readBody() *proxy.HTTPError {

@@ -34,17 +34,20 @@ type plannedChange struct {
 	keep    []*stripe.SubscriptionItem        // items outside any plan, left as they are
 	upgrade bool                              // applies now; a downgrade waits for the period end
 	date    int64                             // proration date
+	// withdraw is the pending downgrade that choosing the current plan
+	// withdraws (nil: a change of plan).
+	withdraw *pendingChange
 }
 
 func (p *plannedChange) applies() string {
-	if p.upgrade {
+	if p.upgrade || p.withdraw != nil {
 		return appliesNow
 	}
 	return appliesPeriodEnd
 }
 
 func (p *plannedChange) effectiveAt() time.Time {
-	if p.upgrade {
+	if p.upgrade || p.withdraw != nil {
 		return time.Unix(p.date, 0).UTC()
 	}
 	return time.Unix(p.sub.CurrentPeriodEnd, 0).UTC()
@@ -94,9 +97,10 @@ func (h *Handler) plan(c *call, req changeRequest) (*plannedChange, *proxy.HTTPE
 	if !pc.target.recurring() {
 		return nil, badRequest(fmt.Sprintf("Plan %q is a one-time purchase; buy it with checkout.", req.Plan))
 	}
-	oldIDs, newIDs := priceIDs(old), priceIDsOf(pc.target.prices)
-	if slices.Equal(oldIDs, newIDs) {
-		return nil, conflict("same_plan", fmt.Sprintf("The subscription is already on plan %q per %s.", req.Plan, pc.target.interval))
+	now := h.now().Unix()
+	pc.date = now
+	if slices.Equal(priceIDs(old), priceIDsOf(pc.target.prices)) {
+		return h.planWithdrawal(c, pc, req)
 	}
 	oldPrices, qty := make([]*stripe.Price, len(old)), make([]int64, len(old))
 	for i, it := range old {
@@ -109,8 +113,6 @@ func (h *Handler) plan(c *call, req changeRequest) (*plannedChange, *proxy.HTTPE
 	}
 	pc.upgrade = newRate >= oldRate
 	pc.items = itemChanges(old, pc.target.prices)
-	now := h.now().Unix()
-	pc.date = now
 	if req.ProrationDate != 0 {
 		if req.ProrationDate > now || req.ProrationDate < sub.CurrentPeriodStart {
 			return nil, badRequest("proration_date must lie in the current billing period and not in the future; use the preview's.")
@@ -118,6 +120,23 @@ func (h *Handler) plan(c *call, req changeRequest) (*plannedChange, *proxy.HTTPE
 		pc.date = req.ProrationDate
 	}
 	return pc, nil
+}
+
+// planWithdrawal handles a change to the plan the subscription is on: it
+// withdraws a pending downgrade, if there is one; otherwise there is
+// nothing to change.
+func (h *Handler) planWithdrawal(c *call, pc *plannedChange, req changeRequest) (*plannedChange, *proxy.HTTPError) {
+	if s := pc.sub.Schedule; s != nil && s.ID != "" {
+		w, err := h.scheduledChange(c, s.ID)
+		if err != nil {
+			return nil, stripeFailure(err)
+		}
+		if w != nil {
+			pc.withdraw = w
+			return pc, nil
+		}
+	}
+	return nil, conflict("same_plan", fmt.Sprintf("The subscription is already on plan %q per %s.", req.Plan, pc.target.interval))
 }
 
 // stripeSubscription reads the caller's current subscription from Stripe.
@@ -194,12 +213,6 @@ func priceIDsOf(prices []*stripe.Price) []string {
 	return out
 }
 
-type previewLine struct {
-	Description string `json:"description"`
-	Amount      int64  `json:"amount"`
-	Proration   bool   `json:"proration"`
-}
-
 // target is what a plan change moves to, and when; preview and change
 // both answer it.
 type target struct {
@@ -213,79 +226,72 @@ func (p *plannedChange) describe() target {
 	return target{Plan: p.target.plan, Interval: p.target.interval, Applies: p.applies(), EffectiveAt: p.effectiveAt()}
 }
 
-type previewAnswer struct {
-	target
-	ProrationDate int64         `json:"proration_date"`
-	Currency      string        `json:"currency"`
-	AmountDue     int64         `json:"amount_due"` // of the next invoice, in the currency's smallest unit
-	Lines         []previewLine `json:"lines"`
-}
-
-// preview shows what a plan change would bill: for an upgrade, the
-// prorated next invoice as of proration_date (pass it to change); for a
-// downgrade, the first invoice at the new prices.
-func (h *Handler) preview(c *call) (any, *proxy.HTTPError) {
-	pc, herr := h.planRequest(c)
-	if herr != nil {
-		return nil, herr
-	}
-	p := &stripe.InvoiceUpcomingParams{
-		Customer:                  stripe.String(c.id.Customer),
-		Subscription:              stripe.String(pc.sub.ID),
-		SubscriptionItems:         pc.items,
-		SubscriptionProrationDate: stripe.Int64(pc.date),
-	}
-	p.Context = c.ctx
-	if pc.upgrade {
-		p.SubscriptionProrationBehavior = stripe.String("create_prorations")
-	} else {
-		p.SubscriptionProrationBehavior = stripe.String("none")
-	}
-	inv, err := h.api.Invoices.Upcoming(p)
-	if err != nil {
-		return nil, stripeFailure(err)
-	}
-	a := previewAnswer{target: pc.describe(), ProrationDate: pc.date, Currency: string(inv.Currency),
-		AmountDue: inv.AmountDue, Lines: []previewLine{}}
-	if inv.Lines != nil {
-		for _, l := range inv.Lines.Data {
-			a.Lines = append(a.Lines, previewLine{Description: l.Description, Amount: l.Amount, Proration: l.Proration})
-		}
-	}
-	return a, nil
-}
-
 type changeAnswer struct {
 	target
 	Status string `json:"status"`
+	// Charged is the invoice the change billed at once (an upgrade with
+	// always_invoice: the preview's due_now), nil when it billed nothing.
+	Charged *chargedInvoice `json:"charged"`
+	// Withdrawn is the pending downgrade the change withdrew.
+	Withdrawn *pendingChange `json:"withdrawn,omitempty"`
+}
+
+type chargedInvoice struct {
+	Invoice          string `json:"invoice"`
+	Amount           int64  `json:"amount"` // amount_paid, in the currency's smallest unit
+	Currency         string `json:"currency"`
+	HostedInvoiceURL string `json:"hosted_invoice_url"`
 }
 
 // change moves the caller's subscription to another plan: an upgrade now,
 // prorated as billing.upgrade_proration says, and only if its payment
 // succeeds (payment_behavior pending_if_incomplete); a downgrade at the
 // end of the period, through a subscription schedule, so the customer
-// keeps what they paid for.
+// keeps what they paid for. Choosing the current plan while a downgrade
+// is pending withdraws the downgrade.
 func (h *Handler) change(c *call) (any, *proxy.HTTPError) {
 	pc, herr := h.planRequest(c)
 	if herr != nil {
 		return nil, herr
 	}
-	if pc.upgrade {
-		herr = h.upgrade(c, pc)
-	} else {
+	var charged *chargedInvoice
+	switch {
+	case pc.withdraw != nil:
+		herr = h.withdraw(c, pc)
+	case pc.upgrade:
+		charged, herr = h.upgrade(c, pc)
+	default:
 		herr = h.downgrade(c, pc)
 	}
 	if herr != nil {
 		return nil, herr
 	}
 	h.log.InfoContext(c.ctx, "billing: plan changed", "customer", c.id.Customer, "subscription", pc.sub.ID,
-		"plan", pc.target.plan, "interval", pc.target.interval, "applies", pc.applies())
-	return changeAnswer{target: pc.describe(), Status: string(pc.sub.Status)}, nil
+		"plan", pc.target.plan, "interval", pc.target.interval, "applies", pc.applies(), "withdrawn", pc.withdraw != nil)
+	return changeAnswer{target: pc.describe(), Status: string(pc.sub.Status), Charged: charged, Withdrawn: pc.withdraw}, nil
 }
 
-func (h *Handler) upgrade(c *call, pc *plannedChange) *proxy.HTTPError {
+// withdraw releases the schedule that holds a pending downgrade: the
+// subscription stays as it is now, and renews so.
+func (h *Handler) withdraw(c *call, pc *plannedChange) *proxy.HTTPError {
+	if herr := h.releaseSchedule(c, pc.sub, "withdraw"); herr != nil {
+		return herr
+	}
+	if _, err := h.refresh(c, c.id.Customer, "billing:change"); err != nil {
+		h.log.WarnContext(c.ctx, "billing: state refresh after withdrawing a downgrade failed; the webhook will bring it", "err", err)
+	}
+	return nil
+}
+
+// upgrade applies the new prices now; it returns the invoice that charged
+// the prorations at once, if one did.
+func (h *Handler) upgrade(c *call, pc *plannedChange) (*chargedInvoice, *proxy.HTTPError) {
 	if herr := h.releaseSchedule(c, pc.sub, "change"); herr != nil {
-		return herr // a pending downgrade is superseded by the upgrade
+		return nil, herr // a pending downgrade is superseded by the upgrade
+	}
+	var before string
+	if pc.sub.LatestInvoice != nil {
+		before = pc.sub.LatestInvoice.ID
 	}
 	p := &stripe.SubscriptionParams{
 		Items:             pc.items,
@@ -298,21 +304,26 @@ func (h *Handler) upgrade(c *call, pc *plannedChange) *proxy.HTTPError {
 	p.SetIdempotencyKey(c.idempotencyKey("change"))
 	sub, err := h.api.Subscriptions.Update(pc.sub.ID, p)
 	if err != nil {
-		return stripeFailure(err)
+		return nil, stripeFailure(err)
 	}
 	pc.sub = sub
 	if _, err := h.refresh(c, c.id.Customer, "billing:change"); err != nil {
 		h.log.WarnContext(c.ctx, "billing: state refresh after a plan change failed; the webhook will bring it", "err", err)
 	}
+	inv := sub.LatestInvoice
 	if sub.PendingUpdate != nil {
 		e := &proxy.HTTPError{Status: http.StatusPaymentRequired, Code: "payment_failed",
 			Msg: "The upgrade waits for its payment, which did not succeed; the current plan stays until it does."}
-		if inv := sub.LatestInvoice; inv != nil && inv.HostedInvoiceURL != "" {
+		if inv != nil && inv.HostedInvoiceURL != "" {
 			e.Extra = map[string]any{"invoice_url": inv.HostedInvoiceURL}
 		}
-		return e
+		return nil, e
 	}
-	return nil
+	if inv == nil || inv.ID == "" || inv.ID == before {
+		return nil, nil // nothing invoiced at once (create_prorations)
+	}
+	return &chargedInvoice{Invoice: inv.ID, Amount: inv.AmountPaid, Currency: string(inv.Currency),
+		HostedInvoiceURL: inv.HostedInvoiceURL}, nil
 }
 
 // downgrade schedules the new prices from the end of the current period:
@@ -404,64 +415,4 @@ func (h *Handler) releaseSchedule(c *call, sub *stripe.Subscription, op string) 
 	}
 	sub.Schedule = nil
 	return nil
-}
-
-type cancelAnswer struct {
-	Subscription      string    `json:"subscription"`
-	Status            string    `json:"status"`
-	CancelAtPeriodEnd bool      `json:"cancel_at_period_end"`
-	CurrentPeriodEnd  time.Time `json:"current_period_end"` // access lasts until then
-}
-
-// cancel ends the subscription at the end of the period (access stays
-// until then) and drops a pending plan change. Cancelling twice is fine.
-func (h *Handler) cancel(c *call) (any, *proxy.HTTPError) {
-	return h.setCancel(c, true)
-}
-
-// resume undoes a cancellation at period end, or resumes a paused
-// subscription (a trial that ended without a payment method).
-func (h *Handler) resume(c *call) (any, *proxy.HTTPError) {
-	return h.setCancel(c, false)
-}
-
-func (h *Handler) setCancel(c *call, cancel bool) (any, *proxy.HTTPError) {
-	if herr := c.decode(&struct{}{}); herr != nil {
-		return nil, herr
-	}
-	sub, herr := h.stripeSubscription(c)
-	if herr != nil {
-		return nil, herr
-	}
-	var err error
-	switch {
-	case cancel && !sub.CancelAtPeriodEnd:
-		if herr := h.releaseSchedule(c, sub, "cancel"); herr != nil {
-			return nil, herr
-		}
-		p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(true)}
-		p.Context = c.ctx
-		p.SetIdempotencyKey(c.idempotencyKey("cancel"))
-		sub, err = h.api.Subscriptions.Update(sub.ID, p)
-	case !cancel && sub.Status == stripe.SubscriptionStatusPaused:
-		p := &stripe.SubscriptionResumeParams{}
-		p.Context = c.ctx
-		p.SetIdempotencyKey(c.idempotencyKey("resume"))
-		sub, err = h.api.Subscriptions.Resume(sub.ID, p)
-	case !cancel && sub.CancelAtPeriodEnd:
-		p := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(false)}
-		p.Context = c.ctx
-		p.SetIdempotencyKey(c.idempotencyKey("resume"))
-		sub, err = h.api.Subscriptions.Update(sub.ID, p)
-	case !cancel:
-		return nil, conflict("not_canceled", "The subscription is neither canceled at period end nor paused; there is nothing to resume.")
-	}
-	if err != nil {
-		return nil, stripeFailure(err)
-	}
-	if _, err := h.refresh(c, c.id.Customer, "billing:cancel"); err != nil {
-		h.log.WarnContext(c.ctx, "billing: state refresh after a cancellation change failed; the webhook will bring it", "err", err)
-	}
-	return cancelAnswer{Subscription: sub.ID, Status: string(sub.Status), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
-		CurrentPeriodEnd: time.Unix(sub.CurrentPeriodEnd, 0).UTC()}, nil
 }

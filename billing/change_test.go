@@ -38,18 +38,20 @@ func TestPreviewAndUpgrade(t *testing.T) {
 		t.Errorf("proration_date = %d; want now (%d)", date, r.now.Unix())
 	}
 	up := r.stripeCalls("GET", "/v1/invoices/upcoming")
-	if len(up) != 1 || up[0].Form.Get("subscription_items[0][id]") != "sub_A_itema" ||
+	if len(up) != 2 || up[0].Form.Get("subscription_items[0][id]") != "sub_A_itema" ||
 		up[0].Form.Get("subscription_items[0][price]") != "price_team_m" ||
-		up[0].Form.Get("subscription_proration_behavior") != "create_prorations" ||
-		up[0].Form.Get("subscription_proration_date") != strconv.FormatInt(date, 10) {
-		t.Errorf("upcoming invoice asked with %v; want item sub_A_itema -> price_team_m prorated at %d", up, date)
+		up[0].Form.Get("subscription_proration_behavior") != "always_invoice" ||
+		up[0].Form.Get("subscription_proration_date") != strconv.FormatInt(date, 10) ||
+		up[1].Form.Get("subscription_proration_behavior") != "none" {
+		t.Errorf("upcoming invoice asked with %v; want item sub_A_itema -> price_team_m invoiced at once at %d, then the renewal", up, date)
 	}
-	// Two thirds of the period are left: 2/3 × (90.00 − 10.00) of proration, and the next period.
-	if due := int64(p.body["amount_due"].(float64)); due < 9000+5000 || due > 9000+5700 {
-		t.Errorf("amount_due = %d; want the next period (9000) plus about 2/3 of the difference", due)
+	// Two thirds of the period are left: 2/3 × (90.00 − 10.00) now, 90.00 at the period end.
+	due, next := r.invoiceView(p, "due_now"), r.invoiceView(p, "next_invoice")
+	if due.Amount != 6000-667 || len(due.Lines) != 2 || !due.Lines[0].Proration || due.Currency != "usd" {
+		t.Errorf("due_now = %+v; want 5333 usd in the two proration lines", due)
 	}
-	if lines, _ := p.body["lines"].([]any); len(lines) < 3 {
-		t.Errorf("preview lines = %v; want the two proration lines and the next period", lines)
+	if next.Amount != 9000 || len(next.Lines) != 1 || next.Lines[0].Proration || !next.Date.Equal(r.now.Add(20*24*time.Hour)) {
+		t.Errorf("next_invoice = %+v; want 9000 at the period end, the renewal only", next)
 	}
 	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_A")); n != 0 {
 		t.Fatalf("preview changed the subscription (%d updates)", n)
@@ -222,5 +224,48 @@ func TestCancelAndResume(t *testing.T) {
 	}
 	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_P/resume")); n != 1 {
 		t.Errorf("%d resume calls; want 1", n)
+	}
+}
+
+// Choosing the plan one is on while a downgrade is pending withdraws the
+// downgrade: the schedule is released and the subscription renews as it
+// is (issue 14: this was refused with 409 same_plan).
+func TestWithdrawPendingDowngrade(t *testing.T) {
+	r := newRig(t)
+	r.subscribe("cus_A", "sub_A", stripe.SubscriptionStatusActive, "price_pro_m", "price_calls_m")
+	if c := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"starter"}`); c.status != http.StatusOK {
+		t.Fatalf("downgrade = %d %s", c.status, c.raw)
+	}
+	s, _ := r.double.Subscription("sub_A")
+	if s.Schedule == nil || s.Schedule.ID == "" {
+		t.Fatal("no schedule after the downgrade")
+	}
+	sched, end := s.Schedule.ID, time.Unix(s.CurrentPeriodEnd, 0).UTC().Format(time.RFC3339)
+
+	p := r.call("POST", "/subscription/preview", "u1", "cus_A", `{"plan":"pro"}`)
+	w, _ := p.body["withdraws"].(map[string]any)
+	if p.status != http.StatusOK || w == nil || w["plan"] != "starter" || w["effective_at"] != end || p.str("applies") != appliesNow ||
+		r.invoiceView(p, "due_now").Amount != 0 || p.body["next_invoice"] != nil {
+		t.Errorf("preview of the current plan = %d %s; want 200 withdrawing starter at %s, nothing due", p.status, p.raw, end)
+	}
+	c := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"pro"}`)
+	w, _ = c.body["withdrawn"].(map[string]any)
+	if c.status != http.StatusOK || w == nil || w["plan"] != "starter" || c.str("plan") != "pro" || c.body["charged"] != nil {
+		t.Fatalf("change to the current plan = %d %s; want 200, withdrawn starter, nothing charged", c.status, c.raw)
+	}
+	if n := len(r.stripeCalls("POST", "/v1/subscription_schedules/"+sched+"/release")); n != 1 {
+		t.Errorf("%d schedule releases; want 1", n)
+	}
+	if s, _ := r.double.Subscription("sub_A"); s.Schedule != nil && s.Schedule.ID != "" || r.itemPrices("sub_A")[0] != "price_pro_m" {
+		t.Errorf("double after the withdrawal: schedule %v, prices %v; want none, [price_pro_m]", s.Schedule, r.itemPrices("sub_A"))
+	}
+	if n := len(r.stripeCalls("POST", "/v1/subscriptions/sub_A")); n != 0 {
+		t.Errorf("the withdrawal updated the subscription %d times; want only the release", n)
+	}
+	if g := r.call("GET", "/subscription", "u1", "cus_A", ""); g.body["pending_change"] != nil || g.str("plan") != "pro" {
+		t.Errorf("subscription after the withdrawal = %s; want plan pro, no pending change", g.raw)
+	}
+	if again := r.call("POST", "/subscription/change", "u1", "cus_A", `{"plan":"pro"}`); again.status != http.StatusConflict || again.code() != "same_plan" {
+		t.Errorf("the current plan with nothing pending = %d %s; want 409 same_plan", again.status, again.raw)
 	}
 }

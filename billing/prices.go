@@ -76,6 +76,14 @@ type offer struct {
 
 func (o offer) recurring() bool { return o.interval != "" }
 
+// currency is what the offer is priced in ("" for none).
+func (o offer) currency() string {
+	if len(o.prices) == 0 {
+		return ""
+	}
+	return string(o.prices[0].Currency)
+}
+
 // offer resolves a plan name and an optional interval to the plan's
 // active prices, as configured in plans.<name>.prices.
 func (h *Handler) offer(ctx context.Context, plan, interval string) (offer, *proxy.HTTPError) {

@@ -35,6 +35,7 @@ type rig struct {
 	t      *testing.T
 	double *testrig.StripeDouble
 	store  *entitlements.RedisStore
+	st     *store.Store
 	gate   *entitlements.Gate
 	h      *Handler
 	logs   *testrig.LogBuffer
@@ -55,7 +56,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r.store = entitlements.NewRedisStore(st)
+	r.st, r.store = st, entitlements.NewRedisStore(st)
 	api := testrig.StripeClient(t, r.double.URL())
 	cfg := config.Default()
 	cfg.Stripe.SecretKey = testrig.StripeTestKey
@@ -74,7 +75,7 @@ func newRig(t *testing.T) *rig {
 	r.gate = entitlements.New(entitlements.Options{Store: r.store, Source: entitlements.NewStripeSource(api),
 		Plans: cfg.Plans, Gating: cfg.Gating, Logger: r.log})
 	r.h, err = New(Options{Config: cfg, Stripe: api, Store: r.store, Source: entitlements.NewStripeSource(api),
-		Gate: r.gate, Checkouts: NewRedisCheckouts(st), Logger: r.log, Now: func() time.Time { return r.now },
+		Gate: r.gate, Checkouts: NewRedisCheckouts(st), Replays: NewRedisReplays(st), Logger: r.log, Now: func() time.Time { return r.now },
 		Used: func(_ context.Context, customer, meter string, since time.Time) (int64, error) {
 			return r.used[customer+"/"+meter], nil
 		}})
@@ -197,4 +198,19 @@ func (r *rig) stripeCalls(method, path string) []testrig.RecordedRequest {
 		}
 	}
 	return out
+}
+
+// invoiceView decodes one of a preview's invoices (due_now, next_invoice);
+// a null one is the zero value.
+func (r *rig) invoiceView(a answer, key string) invoiceView {
+	r.t.Helper()
+	var v invoiceView
+	raw, err := json.Marshal(a.body[key])
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
+		r.t.Fatalf("%s of %s: %v", key, a.raw, err)
+	}
+	return v
 }

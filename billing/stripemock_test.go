@@ -37,7 +37,12 @@ import (
 // Not covered here:
 //   - POST subscription/preview: /v1/invoices/upcoming is gone from
 //     stripe-mock v0.203.0 (built from a 2026 API version; it answers 400),
-//     so its shape cannot be checked against this stripe-mock.
+//     so neither of its two calls (subscription_proration_behavior
+//     always_invoice, then none) can be checked against this stripe-mock.
+//   - Stripe's billing of a change (what always_invoice charges, pending
+//     prorations), pause_collection's effect and auto-resume: stripe-mock
+//     keeps no state; the recording double models them
+//     (internal/testrig/double_prorations.go, double_pause.go).
 //   - checkout in payment mode (customer_creation): stripe-mock answers
 //     every price id with its recurring price fixture, so no plan can be
 //     a one-time purchase.
@@ -300,7 +305,7 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 			// cancel_at_period_end=false, which stripe-mock reflects.
 			name: "subscription/resume", method: "POST", path: "/subscription/resume", id: subscribed,
 			wantStatus: http.StatusOK, check: func(t *testing.T, body []byte) {
-				var a cancelAnswer
+				var a lifecycleAnswer
 				if err := json.Unmarshal(body, &a); err != nil || a.Subscription != r.fx.sub.ID || a.CancelAtPeriodEnd {
 					t.Errorf("resume = %s; want subscription %s no longer cancelling", body, r.fx.sub.ID)
 				}
@@ -311,7 +316,7 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 			// period end, so there is nothing to update (see the file comment).
 			name: "subscription/cancel", method: "POST", path: "/subscription/cancel", id: subscribed,
 			wantStatus: http.StatusOK, check: func(t *testing.T, body []byte) {
-				var a cancelAnswer
+				var a lifecycleAnswer
 				if err := json.Unmarshal(body, &a); err != nil || a.Subscription != r.fx.sub.ID || !a.CancelAtPeriodEnd {
 					t.Errorf("cancel = %s; want subscription %s cancelling at period end", body, r.fx.sub.ID)
 				}
@@ -326,6 +331,13 @@ func TestStripeMockAcceptsBillingCalls(t *testing.T) {
 					t.Errorf("invoices = %s; want stripe-mock's invoice fixture", body)
 				}
 			},
+		},
+		{
+			// GET /v1/subscriptions/{id}; the fixture cancels at period end,
+			// so the pause is refused before any write (the update's shape is
+			// checked in TestStripeMockAcceptsScheduleCalls).
+			name: "subscription/pause of a canceling subscription", method: "POST", path: "/subscription/pause", id: subscribed,
+			body: `{}`, wantStatus: http.StatusConflict, wantCode: "subscription_canceling",
 		},
 		{
 			// The state the gate enforces; no write.
@@ -434,11 +446,46 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 			// POST /v1/subscriptions/{id} (402 on the fixture's pending_update).
 			name: "upgrade releases the pending schedule", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
 				pc.sub.Schedule = &stripe.SubscriptionSchedule{ID: "sub_sched_mock_pending"}
-				herr := r.h.upgrade(c, pc)
+				_, herr := r.h.upgrade(c, pc)
 				if herr != nil && herr.Code == "payment_failed" && herr.Err == nil {
 					return nil
 				}
 				return herr
+			},
+		},
+		{
+			// POST /v1/subscriptions/{id} with pause_collection[behavior]=void
+			// and pause_collection[resumes_at] (subscription/pause).
+			name: "pause collection", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
+				if _, err := r.h.pauseCollection(c, pc.sub, time.Now().Add(7*24*time.Hour).Unix()); err != nil {
+					return stripeFailure(err)
+				}
+				return nil
+			},
+		},
+		{
+			// POST /v1/subscriptions/{id} with cancel_at_period_end=false and
+			// pause_collection="" (unset), as subscription/resume sends for a
+			// paused, canceling subscription (the fixture is never paused).
+			name: "resume a paused collection", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
+				pc.sub.PauseCollection = &stripe.SubscriptionPauseCollection{Behavior: "void"}
+				pc.sub.CancelAtPeriodEnd = true
+				if _, err := r.h.keep(c, pc.sub); err != nil {
+					return stripeFailure(err)
+				}
+				return nil
+			},
+		},
+		{
+			// GET /v1/subscription_schedules/{id}, then POST
+			// /v1/subscription_schedules/{id}/release: choosing the current
+			// plan while a downgrade is pending.
+			name: "withdraw a pending downgrade", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
+				pc.sub.Schedule = &stripe.SubscriptionSchedule{ID: "sub_sched_mock_pending"}
+				if _, err := r.h.scheduledChange(c, pc.sub.Schedule.ID); err != nil {
+					return stripeFailure(err)
+				}
+				return r.h.withdraw(c, pc)
 			},
 		},
 		{
@@ -449,7 +496,7 @@ func TestStripeMockAcceptsScheduleCalls(t *testing.T) {
 			// carries a pending_update, which the API reads as an upgrade
 			// whose payment failed (402 without a cause, not a refusal).
 			name: "upgrade adding an item", plan: "team", run: func(c *call, pc *plannedChange) *proxy.HTTPError {
-				herr := r.h.upgrade(c, pc)
+				_, herr := r.h.upgrade(c, pc)
 				if herr != nil && herr.Code == "payment_failed" && herr.Err == nil {
 					return nil
 				}

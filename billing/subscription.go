@@ -7,6 +7,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/proxy"
 )
 
@@ -21,10 +22,31 @@ type subscriptionAnswer struct {
 	CurrentPeriodEnd   time.Time `json:"current_period_end,omitzero"`
 	CancelAtPeriodEnd  bool      `json:"cancel_at_period_end"`
 	TrialEnd           time.Time `json:"trial_end,omitzero"`
-	HadTrial           bool      `json:"had_trial"`
+	// TrialDaysLeft is, while trialing, the whole days until trial_end,
+	// rounded up (a trial ending in 2 hours has 1 day left; 0 once it has
+	// ended); nil when not trialing.
+	TrialDaysLeft *int `json:"trial_days_left"`
+	HadTrial      bool `json:"had_trial"`
 	// PendingChange is a plan change waiting for the period end (a
 	// downgrade), nil when none.
 	PendingChange *pendingChange `json:"pending_change"`
+	// PauseCollection is set while payment collection, and with it
+	// access, is paused; nil otherwise.
+	PauseCollection *pauseView `json:"pause_collection"`
+	// PaymentFailed is the open invoice whose payment failed, for a "fix
+	// your card" banner; nil when none.
+	PaymentFailed *paymentFailed `json:"payment_failed"`
+}
+
+type paymentFailed struct {
+	Invoice      string `json:"invoice"`
+	AttemptCount int64  `json:"attempt_count"`
+	// NextPaymentAttempt is Stripe's next retry; nil when it will not
+	// retry (the customer must pay at hosted_invoice_url).
+	NextPaymentAttempt *time.Time `json:"next_payment_attempt"`
+	HostedInvoiceURL   string     `json:"hosted_invoice_url"`
+	AmountDue          int64      `json:"amount_due"`
+	Currency           string     `json:"currency"`
 }
 
 type pendingChange struct {
@@ -53,11 +75,19 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 		a.Features = strings.Split(d.Features, ",")
 	}
 	a.HadTrial = st.HadTrial
+	a.PaymentFailed = failedPayment(st.FailedInvoice)
 	if sub, ok := h.current(st); ok {
 		a.Subscription, a.Status = sub.ID, sub.Status
 		a.Plan, _ = h.planOf(sub.Prices)
 		a.CurrentPeriodStart, a.CurrentPeriodEnd = sub.CurrentPeriodStart, sub.CurrentPeriodEnd
 		a.CancelAtPeriodEnd, a.TrialEnd = sub.CancelAtPeriodEnd, sub.TrialEnd
+		if sub.Status == entitlements.StatusTrialing && !sub.TrialEnd.IsZero() {
+			days := trialDaysLeft(sub.TrialEnd, h.now())
+			a.TrialDaysLeft = &days
+		}
+		if pc := sub.PauseCollection; pc != nil {
+			a.PauseCollection = &pauseView{Behavior: pc.Behavior, ResumesAt: pc.ResumesAt}
+		}
 		if sub.Schedule != "" {
 			a.PendingChange = h.pendingChange(c, sub.Schedule)
 		}
@@ -65,19 +95,51 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 	return a, nil
 }
 
+// trialDaysLeft is the whole days from now to end, rounded up, 0 once
+// end has passed: "3 days left" from 2 days and 1 second on.
+func trialDaysLeft(end, now time.Time) int {
+	left := end.Sub(now)
+	if left <= 0 {
+		return 0
+	}
+	return int((left + 24*time.Hour - 1) / (24 * time.Hour))
+}
+
+func failedPayment(fi *entitlements.FailedInvoice) *paymentFailed {
+	if fi == nil {
+		return nil
+	}
+	p := &paymentFailed{Invoice: fi.ID, AttemptCount: fi.AttemptCount, HostedInvoiceURL: fi.HostedInvoiceURL,
+		AmountDue: fi.AmountDue, Currency: fi.Currency}
+	if !fi.NextPaymentAttempt.IsZero() {
+		t := fi.NextPaymentAttempt.UTC()
+		p.NextPaymentAttempt = &t
+	}
+	return p
+}
+
 // pendingChange reads the plan a subscription schedule moves to next. It
 // is shown, not enforced, so a failed read leaves it out (logged) rather
 // than failing the page.
 func (h *Handler) pendingChange(c *call, schedule string) *pendingChange {
+	pc, err := h.scheduledChange(c, schedule)
+	if err != nil {
+		h.log.WarnContext(c.ctx, "billing: pending plan change unknown: schedule not read", "schedule", schedule, "err", err)
+	}
+	return pc
+}
+
+// scheduledChange reads the plan a live subscription schedule moves to in
+// its next phase; nil when it moves to none.
+func (h *Handler) scheduledChange(c *call, schedule string) (*pendingChange, error) {
 	p := &stripe.SubscriptionScheduleParams{}
 	p.Context = c.ctx
 	sched, err := h.api.SubscriptionSchedules.Get(schedule, p)
 	if err != nil {
-		h.log.WarnContext(c.ctx, "billing: pending plan change unknown: schedule not read", "schedule", schedule, "err", err)
-		return nil
+		return nil, err
 	}
 	if sched.Status != stripe.SubscriptionScheduleStatusActive && sched.Status != stripe.SubscriptionScheduleStatusNotStarted {
-		return nil
+		return nil, nil
 	}
 	now := h.now().Unix()
 	for _, ph := range sched.Phases {
@@ -91,8 +153,8 @@ func (h *Handler) pendingChange(c *call, schedule string) *pendingChange {
 			}
 		}
 		if plan, ok := h.planOf(prices); ok {
-			return &pendingChange{Plan: plan, EffectiveAt: time.Unix(ph.StartDate, 0).UTC()}
+			return &pendingChange{Plan: plan, EffectiveAt: time.Unix(ph.StartDate, 0).UTC()}, nil
 		}
 	}
-	return nil
+	return nil, nil
 }

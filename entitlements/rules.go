@@ -16,6 +16,9 @@ type Denial struct {
 	Code       string
 	Message    string
 	UpgradeURL string
+	// PaymentURL is the failed invoice to pay, on the 402 of a customer
+	// whose subscription is past_due beyond grace (or unpaid).
+	PaymentURL string
 	// Limit, Used and RetryAfter are set for quota denials.
 	Limit, Used int64
 	RetryAfter  time.Duration
@@ -110,7 +113,8 @@ type subView struct {
 	periodStart time.Time
 	periodEnd   time.Time
 	cancelAtEnd bool
-	features    []string // sorted: plan features ∪ Stripe entitlements
+	pause       *PauseCollection // nil: collecting
+	features    []string         // sorted: plan features ∪ Stripe entitlements
 	planHeader  string
 	featHeader  string
 	limits      map[string]int64
@@ -125,6 +129,9 @@ type view struct {
 	ignored        []string
 	stripeFeatures []string
 	stripeHeader   string
+	// paymentURL is the hosted page of the customer's failed invoice, ""
+	// when none.
+	paymentURL string
 }
 
 func newView(st *State, plans *Plans) *view {
@@ -133,8 +140,12 @@ func newView(st *State, plans *Plans) *view {
 	if st.Deleted {
 		return v
 	}
+	if fi := st.FailedInvoice; fi != nil && strings.HasPrefix(fi.HostedInvoiceURL, "https://") {
+		v.paymentURL = fi.HostedInvoiceURL
+	}
 	for _, s := range st.Subscriptions {
-		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd, cancelAtEnd: s.CancelAtPeriodEnd}
+		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd,
+			cancelAtEnd: s.CancelAtPeriodEnd, pause: s.PauseCollection}
 		feats := append([]string(nil), st.Features...)
 		for _, price := range s.Prices {
 			if name, ok := plans.byPrice[price]; ok && !slices.Contains(sv.plans, name) {
@@ -165,8 +176,12 @@ func sortedUnique(in []string) []string {
 	return slices.Compact(out)
 }
 
-// entitled applies the SPEC's status rules at time now.
+// entitled applies the SPEC's status rules at time now. A subscription
+// whose payment collection is paused is not entitled until it resumes.
 func (s *subView) entitled(now time.Time, grace time.Duration) bool {
+	if s.pause.pausedAt(now) {
+		return false
+	}
 	switch s.status {
 	case StatusActive, StatusTrialing:
 		// cancel_at_period_end keeps access until the period ends, and no
@@ -216,7 +231,7 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 		d = r.merge(v, now)
 	}
 	if first == nil && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
-		d.Denial = r.deny(http.StatusPaymentRequired, "subscription_required", subscriptionMessage(v))
+		d.Denial = r.subscriptionRequired(v, now)
 		return d
 	}
 	if len(req.Plans) > 0 && !r.anyPlan(v, req.Plans, now) {
@@ -231,6 +246,24 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 
 func (r Rules) deny(status int, code, msg string) *Denial {
 	return &Denial{Status: status, Code: code, Message: msg, UpgradeURL: r.UpgradeURL}
+}
+
+// subscriptionRequired is the 402 of a customer with nothing entitled,
+// saying why: a failed payment (with the invoice to pay), a pause, or the
+// subscription's status.
+func (r Rules) subscriptionRequired(v *view, now time.Time) *Denial {
+	d := r.deny(http.StatusPaymentRequired, "subscription_required", subscriptionMessage(v))
+	for i := range v.subs {
+		s := &v.subs[i]
+		if (s.status == StatusPastDue || s.status == StatusUnpaid) && v.paymentURL != "" {
+			d.Message, d.PaymentURL = "The last payment failed; pay the open invoice to restore access.", v.paymentURL
+			return d
+		}
+		if s.pause.pausedAt(now) {
+			d.Message = "The subscription is paused; resume it to restore access."
+		}
+	}
+	return d
 }
 
 func subscriptionMessage(v *view) string {

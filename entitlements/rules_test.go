@@ -2,6 +2,7 @@ package entitlements
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,94 @@ func TestDecisionLimits(t *testing.T) {
 		if got != c.want || ok != c.wantOK {
 			t.Errorf("%s: Limit(%q) = %d, %v; want %d, %v", c.name, c.meter, got, ok, c.want, c.wantOK)
 		}
+	}
+}
+
+// A paused collection shuts access until it resumes (by resume, or at
+// resumes_at, when Stripe resumes by itself); a 402 of a customer whose
+// payment failed links to the invoice to pay.
+func TestPauseAndFailedPaymentRules(t *testing.T) {
+	grace := 72 * time.Hour
+	paused := func(resumes time.Time) Subscription {
+		s := sub("active", "price_pro")
+		s.CurrentPeriodEnd = t0.Add(30 * 24 * time.Hour)
+		s.PauseCollection = &PauseCollection{Behavior: "void", ResumesAt: resumes}
+		return s
+	}
+	failed := func(url string) *FailedInvoice {
+		return &FailedInvoice{ID: "in_1", AttemptCount: 2, HostedInvoiceURL: url, AmountDue: 3000, Currency: "usd"}
+	}
+	const pay = "https://invoice.stripe.com/i/acct_1/test_in_1"
+	other := sub("active", "price_starter_m")
+	other.ID = "sub_other"
+	for _, c := range []struct {
+		name        string
+		state       State
+		now         time.Time
+		wantCode    string
+		wantMessage string // part of it
+		wantPayURL  string
+	}{
+		{"paused until resumed", State{Subscriptions: []Subscription{paused(time.Time{})}}, t0, "subscription_required", "paused", ""},
+		{"paused, resumes later", State{Subscriptions: []Subscription{paused(t0.Add(time.Hour))}}, t0, "subscription_required", "paused", ""},
+		{"paused, resumes_at passed", State{Subscriptions: []Subscription{paused(t0.Add(-time.Second))}}, t0, "", "", ""},
+		{"paused beside another subscription", State{Subscriptions: []Subscription{paused(time.Time{}), other}}, t0.Add(-time.Hour), "", "", ""},
+		{"past_due beyond grace, failed invoice", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}, FailedInvoice: failed(pay)},
+			t0.Add(grace), "subscription_required", "payment failed", pay},
+		{"past_due beyond grace, nothing known", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}},
+			t0.Add(grace), "subscription_required", "past_due", ""},
+		{"unpaid, failed invoice", State{Subscriptions: []Subscription{sub("unpaid", "price_pro")}, FailedInvoice: failed(pay)},
+			t0, "subscription_required", "payment failed", pay},
+		{"past_due in grace", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}, FailedInvoice: failed(pay)},
+			t0.Add(grace - time.Second), "", "", ""},
+		// Hosted invoice URLs are https; anything else is not sent on.
+		{"not an https URL", State{Subscriptions: []Subscription{sub("past_due", "price_pro")}, FailedInvoice: failed("javascript:alert(1)")},
+			t0.Add(grace), "subscription_required", "past_due", ""},
+		{"canceled, failed invoice", State{Subscriptions: []Subscription{sub("canceled", "price_pro")}, FailedInvoice: failed(pay)},
+			t0, "subscription_required", "canceled", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Rules{Grace: grace}.decide(newView(&c.state, NewPlans(testPlans)), config.Require{Subscription: true}, c.now)
+			code, msg, url := "", "", ""
+			if d.Denial != nil {
+				code, msg, url = d.Denial.Code, d.Denial.Message, d.Denial.PaymentURL
+			}
+			if code != c.wantCode || !strings.Contains(msg, c.wantMessage) || url != c.wantPayURL {
+				t.Errorf("decide = %q %q payment_url %q; want %q containing %q, payment_url %q", code, msg, url, c.wantCode, c.wantMessage, c.wantPayURL)
+			}
+		})
+	}
+}
+
+// Pause and failed invoice are part of what a state says: a change of
+// either is written and announced; Merge keeps the failed invoice, which
+// only invoice events learn.
+func TestStateComparesPauseAndFailedInvoice(t *testing.T) {
+	base := func() *State {
+		return &State{Customer: "cus_1", Subscriptions: []Subscription{sub("active", "price_pro")}}
+	}
+	pausedSt, failedSt := base(), base()
+	pausedSt.Subscriptions[0].PauseCollection = &PauseCollection{Behavior: "void"}
+	failedSt.FailedInvoice = &FailedInvoice{ID: "in_1", AttemptCount: 1}
+	later := base()
+	later.Subscriptions[0].PauseCollection = &PauseCollection{Behavior: "void", ResumesAt: t0}
+	sameLater := base()
+	sameLater.Subscriptions[0].PauseCollection = &PauseCollection{Behavior: "void", ResumesAt: t0.In(time.FixedZone("x", 3600))}
+	for _, c := range []struct {
+		name string
+		a, b *State
+		want bool
+	}{
+		{"paused vs not", pausedSt, base(), false},
+		{"failed vs not", failedSt, base(), false},
+		{"resumes_at vs none", later, pausedSt, false},
+		{"same instant, other zone", later, sameLater, true},
+	} {
+		if got := c.a.SameAs(c.b); got != c.want {
+			t.Errorf("%s: SameAs = %v; want %v", c.name, got, c.want)
+		}
+	}
+	if got := Merge(failedSt, base()); got.FailedInvoice == nil || got.FailedInvoice.ID != "in_1" {
+		t.Errorf("Merge dropped the failed invoice: %+v", got.FailedInvoice)
 	}
 }

@@ -50,6 +50,36 @@ type Subscription struct {
 	// Schedule is the subscription schedule attached (a plan change
 	// waiting for a later phase), "" when none.
 	Schedule string `json:"schedule,omitempty"`
+	// PauseCollection is Stripe's pause_collection: while it is set, and
+	// until its ResumesAt, the subscription is not entitled (its status
+	// stays active: only its invoices are held back).
+	PauseCollection *PauseCollection `json:"pause_collection,omitempty"`
+}
+
+// PauseCollection is a pause of a subscription's payment collection.
+type PauseCollection struct {
+	Behavior  string    `json:"behavior"`            // keep_as_draft | mark_uncollectible | void
+	ResumesAt time.Time `json:"resumes_at,omitzero"` // zero: until resumed
+}
+
+// pausedAt reports whether collection is paused at now: Stripe resumes by
+// itself at ResumesAt, so a late webhook does not keep a customer out.
+func (p *PauseCollection) pausedAt(now time.Time) bool {
+	return p != nil && (p.ResumesAt.IsZero() || now.Before(p.ResumesAt))
+}
+
+// FailedInvoice is the customer's newest open invoice whose payment
+// failed, what an app shows in a "fix your card" banner.
+type FailedInvoice struct {
+	ID                 string    `json:"id"`
+	AttemptCount       int64     `json:"attempt_count"`
+	NextPaymentAttempt time.Time `json:"next_payment_attempt,omitzero"` // zero: Stripe retries no more
+	// HostedInvoiceURL is Stripe's page to pay the invoice (https; a
+	// capability URL: shown only to the customer's own callers, never
+	// logged).
+	HostedInvoiceURL string `json:"hosted_invoice_url,omitempty"`
+	AmountDue        int64  `json:"amount_due"`
+	Currency         string `json:"currency,omitempty"`
 }
 
 // Item is one subscription item: the metering of legacy usage records
@@ -70,6 +100,9 @@ type State struct {
 	// PaymentFailures is the attempt count of the latest unpaid invoice;
 	// 0 once an invoice is paid.
 	PaymentFailures int64 `json:"payment_failures,omitempty"`
+	// FailedInvoice is that invoice while its payment has failed (nil
+	// otherwise): the 402 of a past_due customer links to it.
+	FailedInvoice *FailedInvoice `json:"failed_invoice,omitempty"`
 	// Deleted is set when the customer was deleted in Stripe.
 	Deleted bool `json:"deleted,omitempty"`
 	// UpdatedAt and Source say when and how the state was last written:
@@ -82,8 +115,8 @@ type State struct {
 // ignoring when and how they were written.
 func (s *State) SameAs(o *State) bool {
 	if s.Customer != o.Customer || s.HadTrial != o.HadTrial || s.Deleted != o.Deleted ||
-		s.PaymentFailures != o.PaymentFailures || !slices.Equal(s.Features, o.Features) ||
-		len(s.Subscriptions) != len(o.Subscriptions) {
+		s.PaymentFailures != o.PaymentFailures || !sameFailed(s.FailedInvoice, o.FailedInvoice) ||
+		!slices.Equal(s.Features, o.Features) || len(s.Subscriptions) != len(o.Subscriptions) {
 		return false
 	}
 	for i := range s.Subscriptions {
@@ -91,11 +124,30 @@ func (s *State) SameAs(o *State) bool {
 		if a.ID != b.ID || a.Status != b.Status || !slices.Equal(a.Prices, b.Prices) ||
 			!a.CurrentPeriodStart.Equal(b.CurrentPeriodStart) || !a.CurrentPeriodEnd.Equal(b.CurrentPeriodEnd) ||
 			a.CancelAtPeriodEnd != b.CancelAtPeriodEnd || !a.TrialEnd.Equal(b.TrialEnd) || !slices.Equal(a.Items, b.Items) ||
-			a.Schedule != b.Schedule {
+			a.Schedule != b.Schedule || !samePause(a.PauseCollection, b.PauseCollection) {
 			return false
 		}
 	}
 	return true
+}
+
+// sameFailed compares failed invoices, times by instant (time.Time's ==
+// also compares locations).
+func sameFailed(a, b *FailedInvoice) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.NextPaymentAttempt, y.NextPaymentAttempt = time.Time{}, time.Time{}
+	return x == y && a.NextPaymentAttempt.Equal(b.NextPaymentAttempt)
+}
+
+// samePause compares pauses by instant (time.Time's == compares locations).
+func samePause(a, b *PauseCollection) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Behavior == b.Behavior && a.ResumesAt.Equal(b.ResumesAt)
 }
 
 // CurrentPeriod returns the billing period of the customer's entitled
@@ -122,12 +174,12 @@ func (s *State) ItemForPrice(price string) (string, bool) {
 }
 
 // Merge returns fresh (Stripe's view now) with what only tollgate records
-// carried over from cur: the trial history and the payment failure count.
+// carried over from cur: the trial history and the failed payment.
 func Merge(cur, fresh *State) *State {
 	out := *fresh
 	if cur != nil {
 		out.HadTrial = out.HadTrial || cur.HadTrial
-		out.PaymentFailures = cur.PaymentFailures
+		out.PaymentFailures, out.FailedInvoice = cur.PaymentFailures, cur.FailedInvoice
 	}
 	return &out
 }

@@ -98,6 +98,9 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 	if sub.Schedule != nil {
 		s.Schedule = sub.Schedule.ID
 	}
+	if pc := sub.PauseCollection; pc != nil && pc.Behavior != "" {
+		s.PauseCollection = &PauseCollection{Behavior: string(pc.Behavior), ResumesAt: stripeapi.Time(pc.ResumesAt)}
+	}
 	if sub.Items != nil {
 		for _, it := range sub.Items.Data {
 			if it.Price != nil {

@@ -53,13 +53,20 @@ var (
 		Msg: "The application did not answer in time."}
 )
 
-// WriteError writes e in the SPEC's shape:
-// {"error":{"code":"…","message":"…"}} plus e.Extra at the top level.
-func WriteError(w http.ResponseWriter, e *HTTPError) {
+// Body is the JSON body of the answer: {"error":{"code","message"}} and
+// the Extra fields.
+func (e *HTTPError) Body() map[string]any {
 	body := map[string]any{"error": map[string]string{"code": e.Code, "message": e.Msg}}
 	for k, v := range e.Extra {
 		body[k] = v
 	}
+	return body
+}
+
+// WriteError writes e in the SPEC's shape:
+// {"error":{"code":"…","message":"…"}} plus e.Extra at the top level.
+func WriteError(w http.ResponseWriter, e *HTTPError) {
+	body := e.Body()
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

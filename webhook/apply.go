@@ -73,8 +73,11 @@ func (r *refetch) apply(ctx context.Context, j *job) (string, error) {
 		}
 	case kindInvoicePaid, kindInvoiceFailed:
 		adjust = func(ctx context.Context, st *entitlements.State) error {
-			n, err := r.api.PaymentFailures(ctx, j.customer)
-			st.PaymentFailures = n
+			fi, err := r.api.FailedInvoice(ctx, j.customer)
+			st.FailedInvoice, st.PaymentFailures = fi, 0
+			if fi != nil {
+				st.PaymentFailures = fi.AttemptCount
+			}
 			return err
 		}
 	}

@@ -30,6 +30,7 @@ func TestEveryHandledEventType(t *testing.T) {
 		deleted      bool
 		linkedUser   string
 		customerGone bool // Stripe answers 404 for the customer
+		paused       bool // collection paused until end
 	}
 	for _, c := range []struct {
 		typ   string
@@ -54,6 +55,10 @@ func TestEveryHandledEventType(t *testing.T) {
 		{"customer.subscription.created", subIn(d, "active", end, nil), nil, want{status: "active"}},
 		{"customer.subscription.updated", subIn(d, "active", end, func(s *stripe.Subscription) { s.CancelAtPeriodEnd = true }),
 			stored("sub_x", "trialing"), want{status: "active"}},
+		// Collection paused in Stripe (the portal, or subscription/pause): the refetched state carries it.
+		{"customer.subscription.updated", subIn(d, "active", end, func(s *stripe.Subscription) {
+			s.PauseCollection = &stripe.SubscriptionPauseCollection{Behavior: "void", ResumesAt: end.Unix()}
+		}), stored("sub_x", "active"), want{status: "active", paused: true}},
 		{"customer.subscription.deleted", subIn(d, "canceled", end, nil), stored("sub_x", "active"), want{}},
 		{"customer.subscription.paused", subIn(d, "paused", end, nil), stored("sub_x", "active"), want{status: "paused"}},
 		{"customer.subscription.resumed", subIn(d, "active", end, nil), stored("sub_x", "paused"), want{status: "active"}},
@@ -110,10 +115,19 @@ func TestEveryHandledEventType(t *testing.T) {
 			}
 			if !c.want.customerGone {
 				want := r.stripeState(cus)
-				want.HadTrial, want.PaymentFailures = got.HadTrial, got.PaymentFailures
+				want.HadTrial, want.PaymentFailures, want.FailedInvoice = got.HadTrial, got.PaymentFailures, got.FailedInvoice
 				if !want.SameAs(got) {
 					t.Errorf("%s: stored %+v; want Stripe's %+v", c.typ, got, want)
 				}
+			}
+			if c.want.paused != (len(got.Subscriptions) == 1 && got.Subscriptions[0].PauseCollection != nil &&
+				got.Subscriptions[0].PauseCollection.ResumesAt.Equal(end)) {
+				t.Errorf("%s: pause = %+v; want paused until %v: %v", c.typ, got.Subscriptions, end, c.want.paused)
+			}
+			if fi := got.FailedInvoice; !c.want.deleted && (fi != nil) != (c.want.failures > 0) ||
+				!c.want.deleted && fi != nil && (fi.ID != "in_"+cus || fi.AttemptCount != c.want.failures || fi.HostedInvoiceURL != "https://invoice.stripe.com/i/"+cus ||
+					fi.NextPaymentAttempt.Unix() != end.Unix() || fi.AmountDue != 3000 || fi.Currency != "usd") {
+				t.Errorf("%s: failed invoice = %+v; want the open invoice in_%s when payments failed", c.typ, fi, cus)
 			}
 			if got.Source != "webhook:"+id {
 				t.Errorf("%s: source = %q; want webhook:%s", c.typ, got.Source, id)
@@ -152,7 +166,8 @@ func invoiceIn(d *testrig.StripeDouble, status stripe.SubscriptionStatus, end ti
 		subIn(d, status, end, nil)(cus)
 		if attempts > 0 {
 			d.PutInvoice(&stripe.Invoice{ID: "in_" + cus, Customer: &stripe.Customer{ID: cus}, Status: "open",
-				AttemptCount: attempts, Attempted: true, Created: time.Now().Unix()})
+				AttemptCount: attempts, Attempted: true, Created: time.Now().Unix(), NextPaymentAttempt: end.Unix(),
+				HostedInvoiceURL: "https://invoice.stripe.com/i/" + cus, AmountDue: 3000, Currency: "usd"})
 		}
 		d.PutInvoice(&stripe.Invoice{ID: "in_paid_" + cus, Customer: &stripe.Customer{ID: cus}, Status: "paid",
 			Paid: true, AttemptCount: 4, Created: time.Now().Add(-time.Hour).Unix()})
@@ -167,6 +182,7 @@ func stored(subID, status string) *entitlements.State {
 
 func withFailures(st *entitlements.State, n int64) *entitlements.State {
 	st.PaymentFailures = n
+	st.FailedInvoice = &entitlements.FailedInvoice{ID: "in_old", AttemptCount: n, HostedInvoiceURL: "https://invoice.stripe.com/i/old"}
 	return st
 }
 

@@ -39,11 +39,13 @@ func (p *payload) prepare(j *job) error {
 	case kindCheckout:
 		err = p.prepareCheckout(j)
 	case kindInvoicePaid:
-		j.change = func(st *entitlements.State) { st.PaymentFailures = 0 }
+		j.change = func(st *entitlements.State) { st.PaymentFailures, st.FailedInvoice = 0, nil }
 	case kindInvoiceFailed:
 		var in stripe.Invoice
 		if err = json.Unmarshal(j.object, &in); err == nil {
-			j.change = func(st *entitlements.State) { st.PaymentFailures = in.AttemptCount }
+			j.change = func(st *entitlements.State) {
+				st.PaymentFailures, st.FailedInvoice = in.AttemptCount, failedInvoice(&in)
+			}
 		}
 	case kindEntitlements:
 		var sum activeEntitlementSummary

@@ -21,6 +21,10 @@ type SampleOptions struct {
 	Status   string
 	Features []string  // entitlement summary: lookup keys
 	Now      time.Time // zero: time.Now()
+	// PeriodEnd is a subscription's current_period_end (its period is the
+	// month before); zero: a month from Now. One in the past shows a
+	// past_due subscription whose grace period has run out.
+	PeriodEnd time.Time
 }
 
 // samplers build data.object for each event type Sample knows.
@@ -98,10 +102,14 @@ func sampleSubscription(status stripe.SubscriptionStatus) func(o SampleOptions) 
 			st = string(stripe.SubscriptionStatusActive)
 		}
 		now := o.Now.Unix()
+		start, end := o.Now, o.Now.AddDate(0, 1, 0)
+		if !o.PeriodEnd.IsZero() {
+			start, end = o.PeriodEnd.AddDate(0, -1, 0), o.PeriodEnd
+		}
 		sub := map[string]any{
 			"id": "sub_tollgate_" + suffix(o), "object": "subscription", "customer": o.Customer,
-			"status": st, "created": now, "start_date": now, "livemode": false, "metadata": map[string]any{},
-			"current_period_start": now, "current_period_end": o.Now.AddDate(0, 1, 0).Unix(),
+			"status": st, "created": min(now, start.Unix()), "start_date": min(now, start.Unix()), "livemode": false,
+			"metadata": map[string]any{}, "current_period_start": start.Unix(), "current_period_end": end.Unix(),
 			"cancel_at_period_end": false, "collection_method": "charge_automatically", "currency": "usd",
 			"trial_start": nil, "trial_end": nil, "canceled_at": nil, "ended_at": nil,
 			"items": map[string]any{"object": "list", "has_more": false, "url": "/v1/subscription_items",
@@ -146,6 +154,8 @@ func sampleInvoice(paid bool) func(o SampleOptions) map[string]any {
 			"currency": "usd", "amount_due": 1000, "amount_paid": 0, "amount_remaining": 1000,
 			"attempted": true, "attempt_count": 1, "paid": paid, "status": "open",
 			"created": o.Now.Unix(), "livemode": false, "next_payment_attempt": o.Now.AddDate(0, 0, 3).Unix(),
+			"hosted_invoice_url": "https://invoice.stripe.com/i/acct_tollgate/test_in_tollgate_" + suffix(o),
+			"invoice_pdf":        "https://pay.stripe.com/invoice/acct_tollgate/test_in_tollgate_" + suffix(o) + "/pdf",
 		}
 		if paid {
 			in["status"], in["amount_paid"], in["amount_remaining"], in["next_payment_attempt"] = "paid", 1000, 0, nil

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -19,9 +20,9 @@ type Stripe interface {
 	// Checkout returns what a completed Checkout Session says about its
 	// customer, or ErrNotFound.
 	Checkout(ctx context.Context, session string) (*Checkout, error)
-	// PaymentFailures returns the attempt count of the customer's newest
-	// open (unpaid) invoice, 0 when none is open.
-	PaymentFailures(ctx context.Context, customer string) (int64, error)
+	// FailedInvoice returns the customer's newest open (unpaid) invoice
+	// if its payment failed (attempt_count > 0), nil otherwise.
+	FailedInvoice(ctx context.Context, customer string) (*entitlements.FailedInvoice, error)
 }
 
 // Checkout is the part of a Checkout Session tollgate records.
@@ -73,23 +74,38 @@ func (s *StripeAPI) Checkout(ctx context.Context, id string) (*Checkout, error) 
 	return out, nil
 }
 
-// PaymentFailures implements Stripe by listing the customer's open
+// FailedInvoice implements Stripe by listing the customer's open
 // invoices, newest first. Reading the newest open invoice, rather than the
-// one an event names, keeps the count right whatever order invoice events
+// one an event names, keeps the answer right whatever order invoice events
 // arrive in: a late invoice.paid for an old invoice cannot clear a newer
 // failure.
-func (s *StripeAPI) PaymentFailures(ctx context.Context, customer string) (int64, error) {
+func (s *StripeAPI) FailedInvoice(ctx context.Context, customer string) (*entitlements.FailedInvoice, error) {
 	p := &stripe.InvoiceListParams{Customer: stripe.String(customer), Status: stripe.String("open")}
 	p.Context = ctx
 	p.Limit = stripe.Int64(1)
 	p.Single = true // one page: only the newest matters
 	it := s.api.Invoices.List(p)
-	var n int64
+	var in *stripe.Invoice
 	if it.Next() {
-		n = it.Invoice().AttemptCount
+		in = it.Invoice()
 	}
 	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("list open invoices: %w", err)
+		return nil, fmt.Errorf("list open invoices: %w", err)
 	}
-	return n, nil
+	return failedInvoice(in), nil
+}
+
+// failedInvoice is what tollgate keeps of an open invoice whose payment
+// failed; nil for none, or one not attempted yet. A hosted invoice URL
+// that is not https is dropped: it is sent to customers as a link.
+func failedInvoice(in *stripe.Invoice) *entitlements.FailedInvoice {
+	if in == nil || in.AttemptCount <= 0 || in.Paid {
+		return nil
+	}
+	fi := &entitlements.FailedInvoice{ID: in.ID, AttemptCount: in.AttemptCount,
+		NextPaymentAttempt: stripeapi.Time(in.NextPaymentAttempt), AmountDue: in.AmountDue, Currency: string(in.Currency)}
+	if strings.HasPrefix(in.HostedInvoiceURL, "https://") {
+		fi.HostedInvoiceURL = in.HostedInvoiceURL
+	}
+	return fi
 }

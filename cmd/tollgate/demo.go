@@ -122,12 +122,20 @@ Try:
   curl -i -H "X-Tollgate-Customer: cus_evil" -H "Authorization: Bearer $TOKEN" %[1]s/api/hello   # spoofed header is dropped
   curl -i --path-as-is "%[1]s/api/..%%2fadmin"                     # encoded slash: 400
   curl -i %[1]s/nowhere                                        # no route: 403
+  # a failed payment (dunning): the renewal could not be charged, and the 72h grace period is over
+  %[6]s trigger invoice.payment_failed -url %[1]s -customer %[4]s
+  %[6]s trigger customer.subscription.updated -url %[1]s -customer %[4]s -price %[7]s -status past_due -period-end -96h
+  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # 402 with payment_url: the invoice to pay
+  %[6]s trigger invoice.paid -url %[1]s -customer %[4]s
+  %[6]s trigger customer.subscription.updated -url %[1]s -customer %[4]s -price %[7]s -status active   # paid: 200 again
   %[6]s trigger customer.subscription.deleted -url %[1]s -customer %[4]s   # canceled: 402 again
   curl -s http://%[2]s/metrics | grep -E 'tollgate_(requests|webhook_events|usage_units)_total'   # usage counted
 
 trigger signs a realistic Stripe event with the demo's webhook secret and posts it to the webhook
 endpoint, as Stripe would. The demo has no Stripe key, so tollgate takes the state from the signed
-event itself (trusted payload mode); with stripe.secret_key set it re-reads it from Stripe instead.
+event itself (trusted payload mode); with stripe.secret_key set it re-reads it from Stripe instead,
+and the billing API's GET subscription shows the failed payment (payment_failed: attempt_count,
+next_payment_attempt, hosted_invoice_url) for the app's "fix your card" banner.
 `, base, sc.AdminAddr(), demoUser, demoCustomer, tok, selfCommand(), demoPrice)
 }
 

@@ -101,9 +101,10 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, out, io.Discard) }()
 	var base, token, admin string
-	triggers := map[string][]string{} // event type -> the printed command's args from "trigger" on
+	// event type (and -status, if any) -> the printed command's args from "trigger" on
+	triggers := map[string][]string{}
 	deadline := time.After(30 * time.Second)
-	for base == "" || token == "" || len(triggers) < 2 {
+	for helped := false; !helped; {
 		select {
 		case l := <-out.lines:
 			l = strings.TrimSpace(l)
@@ -119,8 +120,13 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 			cmd, _, _ := strings.Cut(l, "#")
 			if f := strings.Fields(cmd); slices.Contains(f, "trigger") {
 				args := f[slices.Index(f, "trigger"):]
-				triggers[args[1]] = args
+				key := args[1]
+				if i := slices.Index(args, "-status"); i > 0 && i+1 < len(args) {
+					key += " " + args[i+1]
+				}
+				triggers[key] = args
 			}
+			helped = strings.HasPrefix(l, "trigger signs a realistic Stripe event") // the text after the commands
 		case code := <-done:
 			t.Fatalf("demo exited early with %d", code)
 		case <-deadline:
@@ -161,6 +167,13 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 		{"not subscribed", "/api/hello", token, "", 402, "subscription_required"},
 		{"subscribed", "/api/hello", token, "customer.subscription.created", 200, `"X-Tollgate-Customer":"cus_demo","X-Tollgate-Features":"reports","X-Tollgate-Plan":"starter"`},
 		{"no route", "/nowhere", "", "", 403, "no_route"},
+		// Dunning: the failed invoice is recorded; the subscription goes
+		// past_due with its period over for longer than the grace period.
+		{"payment failed, still in the period", "/api/hello", token, "invoice.payment_failed", 200, ""},
+		{"past_due beyond grace", "/api/hello", token, "customer.subscription.updated past_due", 402,
+			`"payment_url":"https://invoice.stripe.com/i/acct_tollgate/test_in_tollgate_demo"`},
+		{"invoice paid", "/api/hello", token, "invoice.paid", 402, "subscription_required"},
+		{"active again", "/api/hello", token, "customer.subscription.updated active", 200, `"X-Tollgate-Status":"active"`},
 		{"canceled", "/api/hello", token, "customer.subscription.deleted", 402, "subscription_required"},
 	}
 	for _, c := range steps {

@@ -81,6 +81,7 @@ func parseTrigger(args []string, stdout, stderr io.Writer) (o triggerOptions, co
 	fs.StringVar(&o.sample.User, "user", "", "checkout.session.completed: the user (client_reference_id) to link")
 	fs.StringVar(&o.sample.Status, "status", "", "subscription events: the status (default: what the event implies)")
 	features := fs.String("features", "", "entitlement summary: comma-separated feature lookup keys")
+	periodEnd := fs.Duration("period-end", 0, "subscription events: current_period_end from now, e.g. -96h for a period that ended 4 days ago (default: a month from now)")
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.event, args = args[0], args[1:]
 	}
@@ -97,6 +98,9 @@ func parseTrigger(args []string, stdout, stderr io.Writer) (o triggerOptions, co
 	}
 	if *features != "" {
 		o.sample.Features = strings.Split(*features, ",")
+	}
+	if *periodEnd != 0 {
+		o.sample.PeriodEnd = time.Now().Add(*periodEnd)
 	}
 	return o, 0, true
 }

@@ -17,7 +17,7 @@ func newBilling(s *Sidecar, source entitlements.Source) ([]proxy.Mount, error) {
 		return nil, nil
 	}
 	o := billing.Options{Config: cfg, Stripe: s.Stripe, Store: s.Customers, Source: source, Gate: s.Gate,
-		Checkouts: billing.NewRedisCheckouts(s.Store), Logger: s.log, Now: s.now}
+		Checkouts: billing.NewRedisCheckouts(s.Store), Replays: billing.NewRedisReplays(s.Store), Logger: s.log, Now: s.now}
 	if s.quotas != nil {
 		o.Used = s.quotas.Used
 	}

@@ -79,6 +79,9 @@ func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {
 	if dn.UpgradeURL != "" {
 		extra["upgrade_url"] = dn.UpgradeURL
 	}
+	if dn.PaymentURL != "" {
+		extra["payment_url"] = dn.PaymentURL // the failed invoice to pay
+	}
 	if dn.Code == "quota_exceeded" {
 		extra["limit"], extra["used"] = dn.Limit, dn.Used
 	}

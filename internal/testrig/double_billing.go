@@ -14,6 +14,9 @@ type billingState struct {
 	invoices       map[string]storedObject
 	prices         map[string]storedObject
 	schedules      map[string]storedObject
+	// pending holds each subscription's pending invoice items (proration
+	// lines of create_prorations updates), billed with its next invoice.
+	pending map[string][]map[string]any
 }
 
 func newBillingState() billingState {
@@ -23,6 +26,7 @@ func newBillingState() billingState {
 		invoices:       make(map[string]storedObject),
 		prices:         make(map[string]storedObject),
 		schedules:      make(map[string]storedObject),
+		pending:        make(map[string][]map[string]any),
 	}
 }
 

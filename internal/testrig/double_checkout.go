@@ -59,13 +59,7 @@ func (d *StripeDouble) PutPrice(p *stripe.Price) {
 // CheckoutSession returns a Checkout Session as stored (put or created),
 // decoded into stripe-go's type.
 func (d *StripeDouble) CheckoutSession(id string) (*stripe.CheckoutSession, bool) {
-	d.mu.Lock()
-	o, ok := d.billing.sessions[id]
-	d.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return decodeAs[stripe.CheckoutSession](d.tb, o.raw, "checkout session", id), true
+	return storedAs[stripe.CheckoutSession](d, d.billing.sessions, "checkout session", id)
 }
 
 // CheckoutSubscriptionData returns the subscription_data a session created

@@ -66,6 +66,18 @@ func decodeAs[T any](tb testing.TB, raw []byte, noun, id string) *T {
 	return &v
 }
 
+// storedAs returns the object of id in objects (a map of the double's
+// state), decoded into a stripe-go type.
+func storedAs[T any](d *StripeDouble, objects map[string]storedObject, noun, id string) (*T, bool) {
+	d.mu.Lock()
+	o, ok := objects[id]
+	d.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return decodeAs[T](d.tb, o.raw, noun, id), true
+}
+
 // sortNewestFirst orders objects as Stripe lists them: newest first.
 func sortNewestFirst(objs []storedObject) {
 	sort.Slice(objs, func(i, j int) bool {

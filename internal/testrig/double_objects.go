@@ -165,11 +165,18 @@ func (d *StripeDouble) pathSubscriptionLocked(c *Call) (storedObject, *Response)
 }
 
 // renderSubscriptionLocked shapes a stored subscription as Stripe answers it:
-// expandable fields as ids unless expanded, an expanded customer from the
-// double's own customers.
+// expandable fields as ids unless expanded, an expanded customer and
+// latest_invoice from the double's own, a pause whose resumes_at has passed
+// over.
 func (d *StripeDouble) renderSubscriptionLocked(o storedObject, expand map[string]bool) map[string]any {
 	m := o.decode()
+	resumeDueCollection(m, d.now().Unix())
 	collapse(m, expand, subscriptionExpandable...)
+	if id, ok := m["latest_invoice"].(string); ok && expand["latest_invoice"] {
+		if inv, ok := d.billing.invoices[id]; ok {
+			m["latest_invoice"] = inv.decode()
+		}
+	}
 	if items, ok := m["items"].(map[string]any); ok {
 		if s, _ := items["object"].(string); s == "" {
 			items["object"] = "list"

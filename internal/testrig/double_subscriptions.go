@@ -39,19 +39,14 @@ func (d *StripeDouble) registerSubscriptionRoutes() {
 // Subscription returns a subscription as stored (put, updated or
 // scheduled), decoded into stripe-go's type.
 func (d *StripeDouble) Subscription(id string) (*stripe.Subscription, bool) {
-	d.mu.Lock()
-	o, ok := d.objects.subs[id]
-	d.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return decodeAs[stripe.Subscription](d.tb, o.raw, "subscription", id), true
+	return storedAs[stripe.Subscription](d, d.objects.subs, "subscription", id)
 }
 
 // updateSubscription implements POST /v1/subscriptions/{id} for
 // cancel_at_period_end, items, proration_behavior, proration_date,
-// payment_behavior and metadata. Payments always succeed, so every accepted
-// update applies at once.
+// payment_behavior, pause_collection and metadata. Payments always succeed,
+// so every accepted update applies at once; a change of items is billed as
+// double_prorations.go describes.
 func (d *StripeDouble) updateSubscription(c *Call) *Response {
 	f := c.Form
 	if resp := checkSubscriptionUpdate(f); resp != nil {
@@ -73,11 +68,18 @@ func (d *StripeDouble) updateSubscription(c *Call) *Response {
 		}
 	}
 	if hasParam(f, "items") {
-		items, resp := d.changeItemsLocked(subItems(m), indexedForm(f, "items"), "items")
+		old := subItems(m)
+		items, resp := d.changeItemsLocked(old, indexedForm(f, "items"), "items")
 		if resp != nil {
 			return resp
 		}
+		if resp := d.prorateUpdateLocked(o, m, old, items, f); resp != nil {
+			return resp
+		}
 		d.setSubItemsLocked(m, items)
+	}
+	if resp := setPauseCollection(m, f, d.now().Unix()); resp != nil {
+		return resp
 	}
 	if s := f.Get("cancel_at_period_end"); s != "" {
 		on, err := strconv.ParseBool(s)

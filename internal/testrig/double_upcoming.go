@@ -12,7 +12,10 @@ import (
 
 // upcomingInvoice implements GET /v1/invoices/upcoming for an existing
 // subscription, previewing subscription_items changes with prorations
-// computed to the second, as Stripe does.
+// computed to the second, as Stripe does: with
+// subscription_proration_behavior=always_invoice and a change that
+// prorates, the invoice the update would create at once; otherwise the
+// next regular invoice, pending invoice items included.
 func (d *StripeDouble) upcomingInvoice(c *Call) *Response {
 	f := c.Form
 	if resp := checkEnum(f, "subscription_proration_behavior", prorationBehaviors...); resp != nil {
@@ -42,10 +45,19 @@ func (d *StripeDouble) upcomingInvoice(c *Call) *Response {
 		return resp
 	}
 	p = min(max(p, start), end) // a defaulted "now" outside the period prorates nothing, never negatively
-	var lines []map[string]any
-	if f.Get("subscription_proration_behavior") != "none" {
-		lines = d.prorationLinesLocked(o.id, old, items, p, start, end)
+	behavior := f.Get("subscription_proration_behavior")
+	var prorations []map[string]any
+	if behavior != "none" {
+		prorations = d.prorationLinesLocked(o.id, old, items, p, start, end)
 	}
+	lines := d.pendingLinesLocked(o.id)
+	if behavior == "always_invoice" && len(prorations) > 0 {
+		// What the update would invoice at once (double_prorations.go).
+		inv := upcomingInvoiceObject(o, m, f, append(lines, prorations...), p, p)
+		inv["billing_reason"], inv["period_start"], inv["created"], inv["next_payment_attempt"] = "subscription_update", p, p, p
+		return JSONResponse(http.StatusOK, inv)
+	}
+	lines = append(lines, prorations...)
 	if m["cancel_at_period_end"] != true {
 		for _, it := range items {
 			lines = append(lines, d.renewalLineLocked(o.id, it, end))
@@ -159,14 +171,8 @@ func (d *StripeDouble) invoiceLineLocked(subID string, it subItem, price priceIn
 // upcomingInvoiceObject is the preview invoice: no id, lines summed; a
 // negative total is owed to the customer, so nothing is due.
 func upcomingInvoiceObject(o storedObject, m map[string]any, f url.Values, lines []map[string]any, p, end int64) map[string]any {
-	var total int64
-	for _, l := range lines {
-		total += l["amount"].(int64)
-	}
-	currency := str(m["currency"])
-	if currency == "" {
-		currency = str(lines[0]["currency"])
-	}
+	total := sumLines(lines)
+	currency := invoiceCurrency(m, lines)
 	inv := map[string]any{
 		"object": "invoice", "livemode": false, "status": "draft", "billing_reason": "upcoming",
 		"customer": o.customer, "subscription": o.id, "currency": currency,
