@@ -70,6 +70,11 @@ func walk(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber) {
 	if !strings.Contains(reports.Text("report"), "starter") || !reports.Has("no-exports") {
 		t.Errorf("reports page for starter: want the report and no exports; got %s", reports)
 	}
+	// A client's own X-Tollgate-* headers are removed by tollgate.
+	spoofed := u.Get("/reports", "X-Tollgate-Features", "reports,exports", "X-Tollgate-Plan", "pro", "X-Tollgate-Customer", "cus_other")
+	if spoofed.Status != http.StatusOK || !strings.Contains(spoofed.Text("report"), sub.Customer+" on the starter plan") || !spoofed.Has("no-exports") {
+		t.Errorf("reports with spoofed X-Tollgate-* headers: want the real customer and plan; got %s", spoofed)
+	}
 	if p := u.Get("/exports/report.csv"); p.Status != http.StatusForbidden || !strings.Contains(p.Body, "feature_required") {
 		t.Errorf("exports on starter: %s; want 403 feature_required", p)
 	}

@@ -31,7 +31,7 @@ type App struct {
 }
 
 // Apps are the three examples.
-func Apps() []App { return []App{Express(), NextJS()} }
+func Apps() []App { return []App{Express(), NextJS(), Django()} }
 
 func Express() App {
 	dir := filepath.Join(Dir(), "express")

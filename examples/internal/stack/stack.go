@@ -81,13 +81,22 @@ func Start(t testing.TB, app App) *Stack {
 	t.Cleanup(tg.Kill) // before StartCommand's SIGTERM: nothing to drain, no drain_delay to wait
 	waitOK(t, tg, "tollgate /readyz", fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 
-	cmd = app.command(appPort)
-	cmd.Env = append(os.Environ(), app.env...)
-	cmd.Env = append(cmd.Env, fmt.Sprintf("PORT=%d", appPort), "HOST=127.0.0.1", "TOLLGATE_URL="+s.URL,
-		"TOLLGATE_FORWARD_SECRET="+ForwardSecret, "DATA_DIR="+s.DataDir)
-	a := testrig.StartCommand(t, app.Name, cmd)
+	a := app.Run(t, appPort, "TOLLGATE_URL="+s.URL, "DATA_DIR="+s.DataDir)
 	waitOK(t, a, app.Name+" /healthz", s.AppURL+"/healthz")
 	return s
+}
+
+// Run starts the app alone on 127.0.0.1:port; env (NAME=value) comes last,
+// so it can override HOST and the rest.
+func (a App) Run(t testing.TB, port int, env ...string) *testrig.Command {
+	t.Helper()
+	a.require(t)
+	cmd := a.command(port)
+	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "TOLLGATE_FORWARD_SECRET="+ForwardSecret,
+		"DATA_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	return testrig.StartCommand(t, a.Name, cmd)
 }
 
 // waitOK waits until url answers 200, failing at once if the process died.

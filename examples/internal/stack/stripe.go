@@ -42,7 +42,8 @@ func (s *Stack) CompleteCheckout(sessionID, plan string, sub Subscriber) []byte 
 		PeriodStart: now.Unix(), PeriodEnd: now.Unix(), Subscription: &stripe.Subscription{ID: sub.Subscription},
 		HostedInvoiceURL: "https://invoice.stripe.com/i/" + sub.Customer, InvoicePDF: "https://pay.stripe.com/invoice/" + sub.Customer + "/pdf"})
 	return s.PostEvent("evt_checkout_"+sub.Customer, "checkout.session.completed",
-		map[string]any{"id": sessionID, "object": "checkout.session", "customer": sub.Customer, "subscription": sub.Subscription})
+		map[string]any{"id": sessionID, "object": "checkout.session", "customer": sub.Customer, "subscription": sub.Subscription,
+			"customer_details": map[string]any{"email": "new@example.com"}})
 }
 
 // FailPayment plays a failed renewal: an open invoice with one failed

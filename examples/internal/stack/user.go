@@ -44,12 +44,15 @@ type Page struct {
 	Body    string
 }
 
-// Get requests path (or a full URL) through tollgate.
-func (u *User) Get(path string) *Page {
+// Get requests path (or a full URL) through tollgate, with headers.
+func (u *User) Get(path string, headers ...string) *Page {
 	u.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, u.abs(path), nil)
 	if err != nil {
 		u.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	return u.do(req)
 }
