@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,9 +18,12 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
+func TestMain(m *testing.M) { os.Exit(stack.Main(m)) }
+
 func TestBillingWalk(t *testing.T) {
 	for _, app := range stack.Apps() {
 		t.Run(app.Name, func(t *testing.T) {
+			t.Parallel()
 			s := stack.Start(t, app)
 			walk(t, s, s.User("u_"+app.Name), stack.Subscriber{
 				Customer: "cus_" + app.Name, Subscription: "sub_" + app.Name, Trial: true})

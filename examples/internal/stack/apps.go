@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -158,7 +159,7 @@ func nextBuilt(dir string) string {
 // Python is the first python3 that imports Django and the Stripe library
 // (Debian's python3-django and python3-stripe live in /usr/bin/python3's
 // path, which a pyenv or venv python3 earlier on PATH does not see), or "".
-func Python() string {
+var Python = sync.OnceValue(func() string {
 	for _, p := range []string{os.Getenv("TOLLGATE_PYTHON"), "/usr/bin/python3", "python3"} {
 		if p == "" {
 			continue
@@ -168,4 +169,4 @@ func Python() string {
 		}
 	}
 	return ""
-}
+})

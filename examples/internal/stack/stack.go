@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,16 +120,42 @@ func waitOK(t testing.TB, c *testrig.Command, what, url string) {
 	})
 }
 
-// buildTollgate builds the tollgate binary of this checkout.
+// buildTollgate builds the tollgate binary of this checkout, once per test
+// binary (Main removes it).
 func buildTollgate(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tollgate")
+	bin, err := tollgateBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+var binDir string
+
+var tollgateBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tollgate-examples")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "tollgate")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tollgate")
 	cmd.Dir = filepath.Join(Dir(), "..")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build tollgate: %v\n%s", err, out)
+		return "", fmt.Errorf("go build tollgate: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
+})
+
+// Main runs the tests and removes the tollgate binary: call it from
+// TestMain, os.Exit(stack.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	return code
 }
 
 // Eventually waits up to 30 s for cond, checking twice a second: for a
