@@ -140,7 +140,7 @@ func nextBuilt(dir string) string {
 		return "no Next.js build: run npm run build in " + dir
 	}
 	stale := ""
-	for _, sub := range []string{"app", "lib", "next.config.mjs", "package-lock.json"} {
+	for _, sub := range []string{"app", "lib", "next.config.mjs", "package-lock.json", "node_modules/.package-lock.json"} {
 		filepath.WalkDir(filepath.Join(dir, sub), func(path string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				if info, err := d.Info(); err == nil && info.ModTime().After(id.ModTime()) {
