@@ -120,7 +120,8 @@ function renderPreview({ status, data }, button) {
   const lines = (data.lines ?? []).map((l) => `<li>${esc(l.description)}: ${money(l.amount, data.currency)}</li>`).join('');
   return `<section data-testid="preview"><h2>Switch to ${esc(data.plan)}</h2>` +
     `<p data-testid="applies">The change applies ${when}.</p>` +
-    `<p>Due now: <strong data-testid="due-now">${money(data.due_now, data.currency)}</strong></p><ul>${lines}</ul>` +
+    (typeof data.due_now === 'number' ? `<p>Due now: <strong data-testid="due-now">${money(data.due_now, data.currency)}</strong></p>` : '') +
+    `<ul>${lines}</ul>` +
     button('change', `Confirm: switch to ${esc(data.plan)}`,
       `<input type="hidden" name="plan" value="${esc(data.plan)}"><input type="hidden" name="proration_date" value="${esc(data.proration_date)}">`, 'confirm') +
     '<a href="/billing">Keep my plan</a></section>';

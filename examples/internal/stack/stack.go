@@ -120,7 +120,7 @@ func waitOK(t testing.TB, c *testrig.Command, what, url string) {
 	})
 }
 
-// buildTollgate builds the tollgate binary of this checkout, once per test
+// buildTollgate returns the tollgate binary to run, built once per test
 // binary (Main removes it).
 func buildTollgate(t testing.TB) string {
 	t.Helper()
@@ -133,7 +133,12 @@ func buildTollgate(t testing.TB) string {
 
 var binDir string
 
+// tollgateBinary is $TOLLGATE_BIN (CI builds the binary once for every
+// step), or the binary built from this checkout.
 var tollgateBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("TOLLGATE_BIN"); bin != "" {
+		return bin, nil
+	}
 	dir, err := os.MkdirTemp("", "tollgate-examples")
 	if err != nil {
 		return "", err

@@ -103,7 +103,7 @@ function Preview({ preview: { status, data }, idem }) {
     <section data-testid="preview">
       <h2>Switch to {data.plan}</h2>
       <p data-testid="applies">The change applies {data.applies === 'now' ? 'now' : `on ${date(data.effective_at)}`}.</p>
-      <p>Due now: <strong data-testid="due-now">{money(data.due_now, data.currency)}</strong></p>
+      {typeof data.due_now === 'number' && <p>Due now: <strong data-testid="due-now">{money(data.due_now, data.currency)}</strong></p>}
       <ul>{(data.lines ?? []).map((l, i) => <li key={i}>{l.description}: {money(l.amount, data.currency)}</li>)}</ul>
       <Button action={act.change} idem={idem} testid="confirm" fields={{ plan: data.plan, proration_date: data.proration_date }}>
         Confirm: switch to {data.plan}
