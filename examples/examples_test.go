@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/examples/internal/stack"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
@@ -197,10 +198,13 @@ func metering(t *testing.T, s *stack.Stack, u *stack.User) {
 	if p := u.Get("/api/generate?rows=5000"); p.Status != http.StatusBadRequest {
 		t.Fatalf("%s; want 400", p)
 	}
-	var used int64
-	s.Eventually(fmt.Sprintf("api_calls used to be %d", want), func() bool {
-		used = usedCalls(t, u)
-		return used == want
+	// Counts reach the usage read when each answer is settled, just after
+	// the client has it; the billing API is rate-limited, so poll slowly.
+	testrig.WaitEvery(t, 30*time.Second, 500*time.Millisecond, func() error {
+		if used := usedCalls(t, u); used != want {
+			return fmt.Errorf("GET usage: api_calls used = %d; want %d", used, want)
+		}
+		return nil
 	})
 	if got := u.Get("/billing").All("usage-api_calls"); len(got) != 1 || got[0] != "api_calls "+strconv.FormatInt(want, 10)+" 1000" {
 		t.Errorf("billing page usage = %q; want api_calls %d of 1000", got, want)

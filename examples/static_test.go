@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/examples/internal/stack"
 )
 
@@ -128,4 +129,27 @@ func stripCode(src string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+// examples/tollgate.yaml is what users copy: with the variables its header
+// lists, set as in production, it is a valid config (and needs no other).
+func TestExampleConfigIsValid(t *testing.T) {
+	env := map[string]string{
+		"TOLLGATE_LISTEN": ":8080", "TOLLGATE_ADMIN_LISTEN": "127.0.0.1:9090", "APP_URL": "http://127.0.0.1:3000",
+		"PUBLIC_URL": "https://app.example.com", "REDIS_URL": "redis://127.0.0.1:6379/0",
+		"STRIPE_SECRET_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x", "STRIPE_API_BASE": "",
+		"TOLLGATE_FORWARD_SECRET": "whsec_forward", "JWT_HMAC_SECRET": strings.Repeat("s", 40),
+	}
+	f, err := os.Open(filepath.Join(stack.Dir(), "tollgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := config.Load(f, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("examples/tollgate.yaml: %v", err)
+	}
+	if cfg.Webhook.ForwardURL != "http://127.0.0.1:3000/webhooks/tollgate" || cfg.Auth.JWT.Cookie != "tg_token" {
+		t.Errorf("forward_url %q, cookie %q; the apps expect /webhooks/tollgate and tg_token", cfg.Webhook.ForwardURL, cfg.Auth.JWT.Cookie)
+	}
 }
