@@ -3,6 +3,7 @@
 // JavaScript walks them: 402 → checkout → webhook → 200 → gated page →
 // metered calls → upgrade with preview → downgrade → cancel → resume.
 // The browser test (examples/browser, its own module) clicks the same pages.
+
 package examples_test
 
 import (
