@@ -1,7 +1,8 @@
 // Package testrig is tollgate's test infrastructure: real dependencies started
 // per test and a recording Stripe double, each cleaned up by tb.Cleanup.
 //
-// It is imported only from _test.go files. What it offers:
+// It is imported only from _test.go files (and from examples/internal/stack,
+// the harness of the example tests). What it offers:
 //
 //   - StartRedis starts a real redis-server (AOF on by default, so Restart
 //     keeps data as a durable deployment would) that a test can Stop, Kill and

@@ -19,11 +19,25 @@ func WaitFor(tb testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
+// WaitEvery is WaitFor polling every interval instead of every 10 ms, for a
+// condition whose check costs the system under test (a rate-limited API, a
+// page that calls one).
+func WaitEvery(tb testing.TB, timeout, interval time.Duration, cond func() error) {
+	tb.Helper()
+	if err := pollEvery(timeout, interval, cond); err != nil {
+		tb.Fatalf("testrig: condition not met within %v: %v", timeout, err)
+	}
+}
+
 // poll calls cond every pollInterval until it returns nil, returns an error
 // marked permanent, or timeout has passed; it returns cond's last error.
 func poll(timeout time.Duration, cond func() error) error {
+	return pollEvery(timeout, pollInterval, cond)
+}
+
+func pollEvery(timeout, interval time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	ticker := time.NewTicker(pollInterval)
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		err := cond()
