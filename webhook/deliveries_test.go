@@ -220,4 +220,3 @@ func TestUnverifiedFloodDoesNotFillTheLog(t *testing.T) {
 		t.Errorf("the real delivery's entries = %+v; want it kept", got)
 	}
 }
-
