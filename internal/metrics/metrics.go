@@ -20,11 +20,13 @@ type Metrics struct {
 	EntitlementCache *prometheus.CounterVec // result: hit, miss, negative, stale, unavailable
 	EntitlementAge   prometheus.Histogram
 	WebhookEvents    *prometheus.CounterVec // type, result
+	WebhookReplayed  *prometheus.CounterVec // result
 
 	UsageUnits         *prometheus.CounterVec // meter
 	UsageReportedUnits *prometheus.CounterVec // meter
 	UsagePendingUnits  *prometheus.GaugeVec   // meter
 	UsageReportErrors  *prometheus.CounterVec // meter, reason
+	UsageDriftUnits    *prometheus.GaugeVec   // meter
 
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
@@ -90,6 +92,10 @@ func New() *Metrics {
 			Name: "tollgate_webhook_events_total",
 			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, invalid, failed).",
 		}, []string{"type", "result"}),
+		WebhookReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_webhook_replayed_total",
+			Help: "Handled events the background replay took from Stripe's events list, by result (processed: a lost webhook healed; duplicate: already taken).",
+		}, []string{"result"}),
 		UsageUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_usage_units_total",
 			Help: "Usage units counted on the request path, by meter.",
@@ -106,6 +112,10 @@ func New() *Metrics {
 			Name: "tollgate_usage_report_errors_total",
 			Help: "Failed usage reports by meter and reason (rate_limited, server_error, timeout, permanent, store).",
 		}, []string{"meter", "reason"}),
+		UsageDriftUnits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_usage_drift_units",
+			Help: "Units by which Stripe's meter event summaries differ from what tollgate counted and finished reporting this month, summed over customers (absolute), by meter; from the periodic reconciliation.",
+		}, []string{"meter"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",
 			Help: "Stripe API requests by operation and HTTP status code (0 for transport errors).",
@@ -117,8 +127,8 @@ func New() *Metrics {
 		}, []string{"operation"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
-		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
-		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
+		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.WebhookReplayed,
+		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors, m.UsageDriftUnits,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
