@@ -33,6 +33,9 @@ const (
 	resultWouldApply = "would_apply" // dry run: the ledger has not taken it
 )
 
+// ReplayResults are the result labels of tollgate_webhook_replayed_total.
+var ReplayResults = []string{resultProcessed, resultDuplicate, resultIgnored, resultFailed, resultBusy, resultInvalid}
+
 // EventLister pages through Stripe's events list; *StripeAPI is one.
 type EventLister interface {
 	// ListEvents returns one page of at most limit events of these types
@@ -165,7 +168,7 @@ func NewReplayer(o ReplayOptions) (*Replayer, error) {
 	if types := HandledTypes(); len(types) <= maxListTypes {
 		r.types = types
 	}
-	for _, res := range []string{resultProcessed, resultDuplicate, resultIgnored, resultFailed, resultBusy, resultInvalid} {
+	for _, res := range ReplayResults {
 		r.metrics.WebhookReplayed.WithLabelValues(res)
 	}
 	return r, nil

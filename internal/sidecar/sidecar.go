@@ -67,6 +67,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	if cfg.Metrics.PerCustomer {
 		s.Metrics.EnablePerCustomer()
 	}
+	initOperatorMetrics(s.Metrics, cfg)
 	if s.now == nil {
 		s.now = time.Now
 	}
