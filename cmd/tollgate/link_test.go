@@ -89,6 +89,7 @@ routes: [ { path: /**, auth: none } ]
 	for _, args := range [][]string{
 		{"link", "-config", cfgPath, "-user", "u1"},
 		{"usage", "-config", cfgPath},
+		{"events", "-config", cfgPath},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, &out, &out); code != 1 || !strings.Contains(out.String(), "no redis configured") {

@@ -35,12 +35,20 @@ Usage:
   tollgate check   -config FILE   validate a config; every problem with its field path; exit 1 if any
   tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
-  tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
+  tollgate usage   -config FILE [-json]   print counted, pending, reported and parked usage per customer and meter
+  tollgate usage   -config FILE -reconcile [-period current|previous] [-json]
+                                  compare counted and reported usage with Stripe's meter event summaries; exit 1 on drift
+  tollgate events  -config FILE [-customer cus_...] [-type T] [-failed] [-since D] [-limit N] [-json]
+                                  recent webhook deliveries and what each did
+  tollgate replay  -config FILE -since D [-dry-run] [-json]
+                                  apply every handled event in Stripe's events list that the ledger has not taken
   tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
                                   show or repair which Stripe customer a user belongs to
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
                                   sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
+
+Each command's -h prints its flags and examples.
 `
 
 func main() {
@@ -72,6 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return triggerCmd(ctx, rest, stdout, stderr)
 	case "link":
 		return linkCmd(ctx, rest, stdout, stderr)
+	case "events":
+		return eventsCmd(ctx, rest, stdout, stderr)
+	case "replay":
+		return replayCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
