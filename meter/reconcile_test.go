@@ -189,7 +189,7 @@ func TestReconcileFindsDrift(t *testing.T) {
 
 	rep := r.reconcile(PeriodCurrent, nil)
 	for _, c := range []struct {
-		customer                               string
+		customer                                string
 		counted, pending, parked, stripe, drift int64
 	}{
 		{"cus_A", 5, 0, 0, 8, 3},
