@@ -53,7 +53,8 @@ type Sidecar struct {
 // Options adjust a Sidecar beyond its configuration (tests, demo).
 type Options struct {
 	Logger *slog.Logger
-	// Now is the clock used for token checks; nil means time.Now.
+	// Now is the clock used for token checks and to place the month the
+	// periodic usage reconciliation checks; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -224,6 +225,7 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 		}()
 	}
 	s.startWebhookWorkers(ctx, wg)
+	s.startReconcile(ctx, wg)
 }
 
 func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
