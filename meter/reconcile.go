@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/lease"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/internal/store"
 )
@@ -200,21 +201,7 @@ func (r *Reconciler) now() time.Time {
 // replica takes the "reconcile" lease first, and sets
 // tollgate_usage_drift_units for every configured meter, until ctx ends.
 func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	lease := r.Keys.Global("lease", "reconcile")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ok, err := r.Redis.SetNX(ctx, lease, "1", interval*9/10).Result()
-		if err != nil || !ok {
-			continue
-		}
-		r.background(ctx)
-	}
+	lease.Every(ctx, interval, lease.Redis(r.Redis, r.Keys.Global("lease", "reconcile")), r.background)
 }
 
 func (r *Reconciler) background(ctx context.Context) {

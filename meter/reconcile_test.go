@@ -44,19 +44,7 @@ func TestPeriod(t *testing.T) {
 	}
 }
 
-// reconcileNow is a "now" whose month has two hours behind it and that
-// lies at most about a month back (the double accepts meter events of
-// the past 35 days): noon on the 1st of this month, or of the last one.
-func reconcileNow() time.Time {
-	now := time.Now().UTC()
-	x := time.Date(now.Year(), now.Month(), 1, 12, 0, 0, 0, time.UTC)
-	if x.After(now.Add(-time.Hour)) {
-		x = x.AddDate(0, -1, 0)
-	}
-	return x
-}
-
-// reconcileRig counts usage at 10:30 on the 1st (reconcileNow − 90 min)
+// reconcileRig counts usage at 10:30 on the 1st (testrig.MonthNoon − 90 min)
 // and has it reported to the double, which holds the api_calls meter.
 type reconcileRig struct {
 	*rig
@@ -66,7 +54,7 @@ type reconcileRig struct {
 }
 
 func newReconcileRig(t *testing.T) *reconcileRig {
-	r := &reconcileRig{rig: newRig(t), now: reconcileNow()}
+	r := &reconcileRig{rig: newRig(t), now: testrig.MonthNoon()}
 	r.clock = newFakeClock(r.now.Add(-90 * time.Minute))
 	r.double.PutMeter(&stripe.BillingMeter{ID: "mtr_calls", EventName: "api_calls"})
 	r.m = r.start(func(o *Options) { o.Now = r.clock.Now })

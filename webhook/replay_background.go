@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-dev/tollgate/internal/lease"
 	"github.com/tollgate-dev/tollgate/internal/store"
 )
 
@@ -66,20 +67,9 @@ func (m *ReplayMark) Set(ctx context.Context, t time.Time) error {
 // exists; a run that could not list everything leaves the mark where it
 // was.
 func (r *Replayer) RunEvery(ctx context.Context, interval time.Duration, mark *ReplayMark) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ok, err := r.o.Store.Acquire(ctx, "replay", interval*9/10)
-		if err != nil || !ok {
-			continue
-		}
-		r.background(ctx, mark)
-	}
+	lease.Every(ctx, interval, func(ctx context.Context, ttl time.Duration) (bool, error) {
+		return r.o.Store.Acquire(ctx, "replay", ttl)
+	}, func(ctx context.Context) { r.background(ctx, mark) })
 }
 
 // background is one run of RunEvery on the replica holding the lease.

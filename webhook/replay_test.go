@@ -44,6 +44,17 @@ func (r *rig) lostEvent(id, customer string, created time.Time) []byte {
 	return body
 }
 
+// twoReplicas returns two rigs, each with its own connection, on one
+// Redis and one double.
+func twoReplicas(t *testing.T) (a, b *rig, d *testrig.StripeDouble) {
+	t.Helper()
+	url := testrig.StartRedis(t, testrig.WithoutPersistence()).URL()
+	d = testrig.NewStripeDouble(t)
+	a = newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
+	b = newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
+	return a, b, d
+}
+
 func mustReplay(t *testing.T, rp *Replayer, since time.Time, dryRun bool) ReplayReport {
 	t.Helper()
 	rep, err := rp.Run(context.Background(), since, dryRun)
@@ -111,10 +122,7 @@ func TestReplayHealsALostWebhook(t *testing.T) {
 // by two replicas at once): one effect, one Stripe read of the customer,
 // every other taker sees a duplicate.
 func TestReplayAndDeliveryRace(t *testing.T) {
-	url := testrig.StartRedis(t, testrig.WithoutPersistence()).URL()
-	d := testrig.NewStripeDouble(t)
-	a := newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
-	b := newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
+	a, b, d := twoReplicas(t)
 	customers := []string{"cus_race_a", "cus_race_b", "cus_race_c"}
 	bodies := map[string][]byte{}
 	for _, c := range customers {
@@ -291,10 +299,7 @@ func TestReplayDryRunChangesNothing(t *testing.T) {
 // its own, on one replica at a time, and records where the next run lists
 // from; it stops with its context.
 func TestBackgroundReplay(t *testing.T) {
-	url := testrig.StartRedis(t, testrig.WithoutPersistence()).URL()
-	d := testrig.NewStripeDouble(t)
-	a := newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
-	b := newRig(t, rigOptions{redis: openStoreURL(t, url), double: d})
+	a, b, d := twoReplicas(t)
 	a.lostEvent("evt_bg", "cus_bg", time.Now().Add(-time.Hour))
 	mark := NewReplayMark(a.st.Client, a.st.Keys)
 	ctx, cancel := context.WithCancel(context.Background())

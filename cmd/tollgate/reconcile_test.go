@@ -20,17 +20,6 @@ import (
 
 const reconcileYAML = `metering: { window: 1s, flush_interval: 20ms, meters: { calls: { event_name: api_calls } } }`
 
-// monthNoon is noon on the 1st of a month that has two hours behind it:
-// usage counted at 10:30 is in the range `-reconcile` checks at noon.
-func monthNoon() time.Time {
-	now := time.Now().UTC()
-	noon := time.Date(now.Year(), now.Month(), 1, 12, 0, 0, 0, time.UTC)
-	if noon.After(now.Add(-time.Hour)) {
-		noon = noon.AddDate(0, -1, 0)
-	}
-	return noon
-}
-
 // countAndReport counts units per customer at the given time with a real
 // meter on the operator config's Redis, and waits until the double has
 // them and Redis records them reported.
@@ -86,7 +75,7 @@ func TestUsageReconcileCommand(t *testing.T) {
 	d := testrig.NewStripeDouble(t)
 	d.PutMeter(&stripe.BillingMeter{ID: "mtr_calls", EventName: "api_calls"})
 	cfg := operatorConfig(t, rd, d.URL(), reconcileYAML)
-	noon := monthNoon()
+	noon := testrig.MonthNoon()
 	countAndReport(t, cfg, rd, d, noon.Add(-90*time.Minute), map[string]int64{"cus_R1": 5, "cus_R2": 7})
 	setClock(t, noon)
 

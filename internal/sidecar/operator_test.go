@@ -55,13 +55,8 @@ func TestPeriodicReconcileSetsTheDriftGauge(t *testing.T) {
 	cfg := meteringConfig(t, app.URL, rd.URL(), d.URL())
 	cfg.Metering.ReconcileInterval = 100 * time.Millisecond // below the 5m config minimum, for the test
 
-	// noon on the 1st of a month that has two hours behind it: usage at
-	// 10:30 is in the reconciled range (up to 11:00).
-	now := time.Now().UTC()
-	noon := time.Date(now.Year(), now.Month(), 1, 12, 0, 0, 0, time.UTC)
-	if noon.After(now.Add(-time.Hour)) {
-		noon = noon.AddDate(0, -1, 0)
-	}
+	// Usage at 10:30 on the 1st is in the range reconciled at noon.
+	noon := testrig.MonthNoon()
 	var clock atomic.Int64
 	clock.Store(noon.Add(-90 * time.Minute).UnixNano())
 	m, err := meter.New(meter.Options{Config: cfg.Metering, Redis: rd.Client(), Keys: store.Keys{Prefix: cfg.Redis.Prefix},

@@ -48,24 +48,13 @@ func (d *StripeDouble) listEvents(c *Call) *Response {
 	if errResp != nil {
 		return errResp
 	}
-	d.mu.Lock()
-	var objs []storedObject
-	for _, o := range d.objects.events {
+	return d.listStored(c, d.objects.events, func(o storedObject) bool {
 		typ := o.status
-		if typ == "" {
+		if typ == "" { // stored by PutEvent
 			typ, _ = o.decode()["type"].(string)
 		}
-		if created(o.created) && match(typ) {
-			objs = append(objs, o)
-		}
-	}
-	d.mu.Unlock()
-	sortNewestFirst(objs)
-	items := make([]map[string]any, len(objs))
-	for i, o := range objs {
-		items[i] = o.decode()
-	}
-	return listPage(items, c.Form, "/v1/events", "event")
+		return created(o.created) && match(typ)
+	}, "/v1/events", "event")
 }
 
 // parseCreated reads Stripe's created filter: created=T, or any of

@@ -56,20 +56,8 @@ func (d *StripeDouble) InjectMeterEvent(eventName, customer string, value int64,
 // status.
 func (d *StripeDouble) listMeters(c *Call) *Response {
 	status := c.Form.Get("status")
-	d.mu.Lock()
-	var objs []storedObject
-	for _, o := range d.meter.meters {
-		if status == "" || o.status == status {
-			objs = append(objs, o)
-		}
-	}
-	d.mu.Unlock()
-	sortNewestFirst(objs)
-	items := make([]map[string]any, len(objs))
-	for i, o := range objs {
-		items[i] = o.decode()
-	}
-	return listPage(items, c.Form, "/v1/billing/meters", "billing meter")
+	return d.listStored(c, d.meter.meters, func(o storedObject) bool { return status == "" || o.status == status },
+		"/v1/billing/meters", "billing meter")
 }
 
 // summaryWindows are Stripe's value_grouping_window values.
