@@ -67,3 +67,26 @@ func BenchmarkDelivery(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeliveryLogRecord is the delivery log's cost per delivery: one
+// script (append and trim) on a real redis-server over loopback, with the
+// log full (trimming one entry per write).
+//
+//	go test -run '^$' -bench BenchmarkDeliveryLogRecord ./webhook/
+func BenchmarkDeliveryLogRecord(b *testing.B) {
+	st := openStore(b, false)
+	l := NewDeliveryLog(st.Client, st.Keys, 1000, 0)
+	d := Delivery{Event: "evt_bench", Type: "customer.subscription.updated", Customer: "cus_bench", Result: resultProcessed,
+		Status: 200, Source: SourceWebhook, DurationMS: 1.2}
+	for range 1000 {
+		if err := l.Record(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := l.Record(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
