@@ -197,6 +197,13 @@ type Gating struct {
 	// SyncInterval runs reconciliation with Stripe (one replica at a time);
 	// 0 turns the background sync off (tollgate sync still works).
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// ReplayInterval runs `tollgate replay` in the background (one replica
+	// at a time): every handled event in Stripe's events list that the
+	// ledger has not taken is applied, so a webhook lost on the way, or one
+	// Stripe gave up on, takes effect within this interval. Each run lists
+	// the events since the previous one. 0 turns it off; needs
+	// stripe.secret_key. Default 10m.
+	ReplayInterval time.Duration `yaml:"replay_interval"`
 	// AnyPrice lets a subscription entitle even if none of its prices is in
 	// plans. Off by default once plans are configured: a subscription to
 	// another product sold from the same Stripe account must not open
@@ -270,6 +277,11 @@ type Metering struct {
 	// RateLimit caps the Stripe calls per second of the (single) reporting
 	// replica, across all customers. Default 50.
 	RateLimit int `yaml:"rate_limit"`
+	// ReconcileInterval runs `tollgate usage -reconcile` for the current
+	// month on one replica at a time and sets tollgate_usage_drift_units;
+	// 0 turns it off (the default: it reads one meter event summary from
+	// Stripe per customer and meter).
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 }
 
 // Counts reports whether an upstream answer with this status is billed.
@@ -353,6 +365,11 @@ type Webhook struct {
 	// from 1s, doubling, at most 1h apart) before it goes to the dead-letter
 	// list. Default 15 (3 to 4 hours of retries).
 	ForwardMaxAttempts int `yaml:"forward_max_attempts"`
+	// DeliveryLogSize is how many deliveries the delivery log (`tollgate
+	// events`) keeps, the newest; 0 turns the log off. Default 10000.
+	DeliveryLogSize int `yaml:"delivery_log_size"`
+	// DeliveryLogAge is how long a delivery stays in the log. Default 168h.
+	DeliveryLogAge time.Duration `yaml:"delivery_log_age"`
 }
 
 // Metrics configures the Prometheus output.
@@ -405,12 +422,13 @@ func Default() *Config {
 			JWKSRefetchCooldown: 5 * time.Minute,
 		}},
 		Gating: Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute, CacheSize: 100000,
-			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour},
+			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour,
+			ReplayInterval: 10 * time.Minute},
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
 		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice", RateLimit: 30},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
-			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15},
+			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15, DeliveryLogSize: 10000, DeliveryLogAge: 168 * time.Hour},
 	}
 }
 

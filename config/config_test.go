@@ -169,6 +169,14 @@ func TestValidateRules(t *testing.T) {
 		{"zero process timeout", func(c *Config) { c.Webhook.ProcessTimeout = 0 }, "webhook.process_timeout: must be between 1s and 5m0s"},
 		{"long forward timeout", func(c *Config) { c.Webhook.ForwardTimeout = time.Hour }, "webhook.forward_timeout: must be between 1s and 5m0s"},
 		{"zero forward attempts", func(c *Config) { c.Webhook.ForwardMaxAttempts = 0 }, "webhook.forward_max_attempts: must be 1..100"},
+		{"delivery log off", func(c *Config) { c.Webhook.DeliveryLogSize = 0 }, ""},
+		{"negative delivery log", func(c *Config) { c.Webhook.DeliveryLogSize = -1 }, "webhook.delivery_log_size: must be 0 (off) to 1000000, got -1"},
+		{"delivery log age of a minute", func(c *Config) { c.Webhook.DeliveryLogAge = time.Minute }, "webhook.delivery_log_age: must be between 1h and 720h, got 1m0s"},
+		{"replay off", func(c *Config) { c.Gating.ReplayInterval = 0 }, ""},
+		{"replay every second", func(c *Config) { c.Gating.ReplayInterval = time.Second }, "gating.replay_interval: must be 0 (off) or between 1m and 24h, got 1s"},
+		{"reconcile every hour", func(c *Config) { c.Metering.ReconcileInterval = time.Hour }, ""},
+		{"reconcile every minute", func(c *Config) { c.Metering.ReconcileInterval = time.Minute }, "metering.reconcile_interval: must be 0 (off) or between 5m and 24h, got 1m0s"},
+		{"reconcile with a 7s window", func(c *Config) { c.Metering.ReconcileInterval = time.Hour; c.Metering.Window = 7 * time.Second }, "metering.reconcile_interval: needs a metering.window that divides an hour"},
 		{"cluster without addrs", func(c *Config) { c.Redis.Cluster = true }, "redis.cluster: needs redis.addrs"},
 		{"cluster by one address", func(c *Config) {
 			c.Redis.URL, c.Redis.Addrs, c.Redis.Cluster = "", []string{"redis.example:6379"}, true

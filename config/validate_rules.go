@@ -145,6 +145,9 @@ func (c *Config) validateGating(p *problems) {
 			p.add(f.path, "must not be negative, got %s", f.d)
 		}
 	}
+	if d := c.Gating.ReplayInterval; d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		p.add("gating.replay_interval", "must be 0 (off) or between 1m and 24h, got %s", d)
+	}
 	if u := c.Gating.UpgradeURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http" && !strings.HasPrefix(u, "/")) {
 			p.add("gating.upgrade_url", "%q is not an absolute URL or a path", u)
@@ -168,6 +171,11 @@ func (c *Config) validateMetering(p *problems) {
 	}
 	if m.RateLimit < 1 || m.RateLimit > 10000 {
 		p.add("metering.rate_limit", "must be 1..10000 Stripe calls per second, got %d", m.RateLimit)
+	}
+	if d := m.ReconcileInterval; d != 0 && (d < 5*time.Minute || d > 24*time.Hour) {
+		p.add("metering.reconcile_interval", "must be 0 (off) or between 5m and 24h, got %s", d)
+	} else if d != 0 && m.Window > 0 && time.Hour%m.Window != 0 {
+		p.add("metering.reconcile_interval", "needs a metering.window that divides an hour (usage is reconciled by the hour), got window %s", m.Window)
 	}
 	for i, st := range m.CountedStatuses {
 		if !statusRe.MatchString(st) {
@@ -286,6 +294,12 @@ func (c *Config) validateWebhook(p *problems) {
 	}
 	if w.ForwardMaxAttempts < 1 || w.ForwardMaxAttempts > 100 {
 		p.add("webhook.forward_max_attempts", "must be 1..100, got %d", w.ForwardMaxAttempts)
+	}
+	if w.DeliveryLogSize < 0 || w.DeliveryLogSize > 1000000 {
+		p.add("webhook.delivery_log_size", "must be 0 (off) to 1000000, got %d", w.DeliveryLogSize)
+	}
+	if w.DeliveryLogAge < time.Hour || w.DeliveryLogAge > 720*time.Hour {
+		p.add("webhook.delivery_log_age", "must be between 1h and 720h, got %s", w.DeliveryLogAge)
 	}
 }
 

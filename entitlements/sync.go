@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate-dev/tollgate/internal/lease"
 )
 
 // SyncReport says what one reconciliation did.
@@ -113,28 +115,17 @@ func (r *Reconciler) now() time.Time {
 // RunEvery runs a reconciliation every interval on whichever replica takes
 // the lease first, until ctx ends.
 func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		// The lease is shorter than the interval, so the next round is
-		// free to start on time, and covers one run.
-		ok, err := r.Store.Acquire(ctx, "sync", interval*9/10)
-		if err != nil || !ok {
-			continue
-		}
+	lease.Every(ctx, interval, func(ctx context.Context, ttl time.Duration) (bool, error) {
+		return r.Store.Acquire(ctx, "sync", ttl)
+	}, func(ctx context.Context) {
 		rep, err := r.Run(ctx)
 		if err != nil {
 			r.Log.Warn("entitlements: sync failed", "err", err)
-			continue
+			return
 		}
 		r.Log.Info("entitlements: sync done", "customers", rep.Customers, "changed", rep.Changed,
 			"failed", rep.Failed, "took_ms", rep.Took.Milliseconds())
-	}
+	})
 }
 
 // allSubscriptions pages through every subscription, grouped by customer.

@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/internal/store"
@@ -37,6 +39,7 @@ func TestMeterOnRedisCluster(t *testing.T) {
 		{"FlushAtTheEdgeIsExact", func(t *testing.T, r *clusterRig) { testFlushAtTheEdgeIsExact(t, r) }},
 		{"FlushAfterLostAnswers", func(t *testing.T, r *clusterRig) { testFlushAfterLostAnswers(t, r) }},
 		{"BadCustomerNeverBlocksOthers", func(t *testing.T, r *clusterRig) { testBadCustomerNeverBlocksOthers(t, r) }},
+		{"Reconcile", testClusterReconcile},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newClusterRig(t)) })
 	}
@@ -205,4 +208,55 @@ func testClusterSweep(t *testing.T, r *clusterRig) {
 	}
 	r.start(nil)
 	waitReported(t, r.double, want, 20*time.Second)
+}
+
+// Reconciliation on the cluster: customers on every node, one pending on
+// a replica that never reports, one with an event Stripe has and tollgate
+// never sent.
+func testClusterReconcile(t *testing.T, r *clusterRig) {
+	noon := testrig.MonthNoon()
+	clk := newFakeClock(noon.Add(-90 * time.Minute))
+	r.double.PutMeter(&stripe.BillingMeter{ID: "mtr_calls", EventName: "api_calls"})
+	m := r.start(func(o *Options) { o.Now = clk.Now })
+	want := map[string]int64{}
+	for i := range 6 {
+		want[cus(i)] = int64(i + 1)
+		m.Count(cus(i), "calls", int64(i+1))
+	}
+	clk.Add(5 * time.Second)
+	waitReported(t, r.double, want, 20*time.Second)
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		for c, row := range r.rows() {
+			if row.Pending != 0 {
+				return fmt.Errorf("%s: %d pending", c, row.Pending)
+			}
+		}
+		return nil
+	})
+	r.start(func(o *Options) { o.Now, o.Sender = clk.Now, nil }).Count("cus_pending", "calls", 4)
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if r.rows()["cus_pending"].Counted != 4 {
+			return errors.New("cus_pending not flushed yet")
+		}
+		return nil
+	})
+	r.double.InjectMeterEvent("api_calls", cus(2), 10, noon.Add(-80*time.Minute))
+	rec := &Reconciler{Redis: r.admin, Keys: r.keys, Config: testMetering(), Rate: 1000,
+		Summaries: NewStripeSummaries(testrig.StripeClient(t, r.double.URL())), Now: func() time.Time { return noon }}
+	rep, err := rec.Run(context.Background(), PeriodCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 7 || rep.Drifting != 1 || rep.DriftUnits["calls"] != 10 || rep.Compared != 7 {
+		t.Errorf("reconcile on the cluster: %d rows, %d drifting, %v units; want 7 rows, 1 drifting by 10", len(rep.Rows), rep.Drifting, rep.DriftUnits)
+	}
+	for _, row := range rep.Rows {
+		wantDrift := int64(0)
+		if row.Customer == cus(2) {
+			wantDrift = 10
+		}
+		if row.Drift != wantDrift || (row.Customer == "cus_pending" && row.Pending != 4) {
+			t.Errorf("%+v; want drift %d", row, wantDrift)
+		}
+	}
 }

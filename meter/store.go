@@ -20,7 +20,7 @@ import (
 //	                             inflight_seq + inflight_units (a recorded intent)
 //	P{C}:usage:open              zset of the customer's unfinished windows, "<meter>:<ws>" → window end
 //	P{C}:usage:totals            hash "<meter>:counted|reported|parked" → units, for `tollgate usage`
-//	P{C}:usage:r:<meter>:<day>   hash rollup bucket start → units counted (for Used), 45-day TTL
+//	P{C}:usage:r:<meter>:<day>   hash rollup bucket start → units counted (for Used and -reconcile), 70-day TTL
 //	P{C}:usage:parked            hash "<meter>:<ws>:<seq>" → JSON of a report Stripe refused for good
 //	P{C}:usage:flushed           (Cluster) hash replica → last applied flush sequence
 //	P:usage:flushed              (single Redis) the same, for the whole flush
@@ -28,9 +28,12 @@ import (
 //	P:usage:customers            set of every customer ever counted
 //	P:usage:lease                string, the reporting replica's token (SET NX PX)
 const (
-	rollupTTL       = 45 * 24 * time.Hour // longer than a billing period plus Stripe's 35 days
-	windowRetention = 7 * 24 * time.Hour  // a reported window is kept this long (late counts, Used)
-	markerTrimAge   = 7 * 24 * time.Hour  // flush markers of replicas silent this long are removed
+	// rollupTTL keeps the hourly rollups for the previous calendar month
+	// as a whole (up to 62 days back), for `tollgate usage -reconcile
+	// -period previous`; longer than a billing period plus Stripe's 35 days.
+	rollupTTL       = 70 * 24 * time.Hour
+	windowRetention = 7 * 24 * time.Hour // a reported window is kept this long (late counts, Used)
+	markerTrimAge   = 7 * 24 * time.Hour // flush markers of replicas silent this long are removed
 )
 
 // redisStore is the meter's Redis side.

@@ -151,7 +151,7 @@ func parkedReports(h map[string]string) []ParkedReport {
 // It is what a quota is checked against (since = the billing period's
 // start).
 //
-// Older usage is read from hourly rollups (kept 45 days); the hour that
+// Older usage is read from hourly rollups (kept 70 days); the hour that
 // holds since is summed window by window while its windows are retained
 // (7 days after they were reported), and counted whole after that, which
 // may overcount, never undercount. Counts on their way to Redis at the

@@ -12,8 +12,9 @@ import (
 // the answer: verification, the ledger, the Stripe reads (from the double
 // on loopback: add Stripe's own latency per call in production), the
 // atomic store update on a real redis-server with its announcement, and
-// the done marker. Every refetch event finds Stripe changed, so each one
-// writes and announces.
+// the done marker and the delivery log entry (the no-log cases leave it
+// out, to show its cost). Every refetch event finds Stripe changed, so
+// each one writes and announces.
 //
 //	go test -run '^$' -bench BenchmarkDelivery -benchtime 2000x ./webhook/
 func BenchmarkDelivery(b *testing.B) {
@@ -23,15 +24,18 @@ func BenchmarkDelivery(b *testing.B) {
 		typ     string
 		trusted bool
 		dup     bool
+		noLog   bool
 	}{
-		{"subscription.updated/refetch", "customer.subscription.updated", false, false},    // 3 Stripe GETs
-		{"invoice.payment_failed/refetch", "invoice.payment_failed", false, false},         // 4 Stripe GETs
-		{"checkout.session.completed/refetch", "checkout.session.completed", false, false}, // 4 Stripe GETs
-		{"subscription.updated/trusted-payload", "customer.subscription.updated", true, false},
-		{"duplicate", "customer.subscription.updated", false, true},
+		{"subscription.updated/refetch", "customer.subscription.updated", false, false, false},    // 3 Stripe GETs
+		{"invoice.payment_failed/refetch", "invoice.payment_failed", false, false, false},         // 4 Stripe GETs
+		{"checkout.session.completed/refetch", "checkout.session.completed", false, false, false}, // 4 Stripe GETs
+		{"subscription.updated/trusted-payload", "customer.subscription.updated", true, false, false},
+		{"duplicate", "customer.subscription.updated", false, true, false},
+		{"subscription.updated/refetch/no-log", "customer.subscription.updated", false, false, true},
+		{"duplicate/no-log", "customer.subscription.updated", false, true, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			r := newRig(b, rigOptions{trusted: c.trusted})
+			r := newRig(b, rigOptions{trusted: c.trusted, noLog: c.noLog})
 			if !c.trusted {
 				r.double.PutCustomer(&stripe.Customer{ID: "cus_bench"})
 				r.double.PutCheckoutSession(&stripe.CheckoutSession{ID: "cs_test_tollgate_bench",
@@ -61,5 +65,28 @@ func BenchmarkDelivery(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDeliveryLogRecord is the delivery log's cost per delivery: one
+// script (append and trim) on a real redis-server over loopback, with the
+// log full (trimming one entry per write).
+//
+//	go test -run '^$' -bench BenchmarkDeliveryLogRecord ./webhook/
+func BenchmarkDeliveryLogRecord(b *testing.B) {
+	st := openStore(b, false)
+	l := NewDeliveryLog(st.Client, st.Keys, 1000, 0)
+	d := Delivery{Event: "evt_bench", Type: "customer.subscription.updated", Customer: "cus_bench", Result: resultProcessed,
+		Status: 200, Source: SourceWebhook, DurationMS: 1.2}
+	for range 1000 {
+		if err := l.Record(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := l.Record(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -41,6 +41,7 @@ type rig struct {
 	store   *entitlements.RedisStore
 	ledger  *RedisLedger
 	queue   *Queue // with rigOptions.forward
+	log     *DeliveryLog
 	double  *testrig.StripeDouble
 	metrics *metrics.Metrics
 	h       *Handler
@@ -51,6 +52,7 @@ type rigOptions struct {
 	embedded bool // the embedded store instead of a redis-server
 	trusted  bool // trusted payload mode: no Stripe
 	forward  bool // queue every verified event for forwarding
+	noLog    bool // no delivery log
 	redis    *store.Store
 	double   *testrig.StripeDouble
 	mutate   func(*Options)
@@ -74,6 +76,10 @@ func newRig(t testing.TB, ro rigOptions) *rig {
 	if ro.forward {
 		r.queue = NewQueue(r.st.Client, r.st.Keys)
 		o.Queue = r.queue
+	}
+	if !ro.noLog {
+		r.log = NewDeliveryLog(r.st.Client, r.st.Keys, 0, 0)
+		o.Deliveries = r.log
 	}
 	if ro.mutate != nil {
 		ro.mutate(&o)

@@ -37,6 +37,9 @@ type Ledger interface {
 	// failed; Stripe's retry may claim it again at once). It does nothing
 	// when the lock is no longer the caller's.
 	Release(ctx context.Context, event, token string) error
+	// State reports what the ledger holds for an event: "done", "locked"
+	// or "" (never taken, or forgotten after the dedup TTL).
+	State(ctx context.Context, event string) (string, error)
 }
 
 // RedisLedger is the Ledger on Redis: one key per event,
@@ -116,8 +119,7 @@ func (l *RedisLedger) Release(ctx context.Context, event, token string) error {
 	return nil
 }
 
-// State reports what the ledger holds for an event: "done", "locked" or
-// "" (tests, operators).
+// State implements Ledger.
 func (l *RedisLedger) State(ctx context.Context, event string) (string, error) {
 	v, err := l.rdb.Get(ctx, l.key(event)).Result()
 	switch {

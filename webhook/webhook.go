@@ -16,6 +16,7 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -69,16 +70,19 @@ type Options struct {
 	// BusyWait is how long a delivery waits for another delivery of the
 	// same event to finish before answering 503 (default 5s).
 	BusyWait time.Duration
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
-	Now      func() time.Time // nil: time.Now
+	// Deliveries, when set, records every delivery (and every replayed
+	// event) for `tollgate events`; a failed write is logged and never
+	// fails the delivery.
+	Deliveries *DeliveryLog
+	Metrics    *metrics.Metrics
+	Logger     *slog.Logger
+	Now        func() time.Time // nil: time.Now
 }
 
 // Handler serves the webhook endpoint.
 type Handler struct {
 	o       Options
-	apply   applier
-	lockTTL time.Duration
+	p       *processor
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	now     func() time.Time
@@ -99,22 +103,8 @@ func New(o Options) (*Handler, error) {
 	if h.metrics == nil {
 		h.metrics = metrics.New()
 	}
-	if h.o.ProcessTimeout <= 0 {
-		h.o.ProcessTimeout = 30 * time.Second
-	}
-	if h.o.DedupTTL <= 0 {
-		h.o.DedupTTL = 720 * time.Hour
-	}
-	if h.o.BusyWait <= 0 {
-		h.o.BusyWait = 5 * time.Second
-	}
-	h.lockTTL = h.o.ProcessTimeout + lockMargin
+	h.p = newProcessor(o, h.log, h.now)
 	h.initSeries()
-	if o.Stripe != nil {
-		h.apply = &refetch{store: o.Store, api: o.Stripe, now: h.now, log: h.log}
-	} else {
-		h.apply = &payload{store: o.Store, log: h.log}
-	}
 	return h, nil
 }
 
@@ -141,7 +131,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, "event", out.j.id, "type", out.j.typ, "customer", out.j.customer)
 	}
 	h.metrics.WebhookEvents.WithLabelValues(typ, out.result).Inc()
-	attrs = append(attrs, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+	took := float64(time.Since(start).Microseconds()) / 1000
+	attrs = append(attrs, "duration_ms", took)
 	if out.err != nil {
 		attrs = append(attrs, "err", out.err.Error())
 	}
@@ -150,6 +141,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		level = slog.LevelWarn
 	}
 	h.log.Log(r.Context(), level, "webhook delivery", attrs...)
+	// Recorded before the answer, so a delivery Stripe saw answered is in
+	// the log (unless the write failed, which only costs the entry).
+	h.record(r.Context(), out, took)
 
 	if out.status == http.StatusOK {
 		w.Header().Set("Content-Type", "application/json")
@@ -165,6 +159,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.RetryAfter = 1
 	}
 	proxy.WriteError(w, e)
+}
+
+// record writes one delivery to the log. Deliveries that failed
+// verification come from anyone, so only a few per second are recorded.
+func (h *Handler) record(ctx context.Context, out outcome, tookMS float64) {
+	l := h.o.Deliveries
+	if l == nil {
+		return
+	}
+	d := Delivery{Type: "unverified", Result: out.result, Status: out.status, Source: SourceWebhook, DurationMS: tookMS}
+	if out.j != nil {
+		d.Event, d.Type, d.Customer = out.j.id, out.j.typ, out.j.customer
+	} else if !l.allowUnverified() {
+		return
+	}
+	if out.err != nil {
+		d.Error = out.err.Error()
+	}
+	writeLog(ctx, l, h.log, d)
+}
+
+// writeLog records d with a bounded wait; a failure is only logged.
+func writeLog(ctx context.Context, l *DeliveryLog, log *slog.Logger, d Delivery) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), logWriteTimeout)
+	defer cancel()
+	if err := l.Record(lctx, d); err != nil {
+		log.WarnContext(ctx, "webhook: delivery log not written", "event", d.Event, "err", err)
+	}
 }
 
 // serve runs the numbered steps of one delivery.
@@ -197,14 +219,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) outcome {
 	// 5. What the event is about; in trusted payload mode, its object too.
 	j, err := newJob(ev, body)
 	if err == nil {
-		err = h.apply.prepare(j)
+		err = h.p.apply.prepare(j)
 	}
 	if err != nil {
 		return outcome{status: http.StatusBadRequest, result: resultInvalid, code: "malformed_event",
 			msg: "The event could not be used.", err: err, j: &job{id: ev.ID, typ: string(ev.Type)}}
 	}
 	// 6. Exactly once: claim, apply, queue for forwarding, mark done.
-	out := h.process(r.Context(), j)
+	out := h.p.process(r.Context(), j)
 	out.j = j
 	return out
 }

@@ -152,6 +152,18 @@ func testClusterDeliveries(t *testing.T, st []*store.Store) {
 	if err != nil || len(stored) != len(customers) {
 		t.Errorf("Customers = %v, %v; want the %d customers", stored, err, len(customers))
 	}
+	// Both replicas wrote to the one global delivery log, whatever node
+	// each customer's keys live on.
+	for _, c := range customers {
+		got := a.deliveries(Filter{Customer: c})
+		n := map[string]int{}
+		for _, d := range got {
+			n[d.Result]++
+		}
+		if n[resultProcessed] != 1 || n[resultDuplicate] != each-1 || len(got) != each {
+			t.Errorf("%s: delivery log %v; want 1 processed and %d duplicate", c, n, each-1)
+		}
+	}
 }
 
 // Enqueue (twice: idempotent), delivery by one replica's forwarder, retries

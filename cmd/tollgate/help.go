@@ -18,6 +18,10 @@ type help struct {
 	examples []string
 }
 
+// helpTexts are whole help texts before the flags (usage line,
+// description, examples), as the operator commands write them.
+var helpTexts = map[string]string{"events": eventsHelp, "replay": replayHelp, "usage": usageHelp}
+
 // helpFor returns the help of a command.
 func helpFor(name string) help {
 	switch name {
@@ -41,11 +45,6 @@ func helpFor(name string) help {
 			"Runs tollgate on its embedded default (in-process store, a small demo app, public demo secrets) and\n" +
 				"prints curl and trigger commands that walk through 402 -> subscribe -> 200 -> usage counted.",
 			[]string{"tollgate demo", "tollgate demo -listen 127.0.0.1:18080 -log-level info"}}
-	case "usage":
-		return help{"tollgate usage -config FILE",
-			"Prints, per customer and meter, the units counted, reported to Stripe, pending and parked, then every\n" +
-				"parked report with its reason. Reads Redis; counts still in a replica's memory are not included.",
-			[]string{"tollgate usage -config tollgate.yaml"}}
 	case "link":
 		return help{"tollgate link -config FILE -user ID [-customer cus_... | -unlink]",
 			"Shows which Stripe customer a user (the JWT's user claim) belongs to, or repairs the link: -customer\n" +
@@ -99,6 +98,14 @@ func usageError(stderr io.Writer, fs *flag.FlagSet, format string, args ...any) 
 }
 
 func printHelp(w io.Writer, fs *flag.FlagSet) {
+	if text, ok := helpTexts[fs.Name()]; ok {
+		fmt.Fprint(w, text)
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return
+	}
 	h := helpFor(fs.Name())
 	fmt.Fprintf(w, "usage: %s\n", h.synopsis)
 	if h.about != "" {

@@ -34,7 +34,13 @@ Usage:
   tollgate check   -config FILE   validate a config; every problem with its field path; exit 1 if any
   tollgate sync    -config FILE   reconcile every customer's state from Stripe now
   tollgate demo                   run everything on an embedded default, and print curl commands to try
-  tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
+  tollgate usage   -config FILE [-json]   print counted, pending, reported and parked usage per customer and meter
+  tollgate usage   -config FILE -reconcile [-period current|previous] [-json]
+                                  compare counted and reported usage with Stripe's meter event summaries; exit 1 on drift
+  tollgate events  -config FILE [-customer cus_...] [-type T] [-failed] [-since D] [-limit N] [-json]
+                                  recent webhook deliveries and what each did
+  tollgate replay  -config FILE -since D [-dry-run] [-json]
+                                  apply every handled event in Stripe's events list that the ledger has not taken
   tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
                                   show or repair which Stripe customer a user belongs to
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
@@ -73,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return triggerCmd(ctx, rest, stdout, stderr)
 	case "link":
 		return linkCmd(ctx, rest, stdout, stderr)
+	case "events":
+		return eventsCmd(ctx, rest, stdout, stderr)
+	case "replay":
+		return replayCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		if code, ok := parse(newFlags("version"), rest, stdout, stderr); !ok {
 			return code
@@ -94,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // knownCommand reports whether name is a subcommand.
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "version":
+	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "events", "replay", "version":
 		return true
 	}
 	return false

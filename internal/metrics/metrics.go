@@ -25,11 +25,13 @@ type Metrics struct {
 	EntitlementCache *prometheus.CounterVec // result: hit, miss, negative, stale, unavailable
 	EntitlementAge   prometheus.Histogram
 	WebhookEvents    *prometheus.CounterVec // type, result
+	WebhookReplayed  *prometheus.CounterVec // result
 
 	UsageUnits         *prometheus.CounterVec // meter
 	UsageReportedUnits *prometheus.CounterVec // meter
 	UsagePendingUnits  *prometheus.GaugeVec   // meter
 	UsageReportErrors  *prometheus.CounterVec // meter, reason
+	UsageDriftUnits    *prometheus.GaugeVec   // meter
 
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
@@ -103,6 +105,10 @@ func New() *Metrics {
 			Name: "tollgate_webhook_events_total",
 			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, invalid, failed).",
 		}, []string{"type", "result"}),
+		WebhookReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_webhook_replayed_total",
+			Help: "Handled events the background replay took from Stripe's events list, by result (processed: a lost webhook healed; duplicate: already taken).",
+		}, []string{"result"}),
 		UsageUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_usage_units_total",
 			Help: "Usage units counted on the request path, by meter.",
@@ -119,6 +125,10 @@ func New() *Metrics {
 			Name: "tollgate_usage_report_errors_total",
 			Help: "Usage not reported or not kept, by meter and reason: retried (rate_limited, server_error, timeout, network, auth, store, ...), parked (unknown_customer, invalid_request, ...) or lost (buffer_full_dropped, lost_at_shutdown, ...).",
 		}, []string{"meter", "reason"}),
+		UsageDriftUnits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_usage_drift_units",
+			Help: "Units by which Stripe's meter event summaries differ from what tollgate counted and finished reporting this month, summed over customers (absolute), by meter; from the periodic reconciliation.",
+		}, []string{"meter"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",
 			Help: "Stripe API requests by operation and HTTP status code (0 for transport errors).",
@@ -131,8 +141,8 @@ func New() *Metrics {
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
 		m.JWKSFetches, m.JWKSLastSuccess,
-		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
-		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
+		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.WebhookReplayed,
+		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors, m.UsageDriftUnits,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -23,6 +23,8 @@ func touch(m *Metrics) {
 	m.EntitlementCache.WithLabelValues("hit").Inc()
 	m.EntitlementAge.Observe(1)
 	m.WebhookEvents.WithLabelValues("invoice.paid", "processed").Inc()
+	m.WebhookReplayed.WithLabelValues("processed").Inc()
+	m.UsageDriftUnits.WithLabelValues("api_calls").Set(0)
 	m.UsageUnits.WithLabelValues("api_calls").Inc()
 	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
 	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)

@@ -53,7 +53,8 @@ type Sidecar struct {
 // Options adjust a Sidecar beyond its configuration (tests, demo).
 type Options struct {
 	Logger *slog.Logger
-	// Now is the clock used for token checks; nil means time.Now.
+	// Now is the clock used for token checks and to place the month the
+	// periodic usage reconciliation checks; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -67,6 +68,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	if cfg.Metrics.PerCustomer {
 		s.Metrics.EnablePerCustomer()
 	}
+	initOperatorMetrics(s.Metrics, cfg)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -228,6 +230,7 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 		}()
 	}
 	s.startWebhookWorkers(ctx, wg)
+	s.startReconcile(ctx, wg)
 }
 
 func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {

@@ -10,15 +10,33 @@ import (
 
 // newWebhook builds the Stripe webhook endpoint (issue 5): the mount to
 // serve at webhook.path, or none when no webhook secret is configured.
-// The forwarding worker is started by startWebhookWorkers.
+// The forwarding worker and the background replay are started by
+// startWebhookWorkers.
 func newWebhook(_ context.Context, s *Sidecar) ([]proxy.Mount, error) {
 	cfg := s.cfg
 	if len(cfg.Stripe.WebhookSecrets) == 0 {
 		s.log.Info("stripe.webhook_secrets is empty: the webhook endpoint is off", "path", cfg.Webhook.Path)
 		return nil, nil
 	}
+	o := s.webhookOptions()
+	o.Secrets = cfg.Stripe.WebhookSecrets
+	if cfg.Stripe.SecretKey == "" {
+		s.log.Warn("stripe.secret_key is not set: webhooks run in trusted payload mode, taking state from the signed event " +
+			"instead of re-reading it from Stripe (for the demo and offline tests, not for production)")
+	}
+	h, err := webhook.New(o)
+	if err != nil {
+		return nil, err
+	}
+	return []proxy.Mount{{Path: cfg.Webhook.Path, Handler: h}}, nil
+}
+
+// webhookOptions are what the endpoint and the replay share: the same
+// ledger, store, Stripe reads, forwarding queue and delivery log, so an
+// event is one event whichever way it arrives.
+func (s *Sidecar) webhookOptions() webhook.Options {
+	cfg := s.cfg
 	o := webhook.Options{
-		Secrets:        cfg.Stripe.WebhookSecrets,
 		Store:          s.Customers,
 		Ledger:         webhook.NewRedisLedger(s.Store.Client, s.Store.Keys),
 		ProcessTimeout: cfg.Webhook.ProcessTimeout,
@@ -32,20 +50,24 @@ func newWebhook(_ context.Context, s *Sidecar) ([]proxy.Mount, error) {
 		s.log.Info("webhooks run in trusted payload mode, taking state from the signed event " +
 			"instead of re-reading it from Stripe (for the demo and offline tests, not for production)")
 	}
-	if cfg.Webhook.ForwardURL != "" {
+	if cfg.Webhook.ForwardURL != "" && len(cfg.Stripe.WebhookSecrets) > 0 {
 		o.Queue = webhook.NewQueue(s.Store.Client, s.Store.Keys)
 	}
-	h, err := webhook.New(o)
-	if err != nil {
-		return nil, err
+	if cfg.Webhook.DeliveryLogSize > 0 {
+		o.Deliveries = webhook.NewDeliveryLog(s.Store.Client, s.Store.Keys, cfg.Webhook.DeliveryLogSize, cfg.Webhook.DeliveryLogAge)
 	}
-	return []proxy.Mount{{Path: cfg.Webhook.Path, Handler: h}}, nil
+	return o
 }
 
 // startWebhookWorkers runs the forwarding worker when webhook.forward_url
-// is set. Every replica runs one; they share the queue in Redis.
+// is set (every replica runs one; they share the queue in Redis), and the
+// background replay when gating.replay_interval is set (one replica at a
+// time).
 func (s *Sidecar) startWebhookWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	cfg := s.cfg
+	if err := s.startReplay(ctx, wg); err != nil {
+		s.log.Error("webhook: background replay not started", "err", err)
+	}
 	if len(cfg.Stripe.WebhookSecrets) == 0 || cfg.Webhook.ForwardURL == "" {
 		return
 	}
@@ -62,4 +84,27 @@ func (s *Sidecar) startWebhookWorkers(ctx context.Context, wg *sync.WaitGroup) {
 		defer wg.Done()
 		f.Run(ctx)
 	}()
+}
+
+// startReplay runs the background replay; it needs a Stripe key to list
+// events with.
+func (s *Sidecar) startReplay(ctx context.Context, wg *sync.WaitGroup) error {
+	cfg := s.cfg
+	if cfg.Gating.ReplayInterval <= 0 || cfg.Stripe.SecretKey == "" {
+		return nil
+	}
+	o := s.webhookOptions()
+	api := webhook.NewStripeAPI(s.Stripe)
+	o.Stripe = api
+	r, err := webhook.NewReplayer(webhook.ReplayOptions{Options: o, Events: api})
+	if err != nil {
+		return err
+	}
+	mark := webhook.NewReplayMark(s.Store.Client, s.Store.Keys)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.RunEvery(ctx, cfg.Gating.ReplayInterval, mark)
+	}()
+	return nil
 }

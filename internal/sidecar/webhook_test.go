@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stripe/stripe-go/v76"
 	stripewebhook "github.com/stripe/stripe-go/v76/webhook"
 
@@ -204,4 +205,60 @@ func TestForwardingSurvivesAReplicaRestart(t *testing.T) {
 		defer mu.Unlock()
 		return got["evt_forward"]
 	})
+}
+
+// A webhook lost on the way is healed by the background replay
+// (gating.replay_interval) of one of the replicas: both then serve the
+// customer, the event took effect once, and the delivery log says it came
+// from a replay.
+func TestLostWebhookHealedByBackgroundReplay(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	d := testrig.NewStripeDouble(t)
+	d.PutCustomer(&stripe.Customer{ID: "cus_replayed"})
+	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer app.Close()
+	var replicas []*running
+	for range 2 {
+		cfg := webhookConfig(t, app.URL, rd.URL(), d.URL())
+		cfg.Gating.ReplayInterval = 200 * time.Millisecond // below the 1m config minimum, for the test
+		replicas = append(replicas, start(t, cfg))
+	}
+	token := customerToken(t, strings.Repeat("k", 32), "cus_replayed")
+	// Known and unsubscribed: the state is stored, so only an event (or a
+	// sync, off here) changes it.
+	if code := callAPI(t, replicas[0], token); code != http.StatusPaymentRequired {
+		t.Fatalf("before the subscription: %d; want 402", code)
+	}
+	reads := d.Count("GET", "/v1/customers/cus_replayed")
+	d.PutSubscription(&stripe.Subscription{ID: "sub_replayed", Customer: &stripe.Customer{ID: "cus_replayed"}, Status: "active",
+		CurrentPeriodEnd: time.Now().Add(time.Hour).Unix(),
+		Items:            &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{ID: "si_1", Price: &stripe.Price{ID: "price_pro"}}}}})
+	d.PutEventJSON(newEvent(t, "evt_never_delivered", "customer.subscription.created",
+		map[string]any{"id": "sub_replayed", "object": "subscription", "customer": "cus_replayed"}))
+	for i, r := range replicas {
+		testrig.Eventually(t, fmt.Sprintf("replica %d to serve the customer", i), func() bool { return callAPI(t, r, token) == 200 })
+	}
+	if n := d.Count("GET", "/v1/customers/cus_replayed") - reads; n != 1 {
+		t.Errorf("the replays read the customer from Stripe %d times; want once", n)
+	}
+	// The replay counts and logs the event just after storing its effect.
+	log := webhook.NewDeliveryLog(replicas[0].sc.Store.Client, replicas[0].sc.Store.Keys, 0, 0)
+	var got []webhook.Delivery
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		var err error
+		if got, err = log.List(t.Context(), webhook.Filter{Event: "evt_never_delivered"}); err != nil || len(got) == 0 {
+			return fmt.Errorf("no log entry yet (%v)", err)
+		}
+		return nil
+	})
+	if len(got) != 1 || got[0].Source != webhook.SourceReplay || got[0].Result != "processed" {
+		t.Errorf("delivery log = %+v; want one processed replay", got)
+	}
+	var applied float64
+	for _, r := range replicas {
+		applied += testutil.ToFloat64(r.sc.Metrics.WebhookReplayed.WithLabelValues("processed"))
+	}
+	if applied != 1 {
+		t.Errorf("tollgate_webhook_replayed_total{result=processed} over both replicas = %v; want 1", applied)
+	}
 }

@@ -174,3 +174,23 @@ func collapse(m map[string]any, expand map[string]bool, fields ...string) {
 		}
 	}
 }
+
+// listStored answers a list endpoint over the stored objects keep selects:
+// newest first, decoded, paged as listPage does. keep runs under the
+// double's lock.
+func (d *StripeDouble) listStored(c *Call, objects map[string]storedObject, keep func(storedObject) bool, path, noun string) *Response {
+	d.mu.Lock()
+	var objs []storedObject
+	for _, o := range objects {
+		if keep(o) {
+			objs = append(objs, o)
+		}
+	}
+	d.mu.Unlock()
+	sortNewestFirst(objs)
+	items := make([]map[string]any, len(objs))
+	for i, o := range objs {
+		items[i] = o.decode()
+	}
+	return listPage(items, c.Form, path, noun)
+}

@@ -32,14 +32,17 @@ type MeterEvent struct {
 type meterState struct {
 	events   []MeterEvent
 	accepted map[string]time.Time // identifier -> acceptance time
+	meters   map[string]storedObject
 }
 
 func newMeterState() meterState {
-	return meterState{accepted: make(map[string]time.Time)}
+	return meterState{accepted: make(map[string]time.Time), meters: make(map[string]storedObject)}
 }
 
 func (d *StripeDouble) registerMeterRoutes() {
 	d.Handle("POST /v1/billing/meter_events", d.createMeterEvent)
+	d.Handle("GET /v1/billing/meters", d.listMeters)
+	d.Handle("GET /v1/billing/meters/{id}/event_summaries", d.listMeterEventSummaries)
 }
 
 // MeterEvents returns the accepted meter events in acceptance order.

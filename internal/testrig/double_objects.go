@@ -39,6 +39,7 @@ func (d *StripeDouble) registerObjectRoutes() {
 	d.Handle("GET /v1/subscriptions", d.listSubscriptions)
 	d.Handle("GET /v1/entitlements/active_entitlements", d.listActiveEntitlements)
 	d.Handle("GET /v1/events/{id}", d.getEvent)
+	d.Handle("GET /v1/events", d.listEvents)
 }
 
 // PutCustomer adds or replaces a customer (keyed by c.ID).

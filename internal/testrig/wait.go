@@ -79,3 +79,18 @@ func Eventually(tb testing.TB, what string, cond func() bool) {
 		tb.Fatalf("testrig: timed out waiting for %s", what)
 	}
 }
+
+// MonthNoon is noon (UTC) on the 1st of a month that has at least an hour
+// behind it: this month's, or the last one's early on the 1st. Usage
+// counted at 10:30 that day is inside the range `tollgate usage
+// -reconcile` checks at that noon (up to 11:00), and it lies at most about
+// a month back, so Stripe (and the double) accept meter events
+// timestamped then (35 days).
+func MonthNoon() time.Time {
+	now := time.Now().UTC()
+	noon := time.Date(now.Year(), now.Month(), 1, 12, 0, 0, 0, time.UTC)
+	if noon.After(now.Add(-time.Hour)) {
+		noon = noon.AddDate(0, -1, 0)
+	}
+	return noon
+}
