@@ -25,6 +25,8 @@ type Metrics struct {
 	UsageReportedUnits *prometheus.CounterVec // meter
 	UsagePendingUnits  *prometheus.GaugeVec   // meter
 	UsageReportErrors  *prometheus.CounterVec // meter, reason
+	UsageInvalid       *prometheus.CounterVec // meter
+	QuotaLeaseRequests *prometheus.CounterVec // result
 
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
@@ -106,6 +108,14 @@ func New() *Metrics {
 			Name: "tollgate_usage_report_errors_total",
 			Help: "Failed usage reports by meter and reason (rate_limited, server_error, timeout, permanent, store).",
 		}, []string{"meter", "reason"}),
+		UsageInvalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_invalid_total",
+			Help: "Upstream answers whose X-Tollgate-Usage was invalid (malformed, negative, repeated or above metering.max_units_per_request) and were billed the route's default instead, by meter.",
+		}, []string{"meter"}),
+		QuotaLeaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_quota_lease_requests_total",
+			Help: "Quota lease calls to the store by result: granted (a share taken), exhausted (the quota could not pay for the request), synced (usage reported, shares renewed or returned), returned (at shutdown), error.",
+		}, []string{"result"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",
 			Help: "Stripe API requests by operation and HTTP status code (0 for transport errors).",
@@ -119,6 +129,7 @@ func New() *Metrics {
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
 		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
+		m.UsageInvalid, m.QuotaLeaseRequests,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -25,6 +25,8 @@ func touch(m *Metrics) {
 	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
 	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)
 	m.UsageReportErrors.WithLabelValues("api_calls", "timeout").Inc()
+	m.UsageInvalid.WithLabelValues("api_calls").Inc()
+	m.QuotaLeaseRequests.WithLabelValues("granted").Inc()
 	m.StripeRequests.WithLabelValues("POST /v1/billing/meter_events", "200").Inc()
 	m.StripeRequestDuration.WithLabelValues("POST /v1/billing/meter_events").Observe(0.1)
 }
