@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -97,6 +98,9 @@ type proxyRig struct {
 	backend *echoBackend
 	front   *httptest.Server
 	metrics *metrics.Metrics
+	// served counts requests the proxy has finished with (after every
+	// deferred step, also when the handler panicked).
+	served atomic.Int32
 }
 
 func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn http.HandlerFunc) *proxyRig {
@@ -115,9 +119,13 @@ func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn htt
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	front := httptest.NewServer(s)
-	t.Cleanup(front.Close)
-	return &proxyRig{backend: b, front: front, metrics: m}
+	rig := &proxyRig{backend: b, metrics: m}
+	rig.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer rig.served.Add(1)
+		s.ServeHTTP(w, r)
+	}))
+	t.Cleanup(rig.front.Close)
+	return rig
 }
 
 // rawRequest sends a request line exactly as given, bypassing the Go
