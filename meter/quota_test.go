@@ -433,10 +433,10 @@ func TestQuotaLeaseCallsAreIdempotent(t *testing.T) {
 		return rep
 	}
 	for _, c := range []struct {
-		name                string
+		name                 string
 		seq, cum, hold, need int64
-		wantStatus          int64
-		wantUsed, wantHeld  int64
+		wantStatus           int64
+		wantUsed, wantHeld   int64
 	}{
 		{"grant, answer lost", 1, 0, 0, 5, leaseApplied, 0, 5},
 		{"the same call again", 1, 0, 0, 5, leaseStale, 0, 5},
