@@ -78,11 +78,12 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 		return nil
 	}
 	h, err := s.quota.Reserve(ctx, Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit})
-	var ex *QuotaExceeded
-	switch {
-	case err == nil:
+	if err == nil {
 		x.bill.hold, x.bill.reserved = h, rc.Units()
 		return nil
+	}
+	var ex *QuotaExceeded // (escapes into errors.As: only on refusals)
+	switch {
 	case errors.As(err, &ex):
 		return quotaDenial(rc.Meter, ex)
 	case rc.FailOpen:

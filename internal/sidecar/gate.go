@@ -52,7 +52,10 @@ var _ proxy.Quota = quotaAdapter{}
 func (a quotaAdapter) Reserve(ctx context.Context, c proxy.Claim) (proxy.Hold, error) {
 	sh, err := a.q.Reserve(ctx, meter.Claim{Customer: c.Customer, Meter: c.Meter, Units: c.Units,
 		Limit: c.Limit.Units, PeriodStart: c.Limit.PeriodStart, PeriodEnd: c.Limit.PeriodEnd})
-	var ex *meter.QuotaExceeded
+	if err == nil {
+		return hold{sh}, nil
+	}
+	var ex *meter.QuotaExceeded // (escapes into errors.As: only on refusals)
 	switch {
 	case errors.As(err, &ex):
 		st := quotaState(ex.Limit, 0, c.Limit.PeriodStart, ex.PeriodEnd, a.now())
@@ -61,10 +64,9 @@ func (a quotaAdapter) Reserve(ctx context.Context, c proxy.Claim) (proxy.Hold, e
 			retry = min(retry, a.soon)
 		}
 		return nil, &proxy.QuotaExceeded{Limit: ex.Limit, Used: ex.Used, State: st, RetryAfter: retry}
-	case err != nil:
+	default:
 		return nil, err
 	}
-	return hold{sh}, nil
 }
 
 // hold is a reservation: one pointer, so that it fits an interface value
