@@ -416,7 +416,7 @@ func Default() *Config {
 		CORS: CORS{
 			AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"},
-			ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+			ExposedHeaders: []string{"X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy"},
 			MaxAge:         10 * time.Minute,
 		},
 		Log: Log{Level: "info", Format: "json"},
