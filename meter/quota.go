@@ -99,6 +99,13 @@ type Quotas struct {
 	shares map[shareKey]*Share
 	closed bool
 
+	// Near the limit a share that a settled request left idle is handed
+	// back at once rather than at the next sync round: kick wakes the sync
+	// loop for the shares in idle.
+	kick   chan struct{}
+	idleMu sync.Mutex
+	idle   []*Share
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -133,6 +140,7 @@ func NewQuotas(o QuotaOptions) *Quotas {
 		rdb: o.Redis, keys: o.Keys, used: o.Used, ttl: o.LeaseTTL, every: o.SyncInterval, max: o.MaxShares,
 		replica: o.ReplicaID, log: o.Logger.With("component", "quota"), now: o.Now,
 		results: map[string]prometheus.Counter{}, base: time.Now(), shares: map[shareKey]*Share{},
+		kick: make(chan struct{}, 1),
 	}
 	for _, r := range leaseResults {
 		q.results[r] = o.Metrics.QuotaLeaseRequests.WithLabelValues(r)
@@ -255,6 +263,7 @@ type Share struct {
 	gen                int           // lease calls finished
 	touched            bool          // reserved since the last sync
 	idle               int           // sync rounds without a reservation
+	handBack           bool          // queued to be handed back at once (near the limit)
 	busy               chan struct{} // closed when the lease call in flight ends
 	waiting            int64         // units that requests wait for
 	evicted            bool
@@ -378,7 +387,14 @@ func (s *Share) Settle(reserved, used int64) {
 		s.avail -= min(s.avail, used-reserved)
 	}
 	s.consumed += used
+	// Near the limit, units a released request leaves on an idle share
+	// could be all another replica needs: hand them back now.
+	kick := s.avail > 0 && s.inflight == 0 && s.waiting == 0 && s.free < shareDivisor && !s.handBack
+	s.handBack = s.handBack || kick
 	s.mu.Unlock()
+	if kick {
+		s.q.handBack(s)
+	}
 }
 
 // QuotaState is a quota as one replica last saw it.

@@ -24,8 +24,41 @@ func (q *Quotas) run(ctx context.Context) {
 			return
 		case <-t.C:
 			q.syncOnce(ctx)
+		case <-q.kick:
+			q.handBackIdle(ctx)
 		}
 	}
+}
+
+// handBack queues an idle share to be handed back at once.
+func (q *Quotas) handBack(s *Share) {
+	q.idleMu.Lock()
+	q.idle = append(q.idle, s)
+	q.idleMu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default: // the loop is already woken
+	}
+}
+
+// handBackIdle returns the unreserved units of the queued shares that are
+// still idle, in one pipeline.
+func (q *Quotas) handBackIdle(ctx context.Context) {
+	q.idleMu.Lock()
+	shares := q.idle
+	q.idle = nil
+	q.idleMu.Unlock()
+	var calls []*leaseCall
+	for _, s := range shares {
+		s.mu.Lock()
+		s.handBack = false
+		if s.busy == nil && !s.evicted && s.avail > 0 && s.inflight == 0 && s.waiting == 0 {
+			s.avail = 0
+			calls = append(calls, s.newCall(0, 0))
+		}
+		s.mu.Unlock()
+	}
+	q.runCalls(ctx, calls)
 }
 
 // syncOnce reports what every share served, renews the leases that need

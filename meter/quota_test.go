@@ -333,6 +333,28 @@ func TestQuotaIdleShareReturned(t *testing.T) {
 	})
 }
 
+// Near the limit, a unit a released request leaves on an idle replica is
+// handed back at once, not at the next sync round: another replica can
+// admit it.
+func TestQuotaReleasedUnitHandedBackNearTheLimit(t *testing.T) {
+	r := newQuotaRig(t, false)
+	a, b := r.replica(nil), r.replica(nil) // sync rounds never come (SyncInterval: 1h)
+	s, err := a.Reserve(context.Background(), r.claim(5, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Settle(1, 0) // the upstream failed: released
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if _, held := r.ledger(); len(held) != 0 {
+			return fmt.Errorf("leases %v; want a's released unit handed back", held)
+		}
+		return nil
+	})
+	if n := serveAll(t, b, r.claim(5, 1), 1); n != 5 {
+		t.Errorf("b admitted %d; want all 5", n)
+	}
+}
+
 // A replica killed while it holds a share: the units it served and
 // reported stay used, its unused units come back once its lease expires,
 // and nothing is admitted twice.
