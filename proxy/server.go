@@ -298,19 +298,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 8. Entitlements, and quotas on metered routes. A route that requires
-	// nothing still asks a configured gate, for quotas and plan headers.
-	if x.route.cfg.Require.Any() || (x.route.cfg.Meter != "" && s.gate != nil) {
-		if s.gate == nil {
-			s.deny(ctx, w, x, errUnavailable, errors.New("no entitlements gate configured"))
-			return
-		}
-		d, herr := s.gate.Decide(r.Context(), x.route.cfg, x.id)
-		if herr != nil {
-			s.deny(ctx, w, x, herr, herr.Err)
-			return
-		}
-		x.decision = d
+	// 8. Gate: entitlements, and the limit on a metered route's meter.
+	if herr := s.decide(ctx, x); herr != nil {
+		s.deny(ctx, w, x, herr, herr.Err)
+		return
 	}
 
 	// 9. Reserve the request's units of a limited quota before anything
@@ -327,6 +318,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.settle(x)
 
 	// 11. Forward with verified identity headers.
+	s.forward(w, r, x)
+}
+
+// decide asks the gate about the request (step 8). A route that requires
+// nothing still asks a configured gate, for quotas and plan headers.
+func (s *Server) decide(ctx context.Context, x *exchange) *HTTPError {
+	if !x.route.cfg.Require.Any() && (x.route.cfg.Meter == "" || s.gate == nil) {
+		return nil
+	}
+	if s.gate == nil {
+		return errUnavailable.WithCause(errors.New("no entitlements gate configured"))
+	}
+	d, herr := s.gate.Decide(ctx, x.route.cfg, x.id)
+	if herr != nil {
+		return herr
+	}
+	x.decision = d
+	return nil
+}
+
+// forward hands the request to ReverseProxy (step 11); rewrite,
+// modifyResponse and upstreamError find the exchange in its context.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	s.rp.ServeHTTP(informationalFilter{w}, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 }
 
