@@ -119,30 +119,16 @@ func (k shareKey) String() string {
 	return k.customer + "/" + k.meter + "/" + strconv.FormatInt(k.period, 10)
 }
 
-// Lease call results counted in tollgate_quota_lease_requests_total.
-var leaseResults = []string{"granted", "exhausted", "synced", "returned", "error"}
-
 // NewQuotas starts the sync loop; Close stops it and returns every share.
 func NewQuotas(o QuotaOptions) *Quotas {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Metrics == nil {
-		o.Metrics = metrics.New()
-	}
-	if o.ReplicaID == "" {
-		o.ReplicaID = defaultReplicaID()
-	}
+	defaults(&o.Now, &o.Logger, &o.Metrics, &o.ReplicaID)
 	q := &Quotas{
 		rdb: o.Redis, keys: o.Keys, used: o.Used, ttl: o.LeaseTTL, every: o.SyncInterval, max: o.MaxShares,
 		replica: o.ReplicaID, log: o.Logger.With("component", "quota"), now: o.Now,
 		results: map[string]prometheus.Counter{}, base: time.Now(), shares: map[shareKey]*Share{},
 		kick: make(chan struct{}, 1),
 	}
-	for _, r := range leaseResults {
+	for _, r := range metrics.QuotaLeaseResults {
 		q.results[r] = o.Metrics.QuotaLeaseRequests.WithLabelValues(r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

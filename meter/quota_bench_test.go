@@ -48,6 +48,18 @@ func benchQuotas(b *testing.B, counted int64) (*Quotas, *roundTrips) {
 	return q, rt
 }
 
+// withShare is a replica that has taken its share for c (the one round
+// trip).
+func withShare(b *testing.B, c Claim) *Quotas {
+	q, _ := benchQuotas(b, 0)
+	s, err := q.Reserve(context.Background(), c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Settle(1, 1)
+	return q
+}
+
 func benchClaim(limit int64) Claim {
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
 	return Claim{Customer: "cus_Bench", Meter: "calls", Limit: limit, PeriodStart: start, PeriodEnd: start.Add(720 * time.Hour), Units: 1}
@@ -63,12 +75,7 @@ func BenchmarkQuotaReserve(b *testing.B) {
 	ctx := context.Background()
 	c := benchClaim(maxQuotaUnits) // a share far larger than b.N
 	b.Run("serial", func(b *testing.B) {
-		q, _ := benchQuotas(b, 0)
-		s, err := q.Reserve(ctx, c) // the one round trip that takes the share
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.Settle(1, 1)
+		q := withShare(b, c)
 		b.ReportAllocs()
 		b.ResetTimer()
 		cpu := cpuTime()
@@ -82,12 +89,7 @@ func BenchmarkQuotaReserve(b *testing.B) {
 		reportCPU(b, cpu)
 	})
 	b.Run("parallel", func(b *testing.B) {
-		q, _ := benchQuotas(b, 0)
-		s, err := q.Reserve(ctx, c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.Settle(1, 1)
+		q := withShare(b, c)
 		b.ReportAllocs()
 		b.ResetTimer()
 		cpu := cpuTime()

@@ -188,6 +188,9 @@ func TestUsageHeaderBounds(t *testing.T) {
 			w.Header().Add(HeaderUsage, v)
 		}
 	})
+	if n := testutil.CollectAndCount(r.metrics.UsageInvalid, "tollgate_usage_invalid_total"); n != 1 {
+		t.Errorf("usage_invalid_total has %d series before any answer; want 1 per meter, at 0", n)
+	}
 	for i, c := range []struct {
 		name    string
 		path    string

@@ -37,6 +37,10 @@ type Metrics struct {
 	CustomerUsageUnits *prometheus.CounterVec // customer, meter
 }
 
+// QuotaLeaseResults are the result labels of
+// tollgate_quota_lease_requests_total, each present at 0 from start.
+var QuotaLeaseResults = []string{"granted", "exhausted", "synced", "returned", "error"}
+
 // EnablePerCustomer registers the per-customer series. Each customer adds
 // a series per decision and per meter, so a large customer base means a
 // large scrape: it is off unless metrics.per_customer is set.
@@ -132,5 +136,8 @@ func New() *Metrics {
 		m.UsageInvalid, m.QuotaLeaseRequests,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range QuotaLeaseResults {
+		m.QuotaLeaseRequests.WithLabelValues(r)
+	}
 	return m
 }

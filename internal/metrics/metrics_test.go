@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
@@ -113,5 +114,19 @@ func TestPerCustomerSeries(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("not registered: %v", want)
+	}
+}
+
+// Series whose labels are known without any config exist at 0 from start,
+// so that an alert on "never happened" can fire.
+func TestKnownSeriesAtZeroFromStart(t *testing.T) {
+	m := New()
+	if n := testutil.CollectAndCount(m.QuotaLeaseRequests, "tollgate_quota_lease_requests_total"); n != len(QuotaLeaseResults) {
+		t.Fatalf("quota_lease_requests_total has %d series at start; want %d", n, len(QuotaLeaseResults))
+	}
+	for _, r := range QuotaLeaseResults {
+		if v := testutil.ToFloat64(m.QuotaLeaseRequests.WithLabelValues(r)); v != 0 {
+			t.Errorf("quota_lease_requests_total{result=%q} = %v at start; want 0", r, v)
+		}
 	}
 }
