@@ -150,7 +150,7 @@ func (q *Quotas) mono() time.Duration { return time.Since(q.base) }
 func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
 	n := max(c.Units, 1)
 	s, err := q.share(c)
-	for attempt := 0; err == nil; attempt++ {
+	for fetches := 0; err == nil; {
 		s.mu.Lock()
 		if s.evicted {
 			s.mu.Unlock()
@@ -168,7 +168,7 @@ func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
 			}
 			continue
 		}
-		if attempt > 3 {
+		if fetches++; fetches > 3 {
 			// Granted, but a lost lease took it back each time: give up
 			// rather than loop.
 			ex := s.exceeded()
