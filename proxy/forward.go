@@ -196,6 +196,13 @@ func (w informationalFilter) Unwrap() http.ResponseWriter { return w.ResponseWri
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	x := r.Context().Value(exchangeKey{}).(*exchange)
 	ctx := r.Context()
+	if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		// tollgate cut the request off at shutdown: not the client's doing,
+		// so not billed.
+		x.outcome, x.status = "shutdown", http.StatusServiceUnavailable
+		s.log.WarnContext(ctx, "request cut off by shutdown", "cause", err.Error())
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		x.outcome, x.status, x.clientGone = "client_closed", 499, true

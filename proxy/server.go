@@ -34,6 +34,11 @@ const (
 	HeaderRequestID = "X-Request-Id"
 )
 
+// ErrShuttingDown is the cause with which the server's owner cancels the
+// contexts of requests it cuts off when a graceful shutdown ran out of time
+// (http.Server.BaseContext): such a request is not billed as a client abort.
+var ErrShuttingDown = errors.New("proxy: shutting down")
+
 // Authenticator verifies the caller of a request; *auth.Verifier is one.
 // It returns auth.ErrNoCredentials when the request carries no token.
 type Authenticator interface {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +102,9 @@ type proxyRig struct {
 	// served counts requests the proxy has finished with (after every
 	// deferred step, also when the handler panicked).
 	served atomic.Int32
+	// cut cancels the context every request is served under
+	// (http.Server.BaseContext), as the sidecar does at shutdown.
+	cut context.CancelCauseFunc
 }
 
 func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn http.HandlerFunc) *proxyRig {
@@ -120,10 +124,15 @@ func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn htt
 		t.Fatalf("New: %v", err)
 	}
 	rig := &proxyRig{backend: b, metrics: m}
-	rig.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rig.front = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer rig.served.Add(1)
 		s.ServeHTTP(w, r)
 	}))
+	base, cut := context.WithCancelCause(context.Background())
+	rig.cut = cut
+	t.Cleanup(func() { cut(nil) })
+	rig.front.Config.BaseContext = func(net.Listener) context.Context { return base }
+	rig.front.Start()
 	t.Cleanup(rig.front.Close)
 	return rig
 }

@@ -463,6 +463,27 @@ func TestStreamsBilledForWhatWasServed(t *testing.T) {
 	}
 }
 
+// A request tollgate itself cuts off at shutdown (server.shutdown_timeout
+// ran out) before the app answered is not billed as a client abort.
+func TestRequestCutOffAtShutdownNotBilled(t *testing.T) {
+	arrived := make(chan struct{})
+	r := newMeteredRig(t, func(w http.ResponseWriter, req *http.Request) {
+		close(arrived)
+		<-req.Context().Done()
+	})
+	conn, err := net.Dial("tcp", r.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /api/x HTTP/1.1\r\nHost: x\r\n"+meteredToken+"\r\n\r\n")
+	<-arrived
+	r.cut(ErrShuttingDown)
+	if got, settled := r.billed(t, 1); got != 0 || len(settled) != 1 || settled[0] != (settlement{1, 0}) {
+		t.Errorf("cut off at shutdown: billed %d, settlements %v; want nothing billed and the reservation released", got, settled)
+	}
+}
+
 // An upstream that breaks off a streamed answer before its usage trailer
 // still bills what it declared, or the route's default.
 func TestStreamBrokenByTheUpstream(t *testing.T) {

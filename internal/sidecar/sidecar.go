@@ -46,6 +46,10 @@ type Sidecar struct {
 
 	proxyLn, adminLn net.Listener
 	proxySrv         *http.Server
+	// cutRequests cancels every proxy request's context with
+	// proxy.ErrShuttingDown when shutdown runs out of time, so that
+	// requests tollgate cuts off are not billed as client aborts.
+	cutRequests context.CancelCauseFunc
 	adminSrv         *http.Server
 	draining         atomic.Bool
 }
@@ -168,8 +172,12 @@ func (s *Sidecar) Serve(ctx context.Context) error {
 		}
 	}
 	sc := s.cfg.Server
+	base, cut := context.WithCancelCause(context.Background())
+	s.cutRequests = cut
+	defer cut(nil)
 	s.proxySrv = &http.Server{
 		Handler:           s.handler,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: sc.ReadHeaderTimeout,
 		ReadTimeout:       sc.ReadTimeout,
 		WriteTimeout:      sc.WriteTimeout,
@@ -247,6 +255,7 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	defer cancel()
 	if err := s.proxySrv.Shutdown(ctx); err != nil {
 		s.log.Warn("proxy shutdown cut short: in-flight requests were closed", "err", err)
+		s.cutRequests(proxy.ErrShuttingDown)
 		s.proxySrv.Close()
 	}
 	// Every request is done: return the quota shares at once (other
