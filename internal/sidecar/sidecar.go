@@ -50,8 +50,8 @@ type Sidecar struct {
 	// proxy.ErrShuttingDown when shutdown runs out of time, so that
 	// requests tollgate cuts off are not billed as client aborts.
 	cutRequests context.CancelCauseFunc
-	adminSrv         *http.Server
-	draining         atomic.Bool
+	adminSrv    *http.Server
+	draining    atomic.Bool
 }
 
 // Options adjust a Sidecar beyond its configuration (tests, demo).
