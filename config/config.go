@@ -220,13 +220,27 @@ const (
 
 // Route is one entry of the ordered route table; the first match wins.
 type Route struct {
-	Name     string   `yaml:"name"`
-	Path     string   `yaml:"path"`
-	Methods  []string `yaml:"methods"`
-	Auth     string   `yaml:"auth"`
-	Require  Require  `yaml:"require"`
-	Meter    string   `yaml:"meter"`
-	FailOpen bool     `yaml:"fail_open"`
+	Name    string   `yaml:"name"`
+	Path    string   `yaml:"path"`
+	Methods []string `yaml:"methods"`
+	Auth    string   `yaml:"auth"`
+	Require Require  `yaml:"require"`
+	Meter   string   `yaml:"meter"`
+	// Reserve is the units a request on a metered route holds of its
+	// customer's quota before it is forwarded, and what it is billed when
+	// the upstream declares nothing: the route's cost when it is known in
+	// advance. 0 means 1.
+	Reserve  int64 `yaml:"reserve"`
+	FailOpen bool  `yaml:"fail_open"`
+}
+
+// Units is what a request on the route reserves, and is billed when the
+// upstream declares no usage: Reserve, or 1.
+func (r *Route) Units() int64 {
+	if r.Reserve > 0 {
+		return r.Reserve
+	}
+	return 1
 }
 
 // AuthMode is the route's auth mode; an empty one means required.
@@ -282,6 +296,28 @@ type Metering struct {
 	// 0 turns it off (the default: it reads one meter event summary from
 	// Stripe per customer and meter).
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// MaxUnitsPerRequest bounds what one answer may bill (X-Tollgate-Usage
+	// in its header, plus its trailer). A larger, negative or malformed
+	// value is invalid: the route's default is billed instead. Default
+	// 1,000,000.
+	MaxUnitsPerRequest int64 `yaml:"max_units_per_request"`
+	// Quota tunes the leases through which replicas share quotas.
+	Quota QuotaLeases `yaml:"quota"`
+}
+
+// QuotaLeases tunes how replicas share a customer's quota: each takes a
+// share of what remains from Redis and admits from memory while it lasts.
+type QuotaLeases struct {
+	// LeaseTTL is how long a replica's share stays reserved without a word
+	// from it. A replica that crashed gives its unused units back after at
+	// most this long; until then other replicas cannot admit them.
+	// Default 10s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// SyncInterval is how often a replica reports the units it served,
+	// renews its shares and returns the ones it no longer uses. A crash
+	// can give back what it admitted since its last report (see README
+	// "Quotas"). Default 1s; at most a third of LeaseTTL.
+	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
 // Counts reports whether an upstream answer with this status is billed.
@@ -379,6 +415,14 @@ type Metrics struct {
 	PerCustomer bool `yaml:"per_customer"`
 }
 
+// DefaultMaxUnitsPerRequest is metering.max_units_per_request's default;
+// MaxUnitsBound is the largest value it may take (2^40: far above any real
+// answer, and sums of many stay exact in Redis's Lua numbers).
+const (
+	DefaultMaxUnitsPerRequest = 1_000_000
+	MaxUnitsBound             = 1 << 40
+)
+
 // Default returns the configuration every file is read on top of.
 func Default() *Config {
 	return &Config{
@@ -401,7 +445,7 @@ func Default() *Config {
 		CORS: CORS{
 			AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"},
-			ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+			ExposedHeaders: []string{"X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy"},
 			MaxAge:         10 * time.Minute,
 		},
 		Log: Log{Level: "info", Format: "json"},
@@ -425,7 +469,8 @@ func Default() *Config {
 			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour,
 			ReplayInterval: 10 * time.Minute},
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
-			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50},
+			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50, MaxUnitsPerRequest: DefaultMaxUnitsPerRequest,
+			Quota: QuotaLeases{LeaseTTL: 10 * time.Second, SyncInterval: time.Second}},
 		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice", RateLimit: 30},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
 			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15, DeliveryLogSize: 10000, DeliveryLogAge: 168 * time.Hour},

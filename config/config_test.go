@@ -153,6 +153,15 @@ func TestValidateRules(t *testing.T) {
 		{"zero buffered keys", func(c *Config) { c.Metering.MaxBufferedKeys = 0 }, "metering.max_buffered_keys: must be at least 1"},
 		{"short lease", func(c *Config) { c.Metering.LeaseTTL = 100 * time.Millisecond }, "metering.lease_ttl: must be between 1s and 10m"},
 		{"zero rate limit", func(c *Config) { c.Metering.RateLimit = 0 }, "metering.rate_limit: must be 1..10000"},
+		{"zero max units", func(c *Config) { c.Metering.MaxUnitsPerRequest = 0 }, "metering.max_units_per_request: must be 1..1099511627776 units, got 0"},
+		{"max units beyond the bound", func(c *Config) { c.Metering.MaxUnitsPerRequest = 1<<40 + 1 }, "metering.max_units_per_request: must be 1..1099511627776"},
+		{"short quota lease", func(c *Config) { c.Metering.Quota.LeaseTTL = time.Millisecond }, "metering.quota.lease_ttl: must be between 1s and 10m"},
+		{"quota sync too slow for its lease", func(c *Config) { c.Metering.Quota.SyncInterval = 5 * time.Second }, "metering.quota.sync_interval: must be positive and at most a third"},
+		{"zero quota sync", func(c *Config) { c.Metering.Quota.SyncInterval = 0 }, "metering.quota.sync_interval"},
+		{"reserve", func(c *Config) { c.Routes[1].Reserve = 10 }, ""},
+		{"negative reserve", func(c *Config) { c.Routes[1].Reserve = -1 }, "routes[1].reserve: must be 0..metering.max_units_per_request (1000000) units, got -1"},
+		{"reserve beyond max units", func(c *Config) { c.Routes[1].Reserve = 1_000_001 }, "routes[1].reserve: must be 0..metering.max_units_per_request"},
+		{"reserve without meter", func(c *Config) { c.Routes[0].Reserve = 2 }, "routes[0].reserve: needs meter"},
 		{"usage records without price", func(c *Config) { c.Metering.Meters["calls"].Mode = ModeUsageRecords }, "metering.meters.calls.price: required with mode: usage_records"},
 		{"usage records with price", func(c *Config) {
 			c.Metering.Meters["calls"].Mode, c.Metering.Meters["calls"].Price = ModeUsageRecords, "price_metered"

@@ -177,6 +177,14 @@ func (c *Config) validateMetering(p *problems) {
 	} else if d != 0 && m.Window > 0 && time.Hour%m.Window != 0 {
 		p.add("metering.reconcile_interval", "needs a metering.window that divides an hour (usage is reconciled by the hour), got window %s", m.Window)
 	}
+	if m.MaxUnitsPerRequest < 1 || m.MaxUnitsPerRequest > MaxUnitsBound {
+		p.add("metering.max_units_per_request", "must be 1..%d units, got %d", int64(MaxUnitsBound), m.MaxUnitsPerRequest)
+	}
+	if q := m.Quota; q.LeaseTTL < time.Second || q.LeaseTTL > 10*time.Minute {
+		p.add("metering.quota.lease_ttl", "must be between 1s and 10m, got %s", q.LeaseTTL)
+	} else if q.SyncInterval <= 0 || q.SyncInterval > q.LeaseTTL/3 {
+		p.add("metering.quota.sync_interval", "must be positive and at most a third of metering.quota.lease_ttl (%s), so a share is renewed before it expires; got %s", q.LeaseTTL/3, q.SyncInterval)
+	}
 	for i, st := range m.CountedStatuses {
 		if !statusRe.MatchString(st) {
 			p.add(fmt.Sprintf("metering.counted_statuses[%d]", i), "%q is not a status class (2xx) or code (304)", st)
@@ -248,6 +256,12 @@ func (c *Config) validateRoutes(p *problems) {
 			if _, ok := c.Metering.Meters[r.Meter]; !ok {
 				p.add(path+".meter", "no meter %q in metering.meters", r.Meter)
 			}
+		}
+		switch {
+		case r.Reserve < 0 || r.Reserve > c.Metering.MaxUnitsPerRequest:
+			p.add(path+".reserve", "must be 0..metering.max_units_per_request (%d) units, got %d", c.Metering.MaxUnitsPerRequest, r.Reserve)
+		case r.Reserve > 0 && r.Meter == "":
+			p.add(path+".reserve", "needs meter: a route without a meter has no quota to reserve")
 		}
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/metrics"
 )
 
 // maxIdentifier is Stripe's limit for a meter event identifier.
@@ -72,6 +75,23 @@ func Identifier(customer, meter string, windowStart int64, gen string, seq int64
 }
 
 // defaultReplicaID is hostname:pid:random, unique per process.
+// defaults fills what every worker of this package falls back to: the wall
+// clock, the default logger, a private metrics registry and a replica id.
+func defaults(now *func() time.Time, log **slog.Logger, m **metrics.Metrics, replica *string) {
+	if *now == nil {
+		*now = time.Now
+	}
+	if *log == nil {
+		*log = slog.Default()
+	}
+	if *m == nil {
+		*m = metrics.New()
+	}
+	if *replica == "" {
+		*replica = defaultReplicaID()
+	}
+}
+
 func defaultReplicaID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {

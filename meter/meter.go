@@ -116,18 +116,7 @@ func New(o Options) (*Meter, error) {
 	if _, ok := o.Redis.(*redis.ClusterClient); ok {
 		o.Cluster = true
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Metrics == nil {
-		o.Metrics = metrics.New()
-	}
-	if o.ReplicaID == "" {
-		o.ReplicaID = defaultReplicaID()
-	}
+	defaults(&o.Now, &o.Logger, &o.Metrics, &o.ReplicaID)
 	m := &Meter{
 		cfg:      o.Config,
 		win:      newWindows(o.Config.Window),

@@ -133,14 +133,24 @@ func testClusterReportsExactlyOnce(t *testing.T, r *clusterRig) {
 		}
 		return nil
 	})
-	quotas := NewQuotas(b.Used, time.Minute, 100, nil)
-	defer quotas.Close()
+	quotas := NewQuotas(QuotaOptions{Redis: r.cluster.Client(), Keys: r.keys, Used: b.Used, LeaseTTL: 10 * time.Second,
+		SyncInterval: time.Second, MaxShares: 100, Metrics: metrics.New(), Logger: testLogger()})
+	defer quotas.Close(ctx)
 	for c, units := range want {
 		if got, err := a.Used(ctx, c, "calls", start.Add(-time.Hour)); err != nil || got != units {
 			t.Errorf("Used(%s) = %d, %v; want %d", c, got, err, units)
 		}
-		if got, err := quotas.Used(ctx, c, "calls", start.Add(-time.Hour)); err != nil || got != units {
-			t.Errorf("Quotas.Used(%s) = %d, %v; want %d", c, got, err, units)
+		// The customer's quota ledger (a script on its {cus_...} slot) opens
+		// from what the meter counted: a limit one above it admits one.
+		claim := Claim{Customer: c, Meter: "calls", Limit: units + 1, PeriodStart: start.Add(-time.Hour), PeriodEnd: start.Add(time.Hour), Units: 1}
+		if sh, err := quotas.Reserve(ctx, claim); err != nil {
+			t.Errorf("Reserve(%s) with one unit left = %v; want it admitted", c, err)
+		} else {
+			sh.Settle(1, 1)
+		}
+		var ex *QuotaExceeded
+		if _, err := quotas.Reserve(ctx, claim); !errors.As(err, &ex) || ex.Used != units+1 {
+			t.Errorf("Reserve(%s) past the limit = %v; want QuotaExceeded with %d used", c, err, units+1)
 		}
 	}
 	dups := 0

@@ -2,130 +2,430 @@ package meter
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/internal/store"
 )
 
+// ErrQuotasClosed is returned by Reserve after Close.
+var ErrQuotasClosed = errors.New("meter: quotas closed")
+
 // UsedFunc reads a customer's usage of a meter since a time; (*Meter).Used
-// is one.
+// is one. A quota ledger is opened from it.
 type UsedFunc func(ctx context.Context, customer, meter string, since time.Time) (int64, error)
 
-// Quotas serves period usage for quota checks from memory. A customer's
-// first check reads the store (once, however many requests arrive); after
-// that the value is refreshed in the background at most every TTL, so a
-// check costs no network round trip, and units this replica counts in
-// between are added at once (Add). A quota can therefore be overrun only
-// by what other replicas serve within TTL plus metering.flush_interval;
-// the README says so.
+// QuotaExceeded is Reserve's answer when the quota cannot pay for a
+// request.
+type QuotaExceeded struct {
+	Limit int64
+	// Used is what the period has used or holds, on every replica.
+	Used      int64
+	PeriodEnd time.Time
+	// Held is what other replicas hold: unused units of theirs come back
+	// within a sync interval, so a request may succeed again before the
+	// period ends.
+	Held int64
+}
+
+func (e *QuotaExceeded) Error() string {
+	return fmt.Sprintf("meter: quota exceeded: %d of %d used or held", e.Used, e.Limit)
+}
+
+// Claim is a request's cost against a customer's quota of a meter.
+type Claim struct {
+	Customer, Meter        string
+	Limit                  int64
+	PeriodStart, PeriodEnd time.Time
+	Units                  int64 // at least 1
+}
+
+// QuotaOptions configure Quotas.
+type QuotaOptions struct {
+	Redis redis.UniversalClient
+	Keys  store.Keys
+	// Used opens a period's ledger from what the meter has counted.
+	Used UsedFunc
+	// LeaseTTL is how long a share stays reserved without a word from its
+	// replica; SyncInterval how often a replica reports and renews.
+	LeaseTTL, SyncInterval time.Duration
+	// MaxShares bounds the shares kept in memory (idle ones are evicted
+	// by the sync loop beyond it).
+	MaxShares int
+	ReplicaID string // empty: hostname:pid:random
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+	// Now is the wall clock for RateLimit resets; nil means time.Now. Lease
+	// expiry runs on Redis's clock and this process's monotonic clock.
+	Now func() time.Time
+}
+
+// Quotas enforces plan limits exactly, across replicas, with leases.
+//
+// Each (customer, meter, billing period) has a ledger in Redis: the units
+// used in the period and the shares replicas hold. A replica takes a share
+// of what is free in one atomic script (leaseScript) and then admits from
+// memory while it lasts; a share is at least what the waiting requests need
+// and about 1/64 of what is free, so it shrinks to exactly what is needed
+// near the limit. A request reserves its units before it is forwarded and
+// settles them when the answer says what was used. Every SyncInterval the
+// replica reports the units served, renews its shares and returns the ones
+// it did not use; Close returns all of them. A crashed replica's shares
+// come back when their lease expires (LeaseTTL).
 type Quotas struct {
-	used UsedFunc
-	ttl  time.Duration
-	max  int
-	now  func() time.Time
+	rdb     redis.UniversalClient
+	keys    store.Keys
+	used    UsedFunc
+	ttl     time.Duration
+	every   time.Duration
+	max     int
+	replica string
+	log     *slog.Logger
+	now     func() time.Time
+	results map[string]prometheus.Counter
+	base    time.Time // origin of the monotonic clock (mono)
+	ids     atomic.Uint64
 
-	mu      sync.Mutex
-	entries map[quotaKey]*quotaEntry
-	loads   singleflight.Group
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	mu     sync.RWMutex
+	shares map[shareKey]*Share
+	closed bool
+
+	// Near the limit a share that a settled request left idle is handed
+	// back at once rather than at the next sync round: kick wakes the sync
+	// loop for the shares in idle.
+	kick   chan struct{}
+	idleMu sync.Mutex
+	idle   []*Share
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-type quotaKey struct{ customer, meter string }
-
-type quotaEntry struct {
-	since      int64 // the period start the usage is counted from
-	used       int64
-	at         time.Time
-	refreshing bool
+type shareKey struct {
+	customer, meter string
+	period          int64 // period start, Unix seconds
 }
 
-// NewQuotas returns a cache over used holding at most max entries.
-func NewQuotas(used UsedFunc, ttl time.Duration, max int, now func() time.Time) *Quotas {
-	if now == nil {
-		now = time.Now
+func (k shareKey) String() string {
+	return k.customer + "/" + k.meter + "/" + strconv.FormatInt(k.period, 10)
+}
+
+// NewQuotas starts the sync loop; Close stops it and returns every share.
+func NewQuotas(o QuotaOptions) *Quotas {
+	defaults(&o.Now, &o.Logger, &o.Metrics, &o.ReplicaID)
+	q := &Quotas{
+		rdb: o.Redis, keys: o.Keys, used: o.Used, ttl: o.LeaseTTL, every: o.SyncInterval, max: o.MaxShares,
+		replica: o.ReplicaID, log: o.Logger.With("component", "quota"), now: o.Now,
+		results: map[string]prometheus.Counter{}, base: time.Now(), shares: map[shareKey]*Share{},
+		kick: make(chan struct{}, 1),
+	}
+	for _, r := range metrics.QuotaLeaseResults {
+		q.results[r] = o.Metrics.QuotaLeaseRequests.WithLabelValues(r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Quotas{used: used, ttl: ttl, max: max, now: now, entries: map[quotaKey]*quotaEntry{}, ctx: ctx, cancel: cancel}
+	q.cancel = cancel
+	q.wg.Add(1)
+	go q.run(ctx)
+	return q
 }
 
-// Used returns the customer's usage of meter since the period start.
-func (q *Quotas) Used(ctx context.Context, customer, meter string, since time.Time) (int64, error) {
-	k := quotaKey{customer, meter}
-	q.mu.Lock()
-	e := q.entries[k]
-	if e != nil && e.since == since.UnixNano() {
-		if !e.refreshing && q.now().Sub(e.at) >= q.ttl && q.ctx.Err() == nil {
-			e.refreshing = true
-			q.wg.Add(1)
-			go q.refresh(k, since)
+// mono is this process's monotonic clock.
+func (q *Quotas) mono() time.Duration { return time.Since(q.base) }
+
+// Reserve holds c.Units of the customer's quota for one request. While the
+// replica's share lasts it touches memory only; otherwise it takes a new
+// share from Redis (one round trip, shared by the requests waiting for it).
+// The answer is a *QuotaExceeded when the quota cannot pay for the request,
+// another error when Redis cannot be asked. The caller settles the
+// reservation with Settle exactly once.
+func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
+	n := max(c.Units, 1)
+	s, err := q.share(c)
+	for fetches := 0; err == nil; {
+		s.mu.Lock()
+		if s.evicted {
+			s.mu.Unlock()
+			s, err = q.share(c)
+			continue
 		}
-		used := e.used
-		q.mu.Unlock()
-		return used, nil
+		s.limit = min(c.Limit, maxQuotaUnits)
+		if s.take(n) {
+			s.mu.Unlock()
+			return s, nil
+		}
+		if s.busy != nil {
+			if err = s.wait(ctx, n); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if fetches++; fetches > 3 {
+			// Granted, but a lost lease took it back each time: give up
+			// rather than loop.
+			ex := s.exceeded()
+			s.mu.Unlock()
+			return nil, ex
+		}
+		granted, err := s.fetch(ctx, n)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		if s.take(n) {
+			s.mu.Unlock()
+			return s, nil
+		}
+		if granted == 0 {
+			ex := s.exceeded()
+			s.mu.Unlock()
+			return nil, ex
+		}
+		s.mu.Unlock()
 	}
-	q.mu.Unlock()
-	v, err, _ := q.loads.Do(customer+"\x00"+meter, func() (any, error) {
-		return q.load(ctx, k, since)
-	})
+	return nil, err
+}
+
+// share finds or makes the share of a (customer, meter, period).
+func (q *Quotas) share(c Claim) (*Share, error) {
+	k := shareKey{c.Customer, c.Meter, c.PeriodStart.Unix()}
+	q.mu.RLock()
+	s, closed := q.shares[k], q.closed
+	q.mu.RUnlock()
+	if closed {
+		return nil, ErrQuotasClosed
+	}
+	if s != nil {
+		return s, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrQuotasClosed
+	}
+	if s = q.shares[k]; s == nil {
+		end := c.PeriodEnd
+		if !end.After(c.PeriodStart) {
+			end = c.PeriodStart.Add(45 * 24 * time.Hour)
+		}
+		s = &Share{q: q, key: k, start: c.PeriodStart, end: end, expireAt: end.Add(7 * 24 * time.Hour).Unix(),
+			id: q.replica + ":" + strconv.FormatUint(q.ids.Add(1), 36)}
+		q.shares[k] = s
+	}
+	return s, nil
+}
+
+// Share is this replica's share of one customer's quota of one meter in
+// one billing period.
+type Share struct {
+	q          *Quotas
+	key        shareKey
+	id         string // the lease's name in the ledger
+	start, end time.Time
+	expireAt   int64 // of the ledger keys, Unix s
+
+	mu       sync.Mutex
+	limit    int64
+	avail    int64 // granted, not reserved
+	inflight int64 // reserved by requests not settled yet
+	consumed int64 // units served in the period through this share (cumulative)
+	reported int64 // of which the ledger acknowledged
+	seq      int64 // of the last lease call
+	// validUntil is when the lease may have expired in Redis (monotonic):
+	// the share admits nothing from avail after it.
+	validUntil time.Duration
+	leased     bool // the ledger holds units for this share
+	// What the last call saw: units no share holds, used in the period,
+	// held by other replicas.
+	free, used, others int64
+	gen                int           // lease calls finished
+	touched            bool          // reserved since the last sync
+	idle               int           // sync rounds without a reservation
+	handBack           bool          // queued to be handed back at once (near the limit)
+	busy               chan struct{} // closed when the lease call in flight ends
+	waiting            int64         // units that requests wait for
+	evicted            bool
+}
+
+// take reserves n units from the share, if it holds them and its lease is
+// certainly still valid.
+func (s *Share) take(n int64) bool {
+	if s.avail < n || s.q.mono() >= s.validUntil {
+		return false
+	}
+	s.avail -= n
+	s.inflight += n
+	s.touched = true
+	return true
+}
+
+// usable is what the share can admit from without asking Redis.
+func (s *Share) usable() int64 {
+	if s.q.mono() >= s.validUntil {
+		return 0
+	}
+	return s.avail
+}
+
+// wait waits (s.mu held, released on return) for the lease call in flight.
+// A request the call's answer shows the quota cannot pay for is refused
+// without a call of its own.
+func (s *Share) wait(ctx context.Context, n int64) error {
+	ch, gen := s.busy, s.gen
+	s.waiting += n
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiting -= n
+	if err == nil && s.gen != gen && s.free < n-s.usable() {
+		return s.exceeded()
+	}
+	return err
+}
+
+// fetch asks the ledger (s.mu held, released during the call) for at least
+// what n still needs, and for the other waiting requests' units too.
+func (s *Share) fetch(ctx context.Context, n int64) (int64, error) {
+	need := max(1, n-s.usable())
+	c := s.newCall(need, need+s.waiting)
+	s.mu.Unlock()
+	r, err := s.q.grant(ctx, c)
+	s.mu.Lock()
+	s.finish(c, r, err)
 	if err != nil {
 		return 0, err
 	}
-	return v.(int64), nil
+	if r.status == leaseStale {
+		return 0, fmt.Errorf("meter: quota lease %s: call %d overtaken", s.key, c.seq)
+	}
+	return r.granted, nil
 }
 
-// Add counts units this replica just served into the cached usage. The
-// sum is capped at MaxTotal (issue 9: += wrapped it negative and opened the
-// quota again); negative units are ignored.
-func (q *Quotas) Add(customer, meter string, units int64) {
-	if units <= 0 {
+// newCall snapshots the share for a lease call and marks it busy (s.mu
+// held): one call per share at a time, because it sets what the share
+// holds.
+func (s *Share) newCall(need, want int64) *leaseCall {
+	s.busy = make(chan struct{})
+	s.seq++
+	return &leaseCall{s: s, seq: s.seq, cum: s.consumed, base: s.reported, hold: s.avail + s.inflight,
+		need: need, want: want, limit: s.limit, sent: s.q.mono()}
+}
+
+// finish applies a lease call's answer (s.mu held) and wakes its waiters.
+func (s *Share) finish(c *leaseCall, r leaseReply, err error) {
+	close(s.busy)
+	s.busy = nil
+	s.gen++
+	s.q.count(c, r, err)
+	if err == nil && r.status == leaseMissing && c.need == 0 {
+		// The ledger is gone (its period ended a week ago, or Redis lost
+		// it): nothing to report to or hold. A request opens it again from
+		// the meter's count.
+		s.reported, s.avail, s.leased = s.consumed, 0, false
 		return
 	}
-	q.mu.Lock()
-	if e := q.entries[quotaKey{customer, meter}]; e != nil {
-		e.used = satAdd(e.used, units)
+	if err != nil || r.status != leaseApplied {
+		return
 	}
-	q.mu.Unlock()
+	s.reported = max(s.reported, c.cum)
+	s.validUntil = c.sent + s.q.ttl
+	if lost := c.hold - r.backed; lost > 0 {
+		// The lease had expired (Redis unreachable for longer than its TTL)
+		// and the pool could not hold all of it again: what is not in
+		// flight is gone.
+		s.avail -= min(lost, s.avail)
+	}
+	s.avail += r.granted
+	s.leased = r.backed+r.granted > 0
+	s.free, s.used, s.others = r.free, r.used, r.others
 }
 
-func (q *Quotas) load(ctx context.Context, k quotaKey, since time.Time) (int64, error) {
-	at := q.now()
-	n, err := q.used(ctx, k.customer, k.meter, since)
+func (s *Share) exceeded() *QuotaExceeded {
+	return &QuotaExceeded{Limit: s.limit, Used: s.limit - s.free - s.usable(), PeriodEnd: s.end, Held: s.others}
+}
+
+// Settle ends a reservation of reserved units: used units were served (0
+// when the answer was denied, failed or not billed). Unused units go back
+// to the share; units beyond the reservation are taken from it as far as it
+// has them, and beyond that overrun the quota (the ledger learns it at the
+// next sync or grant, and the next request is refused).
+func (s *Share) Settle(reserved, used int64) {
+	used = max(used, 0)
+	s.mu.Lock()
+	s.inflight -= reserved
+	if used <= reserved {
+		s.avail += reserved - used
+	} else {
+		s.avail -= min(s.avail, used-reserved)
+	}
+	s.consumed += used
+	// Near the limit, units a released request leaves on an idle share
+	// could be all another replica needs: hand them back now.
+	kick := s.avail > 0 && s.inflight == 0 && s.waiting == 0 && s.free < shareDivisor && !s.handBack
+	s.handBack = s.handBack || kick
+	s.mu.Unlock()
+	if kick {
+		s.q.handBack(s)
+	}
+}
+
+// QuotaState is a quota as one replica last saw it.
+type QuotaState struct {
+	Limit int64
+	// Remaining is free in the ledger plus this replica's unreserved units.
+	Remaining int64
+	// Window is the billing period's length, Reset the time left in it.
+	Window, Reset time.Duration
+}
+
+// State is the quota as this replica last saw it.
+func (s *Share) State() QuotaState {
+	s.mu.Lock()
+	limit, remaining := s.limit, max(0, s.free+s.usable())
+	s.mu.Unlock()
+	return QuotaState{Limit: limit, Remaining: remaining, Window: s.end.Sub(s.start), Reset: max(0, s.end.Sub(s.q.now()))}
+}
+
+// grant runs a request-path lease call; a missing ledger (the period's
+// first request, or a lost key) is opened from the meter's count.
+func (q *Quotas) grant(ctx context.Context, c *leaseCall) (leaseReply, error) {
+	r, err := q.call(ctx, c)
+	if err != nil || r.status != leaseMissing {
+		return r, err
+	}
+	n, err := q.used(ctx, c.s.key.customer, c.s.key.meter, c.s.start)
 	if err != nil {
-		return 0, err
+		return r, fmt.Errorf("meter: open quota ledger %s: %w", c.s.key, err)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.entries) >= q.max {
-		for old := range q.entries {
-			delete(q.entries, old)
-			break
-		}
-	}
-	q.entries[k] = &quotaEntry{since: since.UnixNano(), used: n, at: at}
-	return n, nil
+	c.init = strconv.FormatInt(min(max(n, 0), maxQuotaUnits), 10)
+	return q.call(ctx, c)
 }
 
-func (q *Quotas) refresh(k quotaKey, since time.Time) {
-	defer q.wg.Done()
-	ctx, cancel := context.WithTimeout(q.ctx, 5*time.Second)
-	defer cancel()
-	at := q.now()
-	n, err := q.used(ctx, k.customer, k.meter, since)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if e := q.entries[k]; e != nil && e.since == since.UnixNano() {
-		e.refreshing = false
-		if err == nil {
-			e.used, e.at = n, at
-		}
+func (q *Quotas) count(c *leaseCall, r leaseReply, err error) {
+	switch {
+	case err != nil:
+		q.results["error"].Inc()
+	case c.final:
+		q.results["returned"].Inc()
+	case c.need == 0:
+		q.results["synced"].Inc()
+	case r.granted > 0:
+		q.results["granted"].Inc()
+	case r.status == leaseApplied:
+		q.results["exhausted"].Inc()
 	}
-}
-
-// Close stops background refreshes and waits for them.
-func (q *Quotas) Close() {
-	q.cancel()
-	q.wg.Wait()
 }

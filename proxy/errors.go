@@ -16,7 +16,9 @@ type HTTPError struct {
 	Extra  map[string]any // upgrade_url, limit, used, ...
 	// RetryAfter, when positive, is sent as Retry-After in seconds.
 	RetryAfter int
-	Err        error
+	// Header holds further fields of the answer (RateLimit on a 429).
+	Header http.Header
+	Err    error
 }
 
 func (e *HTTPError) Error() string {
@@ -76,6 +78,9 @@ func WriteError(w http.ResponseWriter, e *HTTPError) {
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	for k, vv := range e.Header {
+		h[k] = append(h[k], vv...)
 	}
 	w.WriteHeader(e.Status)
 	_ = json.NewEncoder(w).Encode(body)

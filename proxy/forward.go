@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -124,23 +123,18 @@ func peerIP(remote string) string {
 	return host
 }
 
-// modifyResponse records the upstream's answer and removes every reserved
-// header from it, so the app cannot leak tollgate-internal headers and
-// X-Tollgate-Usage never reaches the client.
+// modifyResponse records the upstream's answer, bills it, and removes every
+// reserved header from it, so the app cannot leak tollgate-internal headers
+// and X-Tollgate-Usage never reaches the client.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 	x.status = resp.StatusCode
-	x.units = 1
-	if v := resp.Header.Get(HeaderUsage); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			s.log.WarnContext(resp.Request.Context(), "upstream sent an invalid "+HeaderUsage+"; counting 1 unit", "value", v)
-		} else {
-			x.units = n
-		}
-	}
 	if t, ok := resp.Request.Context().Value(upstreamStartKey{}).(time.Time); ok {
 		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
+	}
+	s.meterAnswer(resp, x)
+	if b := x.bill; b != nil && b.hold != nil {
+		setRateLimit(resp.Header, b.meter, b.hold.State())
 	}
 	StripReserved(resp.Header)
 	if s.cors != nil {
@@ -153,25 +147,30 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		}
 	}
 	// Trailers are filled in when the body ends (undeclared ones too):
-	// strip the declarations now and the values at EOF.
+	// strip the declarations now, so ReverseProxy does not announce them,
+	// and the values at EOF, after the usage trailer was read.
 	StripReserved(resp.Trailer)
 	// (A 101 body is the upgraded connection itself and must stay as is.)
 	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp}
+		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp, s: s, x: x}
 	}
 	return nil
 }
 
-// trailerFilter removes reserved trailers once the upstream body ends,
-// before ReverseProxy copies them to the client.
+// trailerFilter bills a declared usage trailer and removes reserved
+// trailers once the upstream body ends, before ReverseProxy copies them to
+// the client. The transport fills resp.Trailer before it returns io.EOF.
 type trailerFilter struct {
 	io.ReadCloser
 	resp *http.Response
+	s    *Server
+	x    *exchange
 }
 
 func (b *trailerFilter) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF {
+		b.s.trailerEnd(b.resp, b.x)
 		StripReserved(b.resp.Trailer)
 	}
 	return n, err
@@ -192,13 +191,21 @@ func (w informationalFilter) WriteHeader(code int) {
 func (w informationalFilter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // upstreamError answers when the upstream could not be reached or failed
-// mid-response. Nothing is metered for such a request.
+// before its answer's header. Nothing is billed for such a request, unless
+// the client left (see settle).
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	x := r.Context().Value(exchangeKey{}).(*exchange)
 	ctx := r.Context()
+	if errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		// tollgate cut the request off at shutdown: not the client's doing,
+		// so not billed.
+		x.outcome, x.status = "shutdown", http.StatusServiceUnavailable
+		s.log.WarnContext(ctx, "request cut off by shutdown", "cause", err.Error())
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
-		x.outcome, x.status = "client_closed", 499
+		x.outcome, x.status, x.clientGone = "client_closed", 499, true
 		s.log.DebugContext(ctx, "client closed request", "cause", err.Error())
 		return
 	}

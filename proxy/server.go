@@ -34,17 +34,24 @@ const (
 	HeaderRequestID = "X-Request-Id"
 )
 
+// ErrShuttingDown is the cause with which the server's owner cancels the
+// contexts of requests it cuts off when a graceful shutdown ran out of time
+// (http.Server.BaseContext): such a request is not billed as a client abort.
+var ErrShuttingDown = errors.New("proxy: shutting down")
+
 // Authenticator verifies the caller of a request; *auth.Verifier is one.
 // It returns auth.ErrNoCredentials when the request carries no token.
 type Authenticator interface {
 	Authenticate(r *http.Request) (auth.Identity, error)
 }
 
-// Decision is what the gate allowed, forwarded as identity headers.
+// Decision is what the gate allowed, forwarded as identity headers, and
+// the limit on the route's meter that the reserve step holds the request to.
 type Decision struct {
 	Plan     string
 	Status   string
 	Features string // comma separated
+	Limit    Limit
 }
 
 // Gate decides whether an authenticated caller may use a route. A non-nil
@@ -54,8 +61,8 @@ type Gate interface {
 }
 
 // Counter records metered usage; *meter.Meter is one. Count is called on
-// the request path after the upstream's answer was fully sent, so it must
-// not block or do network I/O.
+// the request path when the answer's header (or its usage trailer) arrives,
+// so it must not block or do network I/O.
 type Counter interface {
 	Count(customer, meter string, units int64)
 }
@@ -77,6 +84,7 @@ type Options struct {
 	Authenticator Authenticator // nil: every auth: required route answers 401
 	Gate          Gate          // nil: every route with require answers 503
 	Counter       Counter       // nil: nothing is metered
+	Quota         Quota         // nil: limits are not enforced
 	Mounts        []Mount
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
@@ -93,6 +101,8 @@ type Server struct {
 	auth     Authenticator
 	gate     Gate
 	counter  Counter
+	quota    Quota
+	maxUnits int64 // metering.max_units_per_request
 	counted  func(status int) bool
 	mounts   []Mount
 	cors     *cors.Cors // nil: tollgate leaves CORS to the app
@@ -129,6 +139,8 @@ func New(o Options) (*Server, error) {
 		auth:     o.Authenticator,
 		gate:     o.Gate,
 		counter:  o.Counter,
+		quota:    o.Quota,
+		maxUnits: c.Metering.MaxUnitsPerRequest,
 		counted:  c.Metering.Counts,
 		mounts:   o.Mounts,
 		metrics:  o.Metrics,
@@ -139,6 +151,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.metrics == nil {
 		s.metrics = metrics.New()
+	}
+	for m := range c.Metering.Meters {
+		s.metrics.UsageInvalid.WithLabelValues(m) // present at 0 from start
 	}
 	for i, rc := range c.Routes {
 		p, err := CompilePattern(rc.Path)
@@ -203,8 +218,10 @@ type exchange struct {
 	id       auth.Identity
 	decision Decision
 	status   int    // upstream status, 0 if none
-	units    int64  // usage the upstream reported (X-Tollgate-Usage), else 1
+	bill     *bill  // nil: the route is not metered for this caller
 	outcome  string // metrics decision label
+	// clientGone is set when the client left before the upstream answered.
+	clientGone bool
 }
 
 type exchangeKey struct{}
@@ -289,29 +306,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 8. Entitlements, and quotas on metered routes. A route that requires
-	// nothing still asks a configured gate, for quotas and plan headers.
-	if x.route.cfg.Require.Any() || (x.route.cfg.Meter != "" && s.gate != nil) {
-		if s.gate == nil {
-			s.deny(ctx, w, x, errUnavailable, errors.New("no entitlements gate configured"))
-			return
-		}
-		d, herr := s.gate.Decide(r.Context(), x.route.cfg, x.id)
-		if herr != nil {
-			s.deny(ctx, w, x, herr, herr.Err)
-			return
-		}
-		x.decision = d
+	// 8. Gate: entitlements, and the limit on a metered route's meter.
+	if herr := s.decide(ctx, x); herr != nil {
+		s.deny(ctx, w, x, herr, herr.Err)
+		return
 	}
 
-	// 9. Forward with verified identity headers.
+	// 9. Reserve the request's units of a limited quota before anything
+	// reaches the app (429 when the quota cannot pay for them).
+	if herr := s.reserve(ctx, x); herr != nil {
+		s.deny(ctx, w, x, herr, herr.Err)
+		return
+	}
+
+	// 10. Settle what the answer billed, deferred: the answer's header or
+	// its usage trailer settles it while forwarding, and a client that
+	// aborts a streamed answer ends forwarding with a panic
+	// (http.ErrAbortHandler) and must still pay.
+	defer s.settle(x)
+
+	// 11. Forward with verified identity headers.
+	s.forward(w, r, x)
+}
+
+// decide asks the gate about the request (step 8). A route that requires
+// nothing still asks a configured gate, for quotas and plan headers.
+func (s *Server) decide(ctx context.Context, x *exchange) *HTTPError {
+	if !x.route.cfg.Require.Any() && (x.route.cfg.Meter == "" || s.gate == nil) {
+		return nil
+	}
+	if s.gate == nil {
+		return errUnavailable.WithCause(errors.New("no entitlements gate configured"))
+	}
+	d, herr := s.gate.Decide(ctx, x.route.cfg, x.id)
+	if herr != nil {
+		return herr
+	}
+	x.decision = d
+	return nil
+}
+
+// forward hands the request to ReverseProxy (step 11); rewrite,
+// modifyResponse and upstreamError find the exchange in its context.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	s.rp.ServeHTTP(informationalFilter{w}, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
-
-	// 10. Meter: only once the answer was fully sent (a failed copy panics
-	// with http.ErrAbortHandler and never gets here), only counted statuses.
-	if m := x.route.cfg.Meter; m != "" && s.counter != nil && x.id.Customer != "" && s.counted(x.status) && x.units > 0 {
-		s.counter.Count(x.id.Customer, m, x.units)
-	}
 }
 
 func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {

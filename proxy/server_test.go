@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -97,6 +99,12 @@ type proxyRig struct {
 	backend *echoBackend
 	front   *httptest.Server
 	metrics *metrics.Metrics
+	// served counts requests the proxy has finished with (after every
+	// deferred step, also when the handler panicked).
+	served atomic.Int32
+	// cut cancels the context every request is served under
+	// (http.Server.BaseContext), as the sidecar does at shutdown.
+	cut context.CancelCauseFunc
 }
 
 func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn http.HandlerFunc) *proxyRig {
@@ -115,9 +123,18 @@ func newProxy(t *testing.T, mutate func(*config.Config, *Options), backendFn htt
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	front := httptest.NewServer(s)
-	t.Cleanup(front.Close)
-	return &proxyRig{backend: b, front: front, metrics: m}
+	rig := &proxyRig{backend: b, metrics: m}
+	rig.front = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer rig.served.Add(1)
+		s.ServeHTTP(w, r)
+	}))
+	base, cut := context.WithCancelCause(context.Background())
+	rig.cut = cut
+	t.Cleanup(func() { cut(nil) })
+	rig.front.Config.BaseContext = func(net.Listener) context.Context { return base }
+	rig.front.Start()
+	t.Cleanup(rig.front.Close)
+	return rig
 }
 
 // rawRequest sends a request line exactly as given, bypassing the Go

@@ -32,6 +32,8 @@ type Metrics struct {
 	UsagePendingUnits  *prometheus.GaugeVec   // meter
 	UsageReportErrors  *prometheus.CounterVec // meter, reason
 	UsageDriftUnits    *prometheus.GaugeVec   // meter
+	UsageInvalid       *prometheus.CounterVec // meter
+	QuotaLeaseRequests *prometheus.CounterVec // result
 
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
@@ -41,6 +43,10 @@ type Metrics struct {
 	CustomerRequests   *prometheus.CounterVec // customer, decision
 	CustomerUsageUnits *prometheus.CounterVec // customer, meter
 }
+
+// QuotaLeaseResults are the result labels of
+// tollgate_quota_lease_requests_total, each present at 0 from start.
+var QuotaLeaseResults = []string{"granted", "exhausted", "synced", "returned", "error"}
 
 // EnablePerCustomer registers the per-customer series. Each customer adds
 // a series per decision and per meter, so a large customer base means a
@@ -129,6 +135,14 @@ func New() *Metrics {
 			Name: "tollgate_usage_drift_units",
 			Help: "Units by which Stripe's meter event summaries differ from what tollgate counted and finished reporting this month, summed over customers (absolute), by meter; from the periodic reconciliation.",
 		}, []string{"meter"}),
+		UsageInvalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_usage_invalid_total",
+			Help: "Upstream answers whose X-Tollgate-Usage was invalid (malformed, negative, repeated or above metering.max_units_per_request) and were billed the route's default instead, by meter.",
+		}, []string{"meter"}),
+		QuotaLeaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_quota_lease_requests_total",
+			Help: "Quota lease calls to the store by result: granted (a share taken), exhausted (the quota could not pay for the request), synced (usage reported, shares renewed or returned), returned (at shutdown), error.",
+		}, []string{"result"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",
 			Help: "Stripe API requests by operation and HTTP status code (0 for transport errors).",
@@ -143,7 +157,11 @@ func New() *Metrics {
 		m.JWKSFetches, m.JWKSLastSuccess,
 		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.WebhookReplayed,
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors, m.UsageDriftUnits,
+		m.UsageInvalid, m.QuotaLeaseRequests,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range QuotaLeaseResults {
+		m.QuotaLeaseRequests.WithLabelValues(r)
+	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
@@ -29,6 +30,8 @@ func touch(m *Metrics) {
 	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
 	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)
 	m.UsageReportErrors.WithLabelValues("api_calls", "timeout").Inc()
+	m.UsageInvalid.WithLabelValues("api_calls").Inc()
+	m.QuotaLeaseRequests.WithLabelValues("granted").Inc()
 	m.StripeRequests.WithLabelValues("POST /v1/billing/meter_events", "200").Inc()
 	m.StripeRequestDuration.WithLabelValues("POST /v1/billing/meter_events").Observe(0.1)
 }
@@ -115,5 +118,19 @@ func TestPerCustomerSeries(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("not registered: %v", want)
+	}
+}
+
+// Series whose labels are known without any config exist at 0 from start,
+// so that an alert on "never happened" can fire.
+func TestKnownSeriesAtZeroFromStart(t *testing.T) {
+	m := New()
+	if n := testutil.CollectAndCount(m.QuotaLeaseRequests, "tollgate_quota_lease_requests_total"); n != len(QuotaLeaseResults) {
+		t.Fatalf("quota_lease_requests_total has %d series at start; want %d", n, len(QuotaLeaseResults))
+	}
+	for _, r := range QuotaLeaseResults {
+		if v := testutil.ToFloat64(m.QuotaLeaseRequests.WithLabelValues(r)); v != 0 {
+			t.Errorf("quota_lease_requests_total{result=%q} = %v at start; want 0", r, v)
+		}
 	}
 }

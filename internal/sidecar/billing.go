@@ -18,8 +18,10 @@ func newBilling(s *Sidecar, source entitlements.Source) ([]proxy.Mount, error) {
 	}
 	o := billing.Options{Config: cfg, Stripe: s.Stripe, Store: s.Customers, Source: source, Gate: s.Gate,
 		Checkouts: billing.NewRedisCheckouts(s.Store), Replays: billing.NewRedisReplays(s.Store), Logger: s.log, Now: s.now}
-	if s.quotas != nil {
-		o.Used = s.quotas.Used
+	if s.meter != nil {
+		// What the meter counted (in Redis, buffered and in memory): what
+		// the customer is billed for.
+		o.Used = s.meter.Used
 	}
 	h, err := billing.New(o)
 	if err != nil {

@@ -2,9 +2,8 @@ package sidecar
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"math"
-	"net/http"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -14,13 +13,12 @@ import (
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
-// gateAdapter puts the entitlements gate, and the quotas of metered
-// routes, behind proxy.Gate, turning denials into the SPEC's answers.
+// gateAdapter puts the entitlements gate behind proxy.Gate, turning
+// denials into the SPEC's answers and telling the proxy the limit on the
+// route's meter, which its reserve step enforces.
 type gateAdapter struct {
 	g       *entitlements.Gate
-	quotas  *meter.Quotas   // nil when nothing is metered
 	limited map[string]bool // meters some plan limits
-	now     func() time.Time
 }
 
 var _ proxy.Gate = gateAdapter{}
@@ -31,35 +29,59 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	}
 	d := a.g.Decide(ctx, id.Customer, route.Require, route.FailOpen)
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
-	if d.Denial == nil {
-		d.Denial = a.quota(ctx, route, id.Customer, d)
+	if d.Denial != nil {
+		return pd, httpDenial(d.Denial)
 	}
-	if d.Denial == nil {
-		return pd, nil
+	if limit, ok := d.Limit(route.Meter); ok && route.Meter != "" && id.Customer != "" && !d.PeriodStart.IsZero() {
+		pd.Limit = proxy.Limit{Set: true, Units: limit, PeriodStart: d.PeriodStart, PeriodEnd: d.PeriodEnd}
 	}
-	return pd, httpDenial(d.Denial)
+	return pd, nil
 }
 
-// quota enforces the plan's per-period limit of the route's meter.
-func (a gateAdapter) quota(ctx context.Context, route *config.Route, customer string, d entitlements.Decision) *entitlements.Denial {
-	limit, limited := d.Limit(route.Meter)
-	if a.quotas == nil || route.Meter == "" || !limited || customer == "" || d.PeriodStart.IsZero() {
-		return nil
+// quotaAdapter puts meter.Quotas behind proxy.Quota.
+type quotaAdapter struct {
+	q   *meter.Quotas
+	now func() time.Time
+	// soon is when units other replicas hold may come back (a sync
+	// interval): Retry-After while they hold some.
+	soon time.Duration
+}
+
+var _ proxy.Quota = quotaAdapter{}
+
+func (a quotaAdapter) Reserve(ctx context.Context, c proxy.Claim) (proxy.Hold, error) {
+	sh, err := a.q.Reserve(ctx, meter.Claim{Customer: c.Customer, Meter: c.Meter, Units: c.Units,
+		Limit: c.Limit.Units, PeriodStart: c.Limit.PeriodStart, PeriodEnd: c.Limit.PeriodEnd})
+	if err == nil {
+		return hold{sh}, nil
 	}
-	used, err := a.quotas.Used(ctx, customer, route.Meter, d.PeriodStart)
-	if err != nil {
-		if route.FailOpen {
-			return nil
+	var ex *meter.QuotaExceeded // (escapes into errors.As: only on refusals)
+	switch {
+	case errors.As(err, &ex):
+		st := quotaState(ex.Limit, 0, c.Limit.PeriodStart, ex.PeriodEnd, a.now())
+		retry := st.Reset
+		if ex.Held > 0 {
+			retry = min(retry, a.soon)
 		}
-		return &entitlements.Denial{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
-			Message: "Usage cannot be checked right now; try again shortly."}
+		return nil, &proxy.QuotaExceeded{Limit: ex.Limit, Used: ex.Used, State: st, RetryAfter: retry}
+	default:
+		return nil, err
 	}
-	if used < limit {
-		return nil
-	}
-	return &entitlements.Denial{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
-		Message: fmt.Sprintf("The %s quota of your plan is used up for this billing period.", route.Meter),
-		Limit:   limit, Used: used, RetryAfter: d.PeriodEnd.Sub(a.now())}
+}
+
+// hold is a reservation: one pointer, so that it fits an interface value
+// without an allocation.
+type hold struct{ s *meter.Share }
+
+func (h hold) Settle(reserved, used int64) { h.s.Settle(reserved, used) }
+
+func (h hold) State() proxy.QuotaState {
+	st := h.s.State()
+	return proxy.QuotaState{Limit: st.Limit, Remaining: st.Remaining, Window: st.Window, Reset: st.Reset}
+}
+
+func quotaState(limit, remaining int64, start, end, now time.Time) proxy.QuotaState {
+	return proxy.QuotaState{Limit: limit, Remaining: remaining, Window: end.Sub(start), Reset: max(0, end.Sub(now))}
 }
 
 // limitedMeters lists the meters that some plan puts a limit on.
@@ -92,17 +114,4 @@ func httpDenial(dn *entitlements.Denial) *proxy.HTTPError {
 		e.RetryAfter = int(math.Ceil(dn.RetryAfter.Seconds()))
 	}
 	return e
-}
-
-// quotaCounter counts usage in the meter and in this replica's quota view
-// at once, so that a quota holds on one replica without waiting for a
-// flush and a refresh.
-type quotaCounter struct {
-	m meterService
-	q *meter.Quotas
-}
-
-func (c quotaCounter) Count(customer, meterName string, units int64) {
-	c.m.Count(customer, meterName, units)
-	c.q.Add(customer, meterName, units)
 }

@@ -36,12 +36,12 @@ func TestPrometheusScrapesWhatWasServed(t *testing.T) {
 	for i := range allowed {
 		u := int64(1 + i%4)
 		units += u
-		if code := call(t, fmt.Sprintf("http://%s/api/work?u=%d", r.sc.ProxyAddr(), u), tokens[i%2]); code != http.StatusOK {
+		if code := callStatus(t, fmt.Sprintf("http://%s/api/work?u=%d", r.sc.ProxyAddr(), u), tokens[i%2]); code != http.StatusOK {
 			t.Fatalf("request %d = %d; want 200", i, code)
 		}
 	}
 	for range denied {
-		if code := call(t, "http://"+r.sc.ProxyAddr()+"/api/work?u=9", ""); code != http.StatusUnauthorized {
+		if code := callStatus(t, "http://"+r.sc.ProxyAddr()+"/api/work?u=9", ""); code != http.StatusUnauthorized {
 			t.Fatalf("request without a token = %d; want 401", code)
 		}
 	}
@@ -64,7 +64,7 @@ func TestPrometheusScrapesWhatWasServed(t *testing.T) {
 }
 
 // call sends one GET with an optional bearer token and returns the status.
-func call(t *testing.T, url, token string) int {
+func callStatus(t *testing.T, url, token string) int {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	if token != "" {

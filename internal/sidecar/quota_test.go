@@ -3,10 +3,13 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,81 +21,156 @@ import (
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
-// A plan limit turns a meter into a quota for the billing period: once
-// used up, 429 quota_exceeded with Retry-After to the period end and the
-// limit and usage in the body; another meter of the same plan is not
-// affected.
-func TestQuotaExceeded(t *testing.T) {
-	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer app.Close()
-	cfg := testConfig(t, app.URL)
-	cfg.Redis.URL = rd.URL()
+// quotaConfig is a replica with a quota of limit on meter calls for plan
+// starter, on /api/**.
+func quotaConfig(t *testing.T, upstream, redisURL string, limit int64) *config.Config {
+	cfg := testConfig(t, upstream)
+	cfg.Redis.URL = redisURL
 	cfg.Metering.FlushInterval, cfg.Metering.Window = 50*time.Millisecond, time.Second
 	cfg.Metering.Meters = map[string]*config.Meter{"calls": {EventName: "calls"}, "other": {EventName: "other"}}
-	cfg.Plans = map[string]*config.Plan{"starter": {Prices: []string{"price_s"}, Limits: map[string]int64{"calls": 3}}}
+	cfg.Plans = map[string]*config.Plan{"starter": {Prices: []string{"price_s"}, Limits: map[string]int64{"calls": limit}}}
 	cfg.Routes = []*config.Route{
 		{Path: "/api/**", Require: config.Require{Subscription: true}, Meter: "calls"},
 		{Path: "/other/**", Require: config.Require{Subscription: true}, Meter: "other"},
 	}
-	r := start(t, cfg)
-	periodEnd := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second)
-	err := r.sc.Customers.Update(context.Background(), "cus_q", func(*entitlements.State) (*entitlements.State, error) {
-		return &entitlements.State{Subscriptions: []entitlements.Subscription{{ID: "sub_q", Status: "active",
-			Prices: []string{"price_s"}, CurrentPeriodStart: time.Now().Add(-time.Hour), CurrentPeriodEnd: periodEnd}}}, nil
+	return cfg
+}
+
+// subscribe writes an active starter subscription for customer, whose
+// period ends at end, and returns a token for it.
+func subscribe(t *testing.T, r *running, customer string, end time.Time) string {
+	t.Helper()
+	err := r.sc.Customers.Update(context.Background(), customer, func(*entitlements.State) (*entitlements.State, error) {
+		return &entitlements.State{Subscriptions: []entitlements.Subscription{{ID: "sub_" + customer, Status: "active",
+			Prices: []string{"price_s"}, CurrentPeriodStart: time.Now().Add(-time.Hour), CurrentPeriodEnd: end}}}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := auth.SignHS256([]byte(strings.Repeat("k", 32)), jwt.MapClaims{
-		"sub": "u", "stripe_customer_id": "cus_q", "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
-	call := func(path string) *http.Response {
-		req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
+	tok, err := auth.SignHS256([]byte(strings.Repeat("k", 32)), jwt.MapClaims{
+		"sub": "u", "stripe_customer_id": customer, "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return tok
+}
+
+func call(t *testing.T, addr, tok, path string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// A plan limit turns a meter into a quota for the billing period: exactly
+// the limit is served, then 429 quota_exceeded with Retry-After to the
+// period end, the limit and usage in the body and the RateLimit fields;
+// another meter of the same plan is not affected.
+func TestQuotaExceeded(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer app.Close()
+	r := start(t, quotaConfig(t, app.URL, rd.URL(), 3))
+	periodEnd := time.Now().Add(10 * 24 * time.Hour).Truncate(time.Second)
+	tok := subscribe(t, r, "cus_q", periodEnd)
 	for i := 0; i < 3; i++ {
-		if resp := call("/api/x"); resp.StatusCode != 200 {
+		resp := call(t, r.sc.ProxyAddr(), tok, "/api/x")
+		if resp.StatusCode != 200 {
 			t.Fatalf("request %d within the quota = %d", i+1, resp.StatusCode)
 		}
-	}
-	var denied *http.Response
-	served := 3
-	testrig.Eventually(t, "the quota to be enforced", func() bool {
-		resp := call("/api/x")
-		if resp.StatusCode == 200 {
-			served++
-			return false
+		if got, want := resp.Header.Get("RateLimit"), fmt.Sprintf(`"calls";r=%d;`, 2-i); !strings.HasPrefix(got, want) {
+			t.Errorf("request %d: RateLimit = %q; want it to start with %s", i+1, got, want)
 		}
-		denied = resp
-		return true
-	})
+	}
+	denied := call(t, r.sc.ProxyAddr(), tok, "/api/x")
 	if denied.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("over quota = %d; want 429", denied.StatusCode)
+		t.Fatalf("request 4 on a quota of 3 = %d; want 429", denied.StatusCode)
 	}
 	var body struct {
 		Error       struct{ Code string }
 		Limit, Used int64
 	}
 	json.NewDecoder(denied.Body).Decode(&body)
-	if body.Error.Code != "quota_exceeded" || body.Limit != 3 || body.Used < 3 {
-		t.Errorf("body = %+v; want quota_exceeded, limit 3, used >= 3", body)
+	if body.Error.Code != "quota_exceeded" || body.Limit != 3 || body.Used != 3 {
+		t.Errorf("body = %+v; want quota_exceeded, limit 3, used 3", body)
 	}
 	ra, _ := strconv.Atoi(denied.Header.Get("Retry-After"))
 	if want := time.Until(periodEnd).Seconds(); float64(ra) < want-60 || float64(ra) > want+60 {
 		t.Errorf("Retry-After = %d s; want about %.0f s (to the period end)", ra, want)
 	}
-	// One replica counts its own units into the quota at once; a request
-	// racing the previous one's count is the only possible overrun.
-	if served > 4 {
-		t.Errorf("quota of 3 enforced after %d requests were served; want at most 4", served)
+	if p := denied.Header.Get("RateLimit-Policy"); !strings.HasPrefix(p, `"calls";q=3;w=`) {
+		t.Errorf("RateLimit-Policy = %q; want \"calls\";q=3;w=...", p)
 	}
-	if resp := call("/other/x"); resp.StatusCode != 200 {
-		t.Errorf("a meter without a limit = %d; want 200", resp.StatusCode)
+	if resp := call(t, r.sc.ProxyAddr(), tok, "/other/x"); resp.StatusCode != 200 || resp.Header.Get("RateLimit") != "" {
+		t.Errorf("a meter without a limit = %d, RateLimit %q; want 200 and no RateLimit", resp.StatusCode, resp.Header.Get("RateLimit"))
+	}
+}
+
+// The issue-9 attack over HTTP: 64 clients at once against a slow upstream
+// on a quota of 50 were all admitted. Now exactly 50 reach the app, on one
+// replica and on three replicas sharing one Redis.
+func TestQuotaExactWithSlowUpstream(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		t.Run(strconv.Itoa(replicas)+" replicas", func(t *testing.T) {
+			rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+			var arrived, denied atomic.Int32
+			release := make(chan struct{})
+			app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				arrived.Add(1)
+				<-release // slow: every admitted request is in flight at once
+			}))
+			defer app.Close()
+			var rs []*running
+			for range replicas {
+				rs = append(rs, start(t, quotaConfig(t, app.URL, rd.URL(), 50)))
+			}
+			tok := subscribe(t, rs[0], "cus_c", time.Now().Add(24*time.Hour))
+			for _, r := range rs {
+				testrig.Eventually(t, "replica ready", func() bool {
+					code, _ := get(t, "http://"+r.sc.AdminAddr()+"/readyz")
+					return code == 200
+				})
+			}
+			const clients = 64
+			codes := make([]int, clients)
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest("GET", "http://"+rs[i%replicas].sc.ProxyAddr()+"/api/x", nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if codes[i] = resp.StatusCode; resp.StatusCode == http.StatusTooManyRequests {
+						denied.Add(1)
+					}
+				}()
+			}
+			testrig.Eventually(t, "every request admitted or refused", func() bool { return arrived.Load()+denied.Load() == clients })
+			close(release)
+			wg.Wait()
+			ok := 0
+			for _, c := range codes {
+				if c == 200 {
+					ok++
+				} else if c != http.StatusTooManyRequests {
+					t.Errorf("status %d; want 200 or 429", c)
+				}
+			}
+			if ok != 50 || arrived.Load() != 50 {
+				t.Errorf("%d concurrent clients on a quota of 50 over %d replicas: %d answered 200, the app saw %d; want exactly 50",
+					clients, replicas, ok, arrived.Load())
+			}
+		})
 	}
 }

@@ -40,14 +40,18 @@ type Sidecar struct {
 	Gate       *entitlements.Gate
 	reconciler *entitlements.Reconciler // nil without a Stripe key
 	meter      meterService             // nil when no meters are configured
-	quotas     *meter.Quotas            // nil when no meters are configured
+	quotas     *meter.Quotas            // nil when no plan limits a meter
 	now        func() time.Time
 	handler    *proxy.Server
 
 	proxyLn, adminLn net.Listener
 	proxySrv         *http.Server
-	adminSrv         *http.Server
-	draining         atomic.Bool
+	// cutRequests cancels every proxy request's context with
+	// proxy.ErrShuttingDown when shutdown runs out of time, so that
+	// requests tollgate cuts off are not billed as client aborts.
+	cutRequests context.CancelCauseFunc
+	adminSrv    *http.Server
+	draining    atomic.Bool
 }
 
 // Options adjust a Sidecar beyond its configuration (tests, demo).
@@ -103,8 +107,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.close()
 		return nil, err
 	}
-	if s.meter != nil {
-		s.quotas = meter.NewQuotas(s.meter.Used, quotaRefresh, cfg.Gating.CacheSize, o.Now)
+	limited := limitedMeters(cfg.Plans)
+	if s.meter != nil && len(limited) > 0 {
+		s.quotas = meter.NewQuotas(meter.QuotaOptions{
+			Redis: s.Store.Client, Keys: s.Store.Keys, Used: s.meter.Used,
+			LeaseTTL: cfg.Metering.Quota.LeaseTTL, SyncInterval: cfg.Metering.Quota.SyncInterval,
+			MaxShares: cfg.Gating.CacheSize, Metrics: s.Metrics, Logger: log, Now: s.now,
+		})
 	}
 	mounts, err := newWebhook(ctx, s)
 	if err != nil {
@@ -121,12 +130,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
-		Gate:          gateAdapter{g: s.Gate, quotas: s.quotas, limited: limitedMeters(cfg.Plans), now: s.now},
+		Gate:          gateAdapter{g: s.Gate, limited: limited},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
 	if s.meter != nil {
-		po.Counter = quotaCounter{s.meter, s.quotas}
+		po.Counter = s.meter
+	}
+	if s.quotas != nil {
+		po.Quota = quotaAdapter{q: s.quotas, now: s.now, soon: cfg.Metering.Quota.SyncInterval}
 	}
 	s.handler, err = proxy.New(po)
 	if err != nil {
@@ -167,8 +179,12 @@ func (s *Sidecar) Serve(ctx context.Context) error {
 		}
 	}
 	sc := s.cfg.Server
+	base, cut := context.WithCancelCause(context.Background())
+	s.cutRequests = cut
+	defer cut(nil)
 	s.proxySrv = &http.Server{
 		Handler:           s.handler,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: sc.ReadHeaderTimeout,
 		ReadTimeout:       sc.ReadTimeout,
 		WriteTimeout:      sc.WriteTimeout,
@@ -247,11 +263,21 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	defer cancel()
 	if err := s.proxySrv.Shutdown(ctx); err != nil {
 		s.log.Warn("proxy shutdown cut short: in-flight requests were closed", "err", err)
+		s.cutRequests(proxy.ErrShuttingDown)
 		s.proxySrv.Close()
 	}
-	// Every request is done: flush what they counted before the store
-	// closes, with a bound of its own, so that slow requests that used up
-	// shutdown_timeout do not leave the flush no time at all.
+	// Every request is done: return the quota shares at once (other
+	// replicas may admit their units now, not after the lease expires),
+	// then flush what the requests counted before the store closes, each
+	// with a bound of its own, so that slow requests that used up
+	// shutdown_timeout do not leave them no time at all.
+	if s.quotas != nil {
+		qctx, qcancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+		if err := s.quotas.Close(qctx); err != nil {
+			s.log.Error("quota: returning shares at shutdown failed", "err", err)
+		}
+		qcancel()
+	}
 	if s.meter != nil {
 		mctx, mcancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 		if err := s.meter.Close(mctx); err != nil {
@@ -267,13 +293,13 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	s.log.Info("tollgate stopped", "shutdown_ms", time.Since(start).Milliseconds())
 }
 
-// quotaRefresh is how often a customer's period usage is re-read for
-// quota checks (in the background; checks are served from memory).
-const quotaRefresh = time.Second
-
 func (s *Sidecar) close() {
 	if s.quotas != nil {
-		s.quotas.Close()
+		// A no-op after the graceful path's Close; on a failed start it
+		// stops the sync loop.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.quotas.Close(ctx)
+		cancel()
 	}
 	if s.meter != nil {
 		// A no-op after the graceful path's Close; on a failed start it stops

@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Quota reserves what requests on limited routes cost before they are
+// forwarded (the sidecar puts meter.Quotas behind it).
+type Quota interface {
+	// Reserve holds c.Units of the customer's quota. It returns a
+	// *QuotaExceeded when the quota cannot pay for the request, another
+	// error when the quota cannot be checked.
+	Reserve(ctx context.Context, c Claim) (Hold, error)
+}
+
+// Claim is one request's cost against a quota.
+type Claim struct {
+	Customer, Meter string
+	Units           int64
+	Limit           Limit
+}
+
+// Limit is the per-period limit the gate found on a route's meter for the
+// caller; the zero Limit means none.
+type Limit struct {
+	Set                    bool
+	Units                  int64
+	PeriodStart, PeriodEnd time.Time
+}
+
+// Hold is a request's reservation. The proxy calls Settle exactly once, with
+// the units it reserved and the units the answer billed (0 when it was
+// denied, failed or not billed).
+type Hold interface {
+	Settle(reserved, used int64)
+	State() QuotaState
+}
+
+// QuotaState is what the RateLimit header fields say.
+type QuotaState struct {
+	Limit, Remaining int64
+	// Window is the billing period's length, Reset the time left in it.
+	Window, Reset time.Duration
+}
+
+// QuotaExceeded is the error a Quota returns when the request cannot be
+// paid for: 429 quota_exceeded.
+type QuotaExceeded struct {
+	Limit, Used int64
+	State       QuotaState
+	// RetryAfter is when trying again can succeed: the period's end, or
+	// sooner when other replicas hold units they may give back.
+	RetryAfter time.Duration
+}
+
+func (e *QuotaExceeded) Error() string {
+	return fmt.Sprintf("quota exceeded: %d of %d used", e.Used, e.Limit)
+}
+
+var errQuotaUnavailable = &HTTPError{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
+	Msg: "Usage cannot be checked right now; try again shortly."}
+
+// reserve holds the request's units on a limited route (step 9). A route
+// with fail_open forwards unreserved when the quota cannot be checked.
+func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
+	rc := x.route.cfg
+	if rc.Meter == "" || x.id.Customer == "" || s.counter == nil {
+		return nil
+	}
+	x.bill = &bill{meter: rc.Meter, units: rc.Units()}
+	if !x.decision.Limit.Set || s.quota == nil {
+		return nil
+	}
+	h, err := s.quota.Reserve(ctx, Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit})
+	if err == nil {
+		x.bill.hold, x.bill.reserved = h, rc.Units()
+		return nil
+	}
+	var ex *QuotaExceeded // (escapes into errors.As: only on refusals)
+	switch {
+	case errors.As(err, &ex):
+		return quotaDenial(rc.Meter, ex)
+	case rc.FailOpen:
+		s.log.WarnContext(ctx, "quota cannot be checked; fail_open route forwarded without a reservation", "meter", rc.Meter, "cause", err.Error())
+		return nil
+	default:
+		return errQuotaUnavailable.WithCause(err)
+	}
+}
+
+func quotaDenial(meter string, ex *QuotaExceeded) *HTTPError {
+	e := &HTTPError{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
+		Msg:        fmt.Sprintf("The %s quota of your plan is used up for this billing period.", meter),
+		Extra:      map[string]any{"limit": ex.Limit, "used": ex.Used},
+		RetryAfter: max(1, int(math.Ceil(ex.RetryAfter.Seconds()))),
+		Header:     http.Header{},
+	}
+	setRateLimit(e.Header, meter, ex.State)
+	return e
+}
+
+// setRateLimit writes the RateLimit-Policy and RateLimit fields of
+// draft-ietf-httpapi-ratelimit-headers (-08 and later): the policy is
+// named after the meter, q is the limit, w the billing period in seconds,
+// r what remains and t the seconds to the period's end. Fields are added,
+// so an application's own policies are kept beside tollgate's.
+func setRateLimit(h http.Header, meter string, st QuotaState) {
+	name := strconv.Quote(meter) // meter names are [A-Za-z0-9_.-]: a valid sf-string
+	h.Add("RateLimit-Policy", name+";q="+strconv.FormatInt(st.Limit, 10)+";w="+seconds(st.Window))
+	h.Add("RateLimit", name+";r="+strconv.FormatInt(max(0, st.Remaining), 10)+";t="+seconds(st.Reset))
+}
+
+// seconds rounds up to whole non-negative seconds.
+func seconds(d time.Duration) string {
+	return strconv.FormatInt(max(0, int64(math.Ceil(d.Seconds()))), 10)
+}
