@@ -206,4 +206,3 @@ func TestUsedNeverWraps(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
