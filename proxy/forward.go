@@ -26,6 +26,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 
 	s.setForwarded(pr)
+	x.upgrades = s.upgrades.filter(pr.Out.Header)
 
 	h := pr.Out.Header
 	h.Set(HeaderRequestID, x.rid)
@@ -129,6 +130,9 @@ func peerIP(remote string) string {
 // X-Tollgate-Usage never reaches the client.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	if err := checkSwitch(resp, x.upgrades); err != nil {
+		return err // 502: the tunnel is never opened
+	}
 	x.status = resp.StatusCode
 	x.units = 1
 	if v := resp.Header.Get(HeaderUsage); v != "" {
@@ -204,7 +208,10 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	}
 	e := errUpstream
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	switch {
+	case errors.Is(err, errSwitchRefused):
+		e = errBadSwitch
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		e = errUpstreamTimeout
 	}
 	x.outcome, x.status = "upstream_error", e.Status

@@ -96,6 +96,7 @@ type Server struct {
 	counted  func(status int) bool
 	mounts   []Mount
 	cors     *cors.Cors // nil: tollgate leaves CORS to the app
+	upgrades upgrades   // proxy.upgrades
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
@@ -131,6 +132,7 @@ func New(o Options) (*Server, error) {
 		counter:  o.Counter,
 		counted:  c.Metering.Counts,
 		mounts:   o.Mounts,
+		upgrades: newUpgrades(c.Proxy.Upgrades),
 		metrics:  o.Metrics,
 		log:      o.Logger,
 	}
@@ -204,6 +206,10 @@ type exchange struct {
 	status   int    // upstream status, 0 if none
 	units    int64  // usage the upstream reported (X-Tollgate-Usage), else 1
 	outcome  string // metrics decision label
+
+	// upgrades are the Upgrade tokens forwarded: the only protocols a 101
+	// may switch to.
+	upgrades []string
 }
 
 type exchangeKey struct{}
