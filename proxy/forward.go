@@ -200,6 +200,12 @@ func (w informationalFilter) Unwrap() http.ResponseWriter { return w.ResponseWri
 func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	x := r.Context().Value(exchangeKey{}).(*exchange)
 	ctx := r.Context()
+	if herr := x.refused.Load(); herr != nil {
+		// The body streamed to the app held _method: the upload was cut
+		// short before the field was sent.
+		s.deny(ctx, w, x, herr, err)
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		x.outcome, x.status = "client_closed", 499
