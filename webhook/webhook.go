@@ -59,6 +59,9 @@ type Options struct {
 	// Stripe is where state is re-read from. Nil selects trusted payload
 	// mode (no Stripe key: the state comes from the signed event).
 	Stripe Stripe
+	// Owners names the user tollgate's billing API created each Checkout
+	// Session for. Nil: only a session's metadata.user_id links a user.
+	Owners SessionOwners
 	// Queue, when set, receives every verified event for forwarding.
 	Queue *Queue
 	// ProcessTimeout bounds processing one event (default 30s); the lock
@@ -109,10 +112,11 @@ func New(o Options) (*Handler, error) {
 		h.o.BusyWait = 5 * time.Second
 	}
 	h.lockTTL = h.o.ProcessTimeout + lockMargin
+	links := &linker{store: o.Store, owners: o.Owners, log: h.log, metrics: h.metrics}
 	if o.Stripe != nil {
-		h.apply = &refetch{store: o.Store, api: o.Stripe, now: h.now, log: h.log}
+		h.apply = &refetch{store: o.Store, api: o.Stripe, now: h.now, log: h.log, links: links}
 	} else {
-		h.apply = &payload{store: o.Store, log: h.log}
+		h.apply = &payload{store: o.Store, log: h.log, links: links}
 	}
 	return h, nil
 }

@@ -20,6 +20,9 @@ type Metrics struct {
 	EntitlementCache *prometheus.CounterVec // result: hit, miss, negative, stale, unavailable
 	EntitlementAge   prometheus.Histogram
 	WebhookEvents    *prometheus.CounterVec // type, result
+	// UserLinks counts what checkouts did to user→customer links; result:
+	// linked, conflict, unverified, mismatch (LinkResults).
+	UserLinks *prometheus.CounterVec
 
 	UsageUnits         *prometheus.CounterVec // meter
 	UsageReportedUnits *prometheus.CounterVec // meter
@@ -90,6 +93,10 @@ func New() *Metrics {
 			Name: "tollgate_webhook_events_total",
 			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, invalid, failed).",
 		}, []string{"type", "result"}),
+		UserLinks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_user_links_total",
+			Help: "User→customer links from completed checkouts by result: linked, conflict (the user is linked to another customer; the first link stays), unverified (only a client_reference_id names the user: not linked), mismatch (the session's recorded user and metadata.user_id disagree: not linked).",
+		}, []string{"result"}),
 		UsageUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_usage_units_total",
 			Help: "Usage units counted on the request path, by meter.",
@@ -117,9 +124,15 @@ func New() *Metrics {
 		}, []string{"operation"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
-		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents,
+		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.UserLinks,
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors,
 		m.StripeRequests, m.StripeRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range LinkResults {
+		m.UserLinks.WithLabelValues(r) // at 0 from start: an alert on conflicts can fire
+	}
 	return m
 }
+
+// LinkResults are the result labels of tollgate_user_links_total.
+var LinkResults = []string{"linked", "conflict", "unverified", "mismatch"}

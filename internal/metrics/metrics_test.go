@@ -21,6 +21,7 @@ func touch(m *Metrics) {
 	m.EntitlementCache.WithLabelValues("hit").Inc()
 	m.EntitlementAge.Observe(1)
 	m.WebhookEvents.WithLabelValues("invoice.paid", "processed").Inc()
+	m.UserLinks.WithLabelValues("linked").Inc()
 	m.UsageUnits.WithLabelValues("api_calls").Inc()
 	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
 	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)

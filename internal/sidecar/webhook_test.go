@@ -136,7 +136,7 @@ func TestCheckoutLinksUserOnEveryReplica(t *testing.T) {
 		TrialEnd: time.Now().Add(time.Hour).Unix(), CurrentPeriodEnd: time.Now().Add(time.Hour).Unix(),
 		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{ID: "si_1", Price: &stripe.Price{ID: "price_pro"}}}}})
 	d.PutCheckoutSession(&stripe.CheckoutSession{ID: "cs_test_co", Customer: &stripe.Customer{ID: "cus_co"},
-		ClientReferenceID: "user_co", Subscription: &stripe.Subscription{ID: "sub_co"}})
+		ClientReferenceID: "user_co", Metadata: map[string]string{"user_id": "user_co"}, Subscription: &stripe.Subscription{ID: "sub_co"}})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Tollgate-Customer"))
 	}))
