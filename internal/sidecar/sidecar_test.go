@@ -61,8 +61,14 @@ type running struct {
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	return startLogged(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startLogged is start with the replica's logs going to log.
+func startLogged(t *testing.T, cfg *config.Config, log *slog.Logger) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	sc, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	sc, err := New(ctx, cfg, Options{Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
