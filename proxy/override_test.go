@@ -83,8 +83,9 @@ func TestMethodOverrideHeadersRemoved(t *testing.T) {
 	}
 }
 
-// With proxy.allow_method_override the headers stay, but only when the
-// method they name leads to the route the request matched.
+// Method override onto a stricter route: with proxy.allow_method_override
+// the headers stay, but only when the method they name leads to the route
+// the request matched.
 func TestAllowedMethodOverrideMustKeepTheRoute(t *testing.T) {
 	rig, _ := overrideProxy(t, func(c *config.Config) { c.Proxy.AllowMethodOverride = true })
 	addr := rig.front.Listener.Addr().String()
@@ -216,10 +217,10 @@ func TestNonOverrideBodiesForwardedIntact(t *testing.T) {
 	}
 }
 
-// Large and chunked bodies reach the app byte for byte, however they are
-// framed, and a _method placed past the prefix tollgate reads up front
-// (padding attack) is still found: the upload is cut before the field, the
-// app never receives it, and the client gets 400.
+// Method override after padding: a _method field placed past the prefix
+// tollgate reads up front is still found (the upload is cut before the
+// field, the app never receives it, the client gets 400), and large and
+// chunked bodies without one reach the app byte for byte.
 func TestMethodOverrideBeyondThePrefix(t *testing.T) {
 	rig, rec := overrideProxy(t, nil)
 	pad := randomField(3 * OverrideScanBytes)
@@ -287,9 +288,9 @@ func randomField(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// CONNECT and TRACE reach the app only on a route that lists them: CONNECT
-// asks the app to open a tunnel, TRACE echoes cookies and Authorization back
-// to a script (cross-site tracing).
+// CONNECT tunnelling and cross-site tracing (TRACE, XST): both reach the
+// app only on a route that lists them; CONNECT asks the app to open a
+// tunnel, TRACE echoes cookies and Authorization back to a script.
 func TestConnectAndTraceRefused(t *testing.T) {
 	rig := newProxy(t, func(c *config.Config, o *Options) {
 		c.Routes = []*config.Route{
@@ -335,6 +336,8 @@ func TestConnectAndTraceRefused(t *testing.T) {
 	}
 }
 
+// Method override in a spelling the scanner misses: every key Go's own
+// query parser reads as _method (folded) is found.
 func TestURLEncodedScannerMatchesParseQuery(t *testing.T) {
 	for _, q := range []string{
 		"a=1", "_method=x", "a=1&_method=x", "_method", "%5Fmethod=x", "_METHOD=x", "_method%5B%5D=x",
@@ -360,8 +363,8 @@ func TestURLEncodedScannerMatchesParseQuery(t *testing.T) {
 	}
 }
 
-// The verdict never depends on how the body is split into reads: a
-// field split across two TCP segments is found just the same.
+// Method override split across TCP segments: the verdict never depends on
+// how the body is split into reads.
 func FuzzFieldScannersSplitAnywhere(f *testing.F) {
 	f.Add("a=1&_method=DELETE", 5, false)
 	f.Add("--B\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nx\r\n--B--", 9, true)

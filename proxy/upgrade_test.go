@@ -219,9 +219,9 @@ func TestH2CUpgradeNeverReachesTheApp(t *testing.T) {
 	}
 }
 
-// An upstream that answers 101 to a request that asked for no (allowed)
-// protocol would open a tunnel tollgate never judged: the client gets 502
-// and nothing passes.
+// Unrequested protocol switch: an upstream that answers 101 to a request
+// that asked for no (allowed) protocol would open a tunnel tollgate never
+// judged; the client gets 502 and nothing passes.
 func TestUnrequestedSwitchIsRefused(t *testing.T) {
 	b := newH2CBackend(t)
 	rig := newProxy(t, func(c *config.Config, _ *Options) {

@@ -135,8 +135,9 @@ func TestCheckoutLinksOnlyTheSessionsUser(t *testing.T) {
 	}
 }
 
-// If the billing API's record cannot be read, the link cannot be decided:
-// the delivery fails (500) so Stripe retries, rather than linking on less.
+// Link squatting while the store fails: if the billing API's record cannot
+// be read, the link cannot be decided, so the delivery fails (500) and
+// Stripe retries, rather than linking on less.
 func TestCheckoutOwnerUnreadableIsRetried(t *testing.T) {
 	own := &owners{m: map[string]string{}, fail: errors.New("redis: connection refused")}
 	r := newRig(t, rigOptions{mutate: func(o *Options) { o.Owners = own }})
@@ -152,8 +153,8 @@ func TestCheckoutOwnerUnreadableIsRetried(t *testing.T) {
 	}
 }
 
-// Trusted payload mode reads the session from the signed event: there too
-// a client_reference_id alone links nobody.
+// Link squatting in trusted payload mode: the session comes from the
+// signed event, and there too a client_reference_id alone links nobody.
 func TestTrustedPayloadCheckoutNeedsMetadata(t *testing.T) {
 	r := newRig(t, rigOptions{trusted: true})
 	for _, c := range []struct {

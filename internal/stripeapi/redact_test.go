@@ -50,6 +50,8 @@ func TestRedactStripeError(t *testing.T) {
 	}
 }
 
+// Customer PII in stripe-go's "Couldn't deserialize JSON" error, which
+// quotes 500 bytes of the response body.
 func TestRedactDeserializeError(t *testing.T) {
 	raw := errors.New(`Couldn't deserialize JSON (response status: 200, body sample: '{"email":"jane@example.com", ...'): unexpected end of JSON input`)
 	got := Describe(raw)
@@ -62,8 +64,9 @@ func TestRedactDeserializeError(t *testing.T) {
 	}
 }
 
-// stripe-go's own lines: bodies become object type and ids, errors are
-// described, and an unknown line keeps no arguments.
+// Customer PII in stripe-go's own log lines (it logs whole response bodies
+// at debug): bodies become object type and ids, errors are described, and
+// an unknown line keeps no arguments.
 func TestSlogAdapterRewritesStripeGoLines(t *testing.T) {
 	logs := &testrig.LogBuffer{}
 	a := slogAdapter{slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
@@ -87,8 +90,8 @@ func TestSlogAdapterRewritesStripeGoLines(t *testing.T) {
 	}
 }
 
-// The client itself returns redacted errors: whatever a caller logs of a
-// failed call shows no PII.
+// Customer PII in logged errors: the client itself returns redacted
+// errors, so whatever a caller logs of a failed call shows no PII.
 func TestClientReturnsRedactedErrors(t *testing.T) {
 	d := testrig.NewStripeDouble(t)
 	d.FailNextWith(1, testrig.Fault{Status: 400, Type: "invalid_request_error", Code: "email_invalid",
