@@ -183,22 +183,11 @@ func TestH2CUpgradeNeverReachesTheApp(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before, _ := b.seen()
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprintf(conn, "GET /public/x HTTP/1.1\r\nHost: app.example\r\n%s\r\n\r\n", strings.Join(c.headers, "\r\n"))
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("read response: %v", err)
-			}
+			resp, conn := askToSwitch(t, addr, "/public/x", c.headers)
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				t.Errorf("client got 101: the connection was switched to h2c")
 			}
-			if tryTunnel(t, &bufConn{Conn: conn, r: br}) {
+			if tryTunnel(t, conn) {
 				t.Errorf("a request inside the tunnel reached the app")
 			}
 			plain, inside := b.seen()
@@ -238,22 +227,11 @@ func TestUnrequestedSwitchIsRefused(t *testing.T) {
 		{"h2c asked (stripped), h2c given", "/always-101", []string{"Connection: Upgrade", "Upgrade: h2c"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", rig.front.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: app.example\r\n%s\r\n", c.path, lines(c.headers))
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatalf("read response: %v", err)
-			}
+			resp, conn := askToSwitch(t, rig.front.Listener.Addr().String(), c.path, c.headers)
 			if resp.StatusCode != http.StatusBadGateway || errorCode(t, resp) != "upgrade_refused" {
 				t.Errorf("status = %d; want 502 upgrade_refused", resp.StatusCode)
 			}
-			if tryTunnel(t, &bufConn{Conn: conn, r: br}) {
+			if tryTunnel(t, conn) {
 				t.Errorf("a request inside the tunnel reached the app")
 			}
 			if _, inside := b.seen(); len(inside) > 0 {
@@ -263,12 +241,30 @@ func TestUnrequestedSwitchIsRefused(t *testing.T) {
 	}
 }
 
-func lines(headers []string) string {
-	var s strings.Builder
-	for _, h := range headers {
-		s.WriteString(h + "\r\n")
+// askToSwitch sends one GET with headers on a new connection and reads
+// the answer; the connection (with what was read past the answer) is the
+// attacker's for the next step.
+func askToSwitch(t *testing.T, addr, path string, headers []string) (*http.Response, net.Conn) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return s.String()
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: app.example\r\n", path)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	io.WriteString(conn, b.String())
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	return resp, &bufConn{Conn: conn, r: br}
 }
 
 // proxy.upgrades decides which protocols pass: the default passes

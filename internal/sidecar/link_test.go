@@ -59,7 +59,7 @@ func TestPaymentLinkCannotSquatAUser(t *testing.T) {
 	if got := testutil.ToFloat64(a.sc.Metrics.UserLinks.WithLabelValues("unverified")); got != 1 {
 		t.Errorf("user_links_total{unverified} = %v; want 1", got)
 	}
-	if code, body := apiAs(t, a, victim); code != http.StatusPaymentRequired || body == "cus_attacker" {
+	if code, body := getAs(t, a, "/api/x", victim); code != http.StatusPaymentRequired || body == "cus_attacker" {
 		t.Fatalf("victim after the attacker's payment = %d %q; want 402 (not linked to cus_attacker)", code, body)
 	}
 
@@ -76,25 +76,10 @@ func TestPaymentLinkCannotSquatAUser(t *testing.T) {
 		t.Fatalf("victim's checkout event = %d %s", code, resp)
 	}
 	testrig.Eventually(t, "the victim to be served as their own customer", func() bool {
-		code, body := apiAs(t, a, victim)
+		code, body := getAs(t, a, "/api/x", victim)
 		return code == http.StatusOK && body == "cus_victim"
 	})
 	if got := testutil.ToFloat64(a.sc.Metrics.UserLinks.WithLabelValues("linked")); got != 1 {
 		t.Errorf("user_links_total{linked} = %v; want 1", got)
 	}
-}
-
-// apiAs calls /api/x with a token and returns the status and the app's
-// answer (the X-Tollgate-Customer it saw).
-func apiAs(t *testing.T, r *running, token string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+"/api/x", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

@@ -68,14 +68,23 @@ func newEvent(t *testing.T, id, typ string, obj map[string]any) []byte {
 // callAPI asks a replica for /api/x with a token; it returns the status.
 func callAPI(t *testing.T, r *running, token string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+"/api/x", nil)
+	code, _ := getAs(t, r, "/api/x", token)
+	return code
+}
+
+// getAs GETs a path from a replica's proxy listener with a token and
+// returns the status and the app's answer.
+func getAs(t *testing.T, r *running, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // The same event reaches two replicas at the same moment (Stripe may
