@@ -21,9 +21,12 @@ type sessionAnswer struct {
 
 // checkout starts a Stripe Checkout Session for a plan: subscription mode
 // for recurring prices (with billing.trial_days for a customer who never
-// had a trial), payment mode for one-time prices. The session carries the
-// caller's user id (client_reference_id and metadata user_id), which the
-// checkout.session.completed webhook links to the new customer.
+// had a trial), payment mode for one-time prices. The session is recorded
+// as the caller's in Redis and carries the caller's user id as
+// metadata.user_id (which only a secret-key call can set) and, for the
+// app's own reading, client_reference_id; the checkout.session.completed
+// webhook links the user to the customer from the first two, never from
+// client_reference_id alone.
 func (h *Handler) checkout(c *call) (any, *proxy.HTTPError) {
 	var req checkoutRequest
 	if herr := c.decode(&req); herr != nil {
@@ -107,7 +110,13 @@ func (h *Handler) recordCheckout(c *call, prev, session string, o offer) *proxy.
 	if h.checkouts == nil {
 		return nil
 	}
-	ok, err := h.checkouts.Record(c.ctx, c.id.User, prev, session, offerKey(o), checkoutTTL)
+	// The owner first: a session that cannot be traced to its user is
+	// expired below rather than handed out.
+	err := h.checkouts.Own(c.ctx, session, c.id.User, ownerTTL)
+	ok := false
+	if err == nil {
+		ok, err = h.checkouts.Record(c.ctx, c.id.User, prev, session, offerKey(o), checkoutTTL)
+	}
 	if err == nil && ok {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -59,6 +60,12 @@ func TestCheckout(t *testing.T) {
 			}
 			if !strings.HasPrefix(got.IdempotencyKey, "tg-checkout-") {
 				t.Errorf("Idempotency-Key = %q; want tg-checkout-…", got.IdempotencyKey)
+			}
+			// The webhook links the session's user from this record, never
+			// from client_reference_id (link squatting).
+			owner, ok, err := r.h.checkouts.(*RedisCheckouts).SessionOwner(context.Background(), a.str("id"))
+			if err != nil || !ok || owner != tc.user {
+				t.Errorf("recorded owner of %s = %q, %v, %v; want %s", a.str("id"), owner, ok, err, tc.user)
 			}
 		})
 	}

@@ -25,11 +25,20 @@ type Checkouts interface {
 	// since prev ("" = none): it reports false then, and the caller
 	// should defer to the other one.
 	Record(ctx context.Context, user, prev, session, offer string, ttl time.Duration) (bool, error)
+	// Own records which user a session was created for: the
+	// checkout.session.completed webhook links that user, and only that
+	// user, to the customer who paid (webhook.SessionOwners).
+	Own(ctx context.Context, session, user string, ttl time.Duration) error
 }
 
 // checkoutTTL is how long a session is remembered: Stripe's default
 // expires_at, after which it cannot be paid anyway.
 const checkoutTTL = 24 * time.Hour
+
+// ownerTTL is how long a session's user is remembered: the session's
+// lifetime plus the 3 days Stripe retries the completion webhook. A later
+// replay still links through the session's metadata.user_id.
+const ownerTTL = checkoutTTL + 72*time.Hour
 
 // RedisCheckouts keeps Checkouts in Redis, shared by every replica.
 type RedisCheckouts struct {
@@ -73,6 +82,28 @@ return 1`)
 func (c *RedisCheckouts) Record(ctx context.Context, user, prev, session, offer string, ttl time.Duration) (bool, error) {
 	n, err := recordScript.Run(ctx, c.rdb, []string{c.key(user)}, prev, session+" "+offer, ttl.Milliseconds()).Int()
 	return n == 1, err
+}
+
+func (c *RedisCheckouts) ownerKey(session string) string {
+	return c.keys.Global("billing", "session", session)
+}
+
+// Own implements Checkouts.
+func (c *RedisCheckouts) Own(ctx context.Context, session, user string, ttl time.Duration) error {
+	return c.rdb.Set(ctx, c.ownerKey(session), user, ttl).Err()
+}
+
+// SessionOwner implements webhook.SessionOwners: the user a session was
+// created for by this billing API, ok false when none was recorded.
+func (c *RedisCheckouts) SessionOwner(ctx context.Context, session string) (string, bool, error) {
+	v, err := c.rdb.Get(ctx, c.ownerKey(session)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return v, true, nil
 }
 
 // offerKey names what a session sells, to tell a repeat from a change of

@@ -91,12 +91,24 @@ type Server struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
-// ProxyTimeouts bound the connection to the upstream.
+// ProxyTimeouts bound the connection to the upstream and say which
+// protocol switches and method overrides may reach it.
 type ProxyTimeouts struct {
 	DialTimeout           time.Duration `yaml:"dial_timeout"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	IdleConnTimeout       time.Duration `yaml:"idle_conn_timeout"`
 	MaxIdleConnsPerHost   int           `yaml:"max_idle_conns_per_host"`
+	// Upgrades are the Upgrade protocols (RFC 9110 §7.8) a client may switch
+	// the connection to, matched without regard to case; any other token is
+	// removed from the request, and a 101 to anything not requested and
+	// allowed is answered 502. Default [websocket]; [] allows none. h2c and
+	// h2 are refused: every request inside such a tunnel would skip routes,
+	// auth and gating.
+	Upgrades []string `yaml:"upgrades"`
+	// AllowMethodOverride keeps X-HTTP-Method-Override, X-HTTP-Method and
+	// X-Method-Override on forwarded requests (removed by default); the
+	// method they name must then lead to the same route as the request's.
+	AllowMethodOverride bool `yaml:"allow_method_override"`
 }
 
 // Log selects the structured log output.
@@ -441,6 +453,7 @@ func Default() *Config {
 			ResponseHeaderTimeout: 60 * time.Second,
 			IdleConnTimeout:       90 * time.Second,
 			MaxIdleConnsPerHost:   100,
+			Upgrades:              []string{"websocket"},
 		},
 		CORS: CORS{
 			AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"},

@@ -54,6 +54,8 @@ func TestParseMinimal(t *testing.T) {
 		{"limit", cfg.Plans["starter"].Limits["calls"], int64(100)},
 		{"meter mode default", cfg.Metering.Meters["calls"].Mode, ""},
 		{"forward auth default", cfg.Auth.JWT.ForwardsAuthorization(), true},
+		{"upgrades default", strings.Join(cfg.Proxy.Upgrades, ","), "websocket"},
+		{"method override default", cfg.Proxy.AllowMethodOverride, false},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
@@ -210,6 +212,14 @@ func TestValidateRules(t *testing.T) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL, c.Billing.CancelURL, c.Billing.ReturnURL = "sk_test_x", "/ok", "https://a/c", "https://a/r"
 		}, "billing.success_url: \"/ok\" is not an absolute http(s) URL"},
 		{"billing proration", func(c *Config) { c.Billing.UpgradeProration = "later" }, "billing.upgrade_proration"},
+		{"upgrades none", func(c *Config) { c.Proxy.Upgrades = []string{} }, ""},
+		{"upgrades with a version", func(c *Config) { c.Proxy.Upgrades = []string{"websocket", "foo/2"} }, ""},
+		// h2c upgrade smuggling: allowing h2c would open a tunnel nothing in it is judged in.
+		{"upgrades h2c", func(c *Config) { c.Proxy.Upgrades = []string{"websocket", "H2C"} }, `proxy.upgrades[1]: "H2C" cannot be allowed`},
+		{"upgrades h2", func(c *Config) { c.Proxy.Upgrades = []string{"h2/1"} }, `proxy.upgrades[0]: "h2/1" cannot be allowed`},
+		{"upgrades not a token", func(c *Config) { c.Proxy.Upgrades = []string{"web socket"} }, `proxy.upgrades[0]: "web socket" is not an Upgrade protocol token`},
+		{"upgrades empty token", func(c *Config) { c.Proxy.Upgrades = []string{""} }, `proxy.upgrades[0]`},
+		{"upgrades twice", func(c *Config) { c.Proxy.Upgrades = []string{"websocket", "WebSocket"} }, `proxy.upgrades[1]: "WebSocket" is listed twice`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()

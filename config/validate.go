@@ -55,6 +55,7 @@ func (c *Config) Validate() error {
 	p := problems{lines: c.lines}
 	c.validateListeners(&p)
 	c.validateServer(&p)
+	c.validateProxy(&p)
 	c.validateRedis(&p)
 	c.validateStripe(&p)
 	c.validateJWT(&p)

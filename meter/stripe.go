@@ -201,7 +201,7 @@ func classify(err error) error {
 	}
 	var se *stripe.Error
 	if errors.As(err, &se) {
-		return classifyStripe(se)
+		return classifyStripe(se, err)
 	}
 	var ne net.Error
 	switch {
@@ -217,35 +217,37 @@ func classify(err error) error {
 // found ..."), and not "meter" inside another word such as "parameters".
 var meterWord = regexp.MustCompile(`\bmeters?\b`)
 
-func classifyStripe(se *stripe.Error) error {
+// classifyStripe reads se; the SendError carries err, which logs without
+// Stripe's message (stripeapi.Error), never se itself.
+func classifyStripe(se *stripe.Error, err error) error {
 	msg := strings.ToLower(se.Msg)
 	code := se.HTTPStatusCode
 	switch {
 	case code == http.StatusBadRequest && strings.Contains(msg, "already exists"):
 		return ErrAlreadyReported
 	case code == http.StatusTooManyRequests:
-		return &SendError{Reason: "rate_limited", Err: se}
+		return &SendError{Reason: "rate_limited", Err: err}
 	case code == http.StatusConflict:
-		return &SendError{Reason: "conflict", Err: se}
+		return &SendError{Reason: "conflict", Err: err}
 	case code >= 500:
-		return &SendError{Reason: "server_error", Err: se}
+		return &SendError{Reason: "server_error", Err: err}
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		// A key problem is the deployment's, not this report's: retry (with
 		// backoff, logged) rather than park every report.
-		return &SendError{Reason: "auth", Err: se}
+		return &SendError{Reason: "auth", Err: err}
 	case strings.Contains(msg, "no such customer") || se.Param == "payload[stripe_customer_id]":
-		return &SendError{Reason: "unknown_customer", Permanent: true, Err: se}
+		return &SendError{Reason: "unknown_customer", Permanent: true, Err: err}
 	case se.Type == stripe.ErrorTypeIdempotency:
 		// The key was used with other parameters: a usage record retried
 		// on another subscription item after Stripe may have applied the
 		// first. Resending could bill twice; an operator must check.
-		return &SendError{Reason: "idempotency_conflict", Permanent: true, Err: se}
+		return &SendError{Reason: "idempotency_conflict", Permanent: true, Err: err}
 	case meterWord.MatchString(msg) || se.Param == "event_name":
-		return &SendError{Reason: "unknown_meter", Permanent: true, Err: se}
+		return &SendError{Reason: "unknown_meter", Permanent: true, Err: err}
 	case code == http.StatusNotFound:
-		return &SendError{Reason: "not_found", Permanent: true, Err: se}
+		return &SendError{Reason: "not_found", Permanent: true, Err: err}
 	case code >= 400:
-		return &SendError{Reason: "invalid_request", Permanent: true, Err: se}
+		return &SendError{Reason: "invalid_request", Permanent: true, Err: err}
 	}
-	return &SendError{Reason: "network", Err: se}
+	return &SendError{Reason: "network", Err: err}
 }

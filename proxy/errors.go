@@ -51,6 +51,8 @@ var (
 		Msg: "Entitlements cannot be checked right now; try again shortly."}
 	errUpstream = &HTTPError{Status: http.StatusBadGateway, Code: "upstream_unavailable",
 		Msg: "The application did not answer."}
+	errBadSwitch = &HTTPError{Status: http.StatusBadGateway, Code: "upgrade_refused",
+		Msg: "The application switched to a protocol this request was not allowed to use."}
 	errUpstreamTimeout = &HTTPError{Status: http.StatusGatewayTimeout, Code: "upstream_timeout",
 		Msg: "The application did not answer in time."}
 )

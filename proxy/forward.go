@@ -25,6 +25,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 
 	s.setForwarded(pr)
+	x.upgrades = s.upgrades.filter(pr.Out.Header)
 
 	h := pr.Out.Header
 	h.Set(HeaderRequestID, x.rid)
@@ -128,6 +129,9 @@ func peerIP(remote string) string {
 // and X-Tollgate-Usage never reaches the client.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	if err := checkSwitch(resp, x.upgrades); err != nil {
+		return err // 502: the tunnel is never opened
+	}
 	x.status = resp.StatusCode
 	if t, ok := resp.Request.Context().Value(upstreamStartKey{}).(time.Time); ok {
 		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
@@ -203,6 +207,12 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 		s.log.WarnContext(ctx, "request cut off by shutdown", "cause", err.Error())
 		return
 	}
+	if herr := x.refused.Load(); herr != nil {
+		// The body streamed to the app held _method: the upload was cut
+		// short before the field was sent.
+		s.deny(ctx, w, x, herr, err)
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		x.outcome, x.status, x.clientGone = "client_closed", 499, true
@@ -211,7 +221,10 @@ func (s *Server) upstreamError(w http.ResponseWriter, r *http.Request, err error
 	}
 	e := errUpstream
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	switch {
+	case errors.Is(err, errSwitchRefused):
+		e = errBadSwitch
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		e = errUpstreamTimeout
 	}
 	x.outcome, x.status = decisionUpstreamError, e.Status

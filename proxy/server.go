@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/cors"
@@ -106,9 +107,14 @@ type Server struct {
 	counted  func(status int) bool
 	mounts   []Mount
 	cors     *cors.Cors // nil: tollgate leaves CORS to the app
+	upgrades upgrades   // proxy.upgrades
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
+
+	// allowOverride keeps the method-override headers
+	// (proxy.allow_method_override).
+	allowOverride bool
 }
 
 type route struct {
@@ -143,8 +149,11 @@ func New(o Options) (*Server, error) {
 		maxUnits: c.Metering.MaxUnitsPerRequest,
 		counted:  c.Metering.Counts,
 		mounts:   o.Mounts,
+		upgrades: newUpgrades(c.Proxy.Upgrades),
 		metrics:  o.Metrics,
 		log:      o.Logger,
+
+		allowOverride: c.Proxy.AllowMethodOverride,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -222,6 +231,12 @@ type exchange struct {
 	outcome  string // metrics decision label
 	// clientGone is set when the client left before the upstream answered.
 	clientGone bool
+
+	// upgrades are the Upgrade tokens forwarded: the only protocols a 101
+	// may switch to.
+	upgrades []string
+	// refused is set when the streamed body turned out to hold _method.
+	refused atomic.Pointer[HTTPError]
 }
 
 type exchangeKey struct{}
@@ -245,12 +260,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 2. Header hygiene, before anything reads headers.
 	StripReserved(r.Header)
+	if !s.allowOverride {
+		StripMethodOverrides(r.Header)
+	}
 
 	defer func() { s.observe(ctx, r, x, start) }()
 
 	// 3. One normalised path for everything that follows, and a method
 	// routes can be matched on.
 	p, err := NormalizePath(r.RequestURI)
+	if herr := s.checkListedOnly(w, r.Method, p, err); herr != nil {
+		s.deny(ctx, w, x, herr, nil)
+		return
+	}
 	if err != nil {
 		s.deny(ctx, w, x, errBadPath, err)
 		return
@@ -297,6 +319,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.route = s.match(r.Method, p)
 	if x.route == nil {
 		s.deny(ctx, w, x, errNoRoute, nil)
+		return
+	}
+
+	// 6b. The app must see the method the route allowed: no method
+	// override that could lead it elsewhere.
+	if herr := s.checkOverride(r, x); herr != nil {
+		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}
 
@@ -400,7 +429,8 @@ func (s *Server) mount(p string) *Mount {
 func (s *Server) match(method, p string) *route {
 	for i := range s.routes {
 		rt := &s.routes[i]
-		if len(rt.methods) > 0 && !containsMethod(rt.methods, method) {
+		if len(rt.methods) > 0 && !containsMethod(rt.methods, method) ||
+			len(rt.methods) == 0 && listedOnly(method) {
 			continue
 		}
 		if rt.pattern.Match(p) {

@@ -41,6 +41,7 @@ type refetch struct {
 	api   Stripe
 	now   func() time.Time
 	log   *slog.Logger
+	links *linker
 }
 
 func (r *refetch) prepare(*job) error { return nil }
@@ -58,14 +59,12 @@ func (r *refetch) apply(ctx context.Context, j *job) (string, error) {
 		if err != nil || !customerIDRe.MatchString(co.Customer) {
 			// Nothing a retry could change: no such session, no customer
 			// (a guest payment), or an id tollgate will not use as a key.
-			r.log.Info("webhook: checkout names no usable customer", "event", j.id, "session", j.session, "err", err)
+			r.log.InfoContext(ctx, "webhook: checkout names no usable customer", "event", j.id, "session", j.session, "err", err)
 			return resultIgnored, nil
 		}
 		j.customer = co.Customer
-		if co.User != "" {
-			if err := linkUser(ctx, r.store, r.log, j.id, co.User, co.Customer); err != nil {
-				return "", err
-			}
+		if err := r.links.link(ctx, j, co.CheckoutUsers); err != nil {
+			return "", err
 		}
 		adjust = func(_ context.Context, st *entitlements.State) error {
 			st.HadTrial = st.HadTrial || co.Trial
@@ -88,19 +87,5 @@ func (r *refetch) apply(ctx context.Context, j *job) (string, error) {
 // tollgate records, then lets adjust add what the event type contributes.
 func (r *refetch) refresh(ctx context.Context, j *job, adjust func(context.Context, *entitlements.State) error) error {
 	_, err := entitlements.Refetch(ctx, r.store, r.api, j.customer, "webhook:"+j.id, r.now(), adjust)
-	return err
-}
-
-// linkUser records the user→customer link of a checkout. A user already
-// linked to another customer keeps that link: the conflict is logged (it
-// can be a payer who set someone else's client_reference_id), and the
-// event is still processed, since a retry would not change the answer.
-func linkUser(ctx context.Context, s entitlements.Store, log *slog.Logger, event, user, customer string) error {
-	err := s.LinkUser(ctx, user, customer)
-	if errors.Is(err, entitlements.ErrLinkConflict) {
-		log.WarnContext(ctx, "webhook: checkout would move a user to another customer; kept the first link",
-			"event", event, "user", user, "customer", customer, "err", err)
-		return nil
-	}
 	return err
 }

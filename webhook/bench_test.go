@@ -39,7 +39,8 @@ func BenchmarkDelivery(b *testing.B) {
 			if !c.trusted {
 				r.double.PutCustomer(&stripe.Customer{ID: "cus_bench"})
 				r.double.PutCheckoutSession(&stripe.CheckoutSession{ID: "cs_test_tollgate_bench",
-					Customer: &stripe.Customer{ID: "cus_bench"}, ClientReferenceID: "user_bench"})
+					Customer: &stripe.Customer{ID: "cus_bench"}, ClientReferenceID: "user_bench",
+					Metadata: map[string]string{"user_id": "user_bench"}})
 			}
 			bodies := make([][]byte, b.N)
 			for i := range bodies {

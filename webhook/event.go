@@ -98,9 +98,9 @@ type job struct {
 	customer string // the customer it is about (checkout: known after re-fetch)
 	session  string // checkout.session.completed: the session id
 	// Trusted payload mode only (no Stripe key): the change the payload
-	// makes, and the user a checkout links.
+	// makes, and the users a checkout names.
 	change func(st *entitlements.State)
-	user   string
+	users  CheckoutUsers
 }
 
 // newJob checks a verified event's envelope and reads the ids it refers to

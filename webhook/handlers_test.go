@@ -43,7 +43,8 @@ func TestEveryHandledEventType(t *testing.T) {
 			s.TrialStart, s.TrialEnd = time.Now().Unix(), end.Unix()
 			d.PutSubscription(s)
 			d.PutCheckoutSession(&stripe.CheckoutSession{ID: "cs_" + cus, Customer: &stripe.Customer{ID: cus},
-				ClientReferenceID: "user_" + cus, Subscription: &stripe.Subscription{ID: s.ID}, Status: "complete"})
+				ClientReferenceID: "user_" + cus, Metadata: map[string]string{"user_id": "user_" + cus},
+				Subscription: &stripe.Subscription{ID: s.ID}, Status: "complete"})
 			return map[string]any{"id": "cs_" + cus, "object": "checkout.session", "customer": cus}
 		}, nil, want{status: "trialing", hadTrial: true, linkedUser: "user_"}},
 		{"checkout.session.completed", func(cus string) map[string]any {

@@ -26,6 +26,7 @@ import (
 type payload struct {
 	store entitlements.Store
 	log   *slog.Logger
+	links *linker
 }
 
 func (p *payload) prepare(j *job) error {
@@ -74,10 +75,7 @@ func (p *payload) prepareCheckout(j *job) error {
 	if !customerIDRe.MatchString(j.customer) {
 		return fmt.Errorf("customer %.40q is not a customer id", j.customer)
 	}
-	j.user = cs.ClientReferenceID
-	if j.user == "" {
-		j.user = cs.Metadata["user_id"]
-	}
+	j.users = CheckoutUsers{Reference: cs.ClientReferenceID, MetaUser: cs.Metadata["user_id"]}
 	sub := cs.Subscription
 	j.change = func(st *entitlements.State) {
 		// In an event the subscription is an id; only an expanded one
@@ -93,8 +91,8 @@ func (p *payload) apply(ctx context.Context, j *job) (string, error) {
 	if j.change == nil {
 		return resultIgnored, nil
 	}
-	if j.user != "" {
-		if err := linkUser(ctx, p.store, p.log, j.id, j.user, j.customer); err != nil {
+	if j.kind == kindCheckout {
+		if err := p.links.link(ctx, j, j.users); err != nil {
 			return "", err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/metrics"
 )
 
 // processor gives verified events their effect through the ledger.
@@ -18,7 +20,7 @@ type processor struct {
 }
 
 // newProcessor fills in the defaults of o's processing settings.
-func newProcessor(o Options, log *slog.Logger, now func() time.Time) *processor {
+func newProcessor(o Options, log *slog.Logger, m *metrics.Metrics, now func() time.Time) *processor {
 	p := &processor{ledger: o.Ledger, queue: o.Queue, processTimeout: o.ProcessTimeout, dedupTTL: o.DedupTTL,
 		busyWait: o.BusyWait, log: log}
 	if p.processTimeout <= 0 {
@@ -31,10 +33,11 @@ func newProcessor(o Options, log *slog.Logger, now func() time.Time) *processor 
 		p.busyWait = 5 * time.Second
 	}
 	p.lockTTL = p.processTimeout + lockMargin
+	links := &linker{store: o.Store, owners: o.Owners, log: log, metrics: m}
 	if o.Stripe != nil {
-		p.apply = &refetch{store: o.Store, api: o.Stripe, now: now, log: log}
+		p.apply = &refetch{store: o.Store, api: o.Stripe, now: now, log: log, links: links}
 	} else {
-		p.apply = &payload{store: o.Store, log: log}
+		p.apply = &payload{store: o.Store, log: log, links: links}
 	}
 	return p
 }

@@ -164,7 +164,7 @@ func NewReplayer(o ReplayOptions) (*Replayer, error) {
 	if r.o.PageSize <= 0 || r.o.PageSize > replayPage {
 		r.o.PageSize = replayPage
 	}
-	r.p = newProcessor(o.Options, r.log, r.now)
+	r.p = newProcessor(o.Options, r.log, r.metrics, r.now)
 	if types := HandledTypes(); len(types) <= maxListTypes {
 		r.types = types
 	}

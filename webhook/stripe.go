@@ -28,11 +28,20 @@ type Stripe interface {
 // Checkout is the part of a Checkout Session tollgate records.
 type Checkout struct {
 	Customer string // "" for a checkout that created no customer
-	// User is the application's user: client_reference_id, else
-	// metadata.user_id.
-	User string
+	CheckoutUsers
 	// Trial is set when the subscription the checkout created has a trial.
 	Trial bool
+}
+
+// CheckoutUsers are the user ids a Checkout Session carries. Only MetaUser
+// can link a user (see linker).
+type CheckoutUsers struct {
+	// Reference is client_reference_id: the payer can choose it on Payment
+	// Links and pricing tables, so it never links a user on its own.
+	Reference string
+	// MetaUser is metadata.user_id, which only a call with the account's
+	// secret key can set (tollgate's billing API does).
+	MetaUser string
 }
 
 // StripeAPI implements Stripe with stripe-go at the pinned API version.
@@ -61,12 +70,9 @@ func (s *StripeAPI) Checkout(ctx context.Context, id string) (*Checkout, error) 
 	if err != nil {
 		return nil, fmt.Errorf("get checkout session: %w", err)
 	}
-	out := &Checkout{User: cs.ClientReferenceID}
+	out := &Checkout{CheckoutUsers: CheckoutUsers{Reference: cs.ClientReferenceID, MetaUser: cs.Metadata["user_id"]}}
 	if cs.Customer != nil {
 		out.Customer = cs.Customer.ID
-	}
-	if out.User == "" {
-		out.User = cs.Metadata["user_id"]
 	}
 	if sub := cs.Subscription; sub != nil {
 		out.Trial = sub.TrialStart != 0 || sub.TrialEnd != 0

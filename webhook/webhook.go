@@ -60,6 +60,9 @@ type Options struct {
 	// Stripe is where state is re-read from. Nil selects trusted payload
 	// mode (no Stripe key: the state comes from the signed event).
 	Stripe Stripe
+	// Owners names the user tollgate's billing API created each Checkout
+	// Session for. Nil: only a session's metadata.user_id links a user.
+	Owners SessionOwners
 	// Queue, when set, receives every verified event for forwarding.
 	Queue *Queue
 	// ProcessTimeout bounds processing one event (default 30s); the lock
@@ -103,7 +106,7 @@ func New(o Options) (*Handler, error) {
 	if h.metrics == nil {
 		h.metrics = metrics.New()
 	}
-	h.p = newProcessor(o, h.log, h.now)
+	h.p = newProcessor(o, h.log, h.metrics, h.now)
 	h.initSeries()
 	return h, nil
 }

@@ -26,6 +26,9 @@ type Metrics struct {
 	EntitlementAge   prometheus.Histogram
 	WebhookEvents    *prometheus.CounterVec // type, result
 	WebhookReplayed  *prometheus.CounterVec // result
+	// UserLinks counts what checkouts did to user→customer links; result:
+	// linked, conflict, unverified, mismatch (LinkResults).
+	UserLinks *prometheus.CounterVec
 
 	UsageUnits         *prometheus.CounterVec // meter
 	UsageReportedUnits *prometheus.CounterVec // meter
@@ -115,6 +118,10 @@ func New() *Metrics {
 			Name: "tollgate_webhook_replayed_total",
 			Help: "Handled events the background replay took from Stripe's events list, by result (processed: a lost webhook healed; duplicate: already taken).",
 		}, []string{"result"}),
+		UserLinks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_user_links_total",
+			Help: "User→customer links from completed checkouts by result: linked, conflict (the user is linked to another customer; the first link stays), unverified (only a client_reference_id names the user: not linked), mismatch (the session's recorded user and metadata.user_id disagree: not linked).",
+		}, []string{"result"}),
 		UsageUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_usage_units_total",
 			Help: "Usage units counted on the request path, by meter.",
@@ -155,7 +162,7 @@ func New() *Metrics {
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
 		m.JWKSFetches, m.JWKSLastSuccess,
-		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.WebhookReplayed,
+		m.EntitlementCache, m.EntitlementAge, m.WebhookEvents, m.WebhookReplayed, m.UserLinks,
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors, m.UsageDriftUnits,
 		m.UsageInvalid, m.QuotaLeaseRequests,
 		m.StripeRequests, m.StripeRequestDuration,
@@ -163,5 +170,11 @@ func New() *Metrics {
 	for _, r := range QuotaLeaseResults {
 		m.QuotaLeaseRequests.WithLabelValues(r)
 	}
+	for _, r := range LinkResults {
+		m.UserLinks.WithLabelValues(r) // at 0 from start: an alert on conflicts can fire
+	}
 	return m
 }
+
+// LinkResults are the result labels of tollgate_user_links_total.
+var LinkResults = []string{"linked", "conflict", "unverified", "mismatch"}

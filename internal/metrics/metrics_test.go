@@ -26,6 +26,7 @@ func touch(m *Metrics) {
 	m.WebhookEvents.WithLabelValues("invoice.paid", "processed").Inc()
 	m.WebhookReplayed.WithLabelValues("processed").Inc()
 	m.UsageDriftUnits.WithLabelValues("api_calls").Set(0)
+	m.UserLinks.WithLabelValues("linked").Inc()
 	m.UsageUnits.WithLabelValues("api_calls").Inc()
 	m.UsageReportedUnits.WithLabelValues("api_calls").Inc()
 	m.UsagePendingUnits.WithLabelValues("api_calls").Set(1)

@@ -122,13 +122,5 @@ func TestBillingAcrossReplicas(t *testing.T) {
 
 func callTeam(t *testing.T, r *running, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+"/team/x", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return getAs(t, r, "/team/x", token)
 }

@@ -4,9 +4,14 @@ import (
 	"context"
 	"sync"
 
+	"github.com/tollgate-dev/tollgate/billing"
 	"github.com/tollgate-dev/tollgate/proxy"
 	"github.com/tollgate-dev/tollgate/webhook"
 )
+
+// The billing API records which user it created each checkout for; the
+// webhook links only that user.
+var _ webhook.SessionOwners = (*billing.RedisCheckouts)(nil)
 
 // newWebhook builds the Stripe webhook endpoint (issue 5): the mount to
 // serve at webhook.path, or none when no webhook secret is configured.
@@ -39,6 +44,7 @@ func (s *Sidecar) webhookOptions() webhook.Options {
 	o := webhook.Options{
 		Store:          s.Customers,
 		Ledger:         webhook.NewRedisLedger(s.Store.Client, s.Store.Keys),
+		Owners:         billing.NewRedisCheckouts(s.Store),
 		ProcessTimeout: cfg.Webhook.ProcessTimeout,
 		DedupTTL:       cfg.Webhook.DedupTTL,
 		Metrics:        s.Metrics,

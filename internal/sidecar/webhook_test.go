@@ -69,14 +69,23 @@ func newEvent(t *testing.T, id, typ string, obj map[string]any) []byte {
 // callAPI asks a replica for /api/x with a token; it returns the status.
 func callAPI(t *testing.T, r *running, token string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+"/api/x", nil)
+	code, _ := getAs(t, r, "/api/x", token)
+	return code
+}
+
+// getAs GETs a path from a replica's proxy listener with a token and
+// returns the status and the app's answer.
+func getAs(t *testing.T, r *running, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+r.sc.ProxyAddr()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // The same event reaches two replicas at the same moment (Stripe may
@@ -137,7 +146,7 @@ func TestCheckoutLinksUserOnEveryReplica(t *testing.T) {
 		TrialEnd: time.Now().Add(time.Hour).Unix(), CurrentPeriodEnd: time.Now().Add(time.Hour).Unix(),
 		Items: &stripe.SubscriptionItemList{Data: []*stripe.SubscriptionItem{{ID: "si_1", Price: &stripe.Price{ID: "price_pro"}}}}})
 	d.PutCheckoutSession(&stripe.CheckoutSession{ID: "cs_test_co", Customer: &stripe.Customer{ID: "cus_co"},
-		ClientReferenceID: "user_co", Subscription: &stripe.Subscription{ID: "sub_co"}})
+		ClientReferenceID: "user_co", Metadata: map[string]string{"user_id": "user_co"}, Subscription: &stripe.Subscription{ID: "sub_co"}})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Tollgate-Customer"))
 	}))

@@ -43,16 +43,20 @@ func New(cfg config.Stripe, m *metrics.Metrics, log *slog.Logger) *client.API {
 	}
 	api := &client.API{}
 	api.Init(cfg.SecretKey, &stripe.Backends{
-		API:     stripe.GetBackendWithConfig(stripe.APIBackend, bc),
-		Connect: stripe.GetBackendWithConfig(stripe.ConnectBackend, bc),
-		Uploads: stripe.GetBackendWithConfig(stripe.UploadsBackend, bc),
+		API:     redactingBackend{stripe.GetBackendWithConfig(stripe.APIBackend, bc)},
+		Connect: redactingBackend{stripe.GetBackendWithConfig(stripe.ConnectBackend, bc)},
+		Uploads: redactingBackend{stripe.GetBackendWithConfig(stripe.UploadsBackend, bc)},
 	})
 	return api
 }
 
 // slogAdapter sends stripe-go's own log lines to the structured log at
 // debug level: every failure they describe is also returned to, and
-// logged by, the caller with its context.
+// logged by, the caller with its context. Its lines are rebuilt, never
+// passed through: errors are described (Describe), a response body is
+// cut down to its object type and ids, and a line of a kind not listed
+// here (a future stripe-go) is logged without its arguments. Stripe's
+// bodies hold customers' emails, names, addresses and phone numbers.
 type slogAdapter struct{ log *slog.Logger }
 
 func (a slogAdapter) Debugf(format string, v ...any) { a.emit(format, v) }
@@ -60,8 +64,53 @@ func (a slogAdapter) Infof(format string, v ...any)  { a.emit(format, v) }
 func (a slogAdapter) Warnf(format string, v ...any)  { a.emit(format, v) }
 func (a slogAdapter) Errorf(format string, v ...any) { a.emit(format, v) }
 
+// stripeGoLines are the stripe-go v76 log formats whose arguments are
+// safe once errors are described: methods, hosts, paths (ids only, no
+// query), durations, retry counts and reasons, statuses.
+var stripeGoLines = map[string]bool{
+	"Requesting %v %v%v":                                        true,
+	"Request completed in %v (retry: %v)":                       true,
+	"Not retrying request: %v":                                  true,
+	"Initiating retry %v for request %v %v%v after sleeping %v": true,
+	"User-compelled request error from Stripe (status %v): %v":  true,
+	"Request error from Stripe (status %v): %v":                 true,
+	"Error decoding error from Stripe: %v":                      true,
+	"Request failed with error: %v":                             true,
+	"Cannot create Stripe request: %v":                          true,
+	"Unable to encode client telemetry: %v":                     true,
+	"%s":                                                        true, // an error's text
+}
+
 func (a slogAdapter) emit(format string, v []any) {
-	a.log.Log(context.Background(), slog.LevelDebug, "stripe-go: "+fmt.Sprintf(format, v...))
+	ctx := context.Background()
+	if !a.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	if format == "Response: %s" && len(v) == 1 {
+		body, _ := v[0].(string)
+		a.log.Log(ctx, slog.LevelDebug, "stripe-go: response", summarize(body)...)
+		return
+	}
+	if !stripeGoLines[format] {
+		a.log.Log(ctx, slog.LevelDebug, "stripe-go: "+format+" (arguments withheld)")
+		return
+	}
+	args := make([]any, len(v))
+	for i, x := range v {
+		switch x := x.(type) {
+		case error:
+			args[i] = Describe(x)
+		case string, int, int64, bool, time.Duration:
+			args[i] = x
+		default:
+			args[i] = fmt.Sprintf("(%T)", x)
+		}
+	}
+	msg := fmt.Sprintf(format, args...)
+	if format == "%s" {
+		msg = Describe(errors.New(msg))
+	}
+	a.log.Log(ctx, slog.LevelDebug, "stripe-go: "+msg)
 }
 
 type instrumented struct {
