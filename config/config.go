@@ -193,6 +193,26 @@ type Plan struct {
 	Limits   map[string]int64 `yaml:"limits"`
 }
 
+// QuotaReturnBound bounds returning quota shares at shutdown: past the
+// share lease (metering.quota.lease_ttl) the shares come back by
+// themselves, so waiting longer for Redis buys nothing.
+func (c *Config) QuotaReturnBound() time.Duration {
+	return min(c.Server.ShutdownTimeout, c.Metering.Quota.LeaseTTL)
+}
+
+// ShutdownBound is the longest a graceful shutdown can take after SIGTERM
+// (internal/sidecar): the drain delay, in-flight requests
+// (shutdown_timeout), returning quota shares (QuotaReturnBound) and the
+// final flush of counted usage (shutdown_timeout, a bound of its own).
+// Orchestrators must give at least this before a kill.
+func (c *Config) ShutdownBound() time.Duration {
+	return c.Server.DrainDelay + c.Server.ShutdownTimeout + c.QuotaReturnBound() + c.Server.ShutdownTimeout
+}
+
+// MinMaxStaleness is the smallest gating.max_staleness: below it, decisions
+// on a healthy store would be refused between two proofs of currency.
+const MinMaxStaleness = 2 * time.Second
+
 // Gating tunes entitlement decisions.
 type Gating struct {
 	GracePeriod  time.Duration `yaml:"grace_period"`

@@ -125,6 +125,13 @@ func TestValidateRules(t *testing.T) {
 		want   string // "" = valid
 	}{
 		{"valid", func(*Config) {}, ""},
+		{"redis read timeout 0", func(c *Config) { c.Redis.ReadTimeout = 0 }, "redis.read_timeout: must be more than 0"},
+		{"max_staleness 0", func(c *Config) { c.Gating.MaxStaleness = 0 }, "gating.max_staleness: must be at least 2s"},
+		{"redis password twice", func(c *Config) {
+			c.Redis.URL, c.Redis.Password = "redis://:pw@127.0.0.1:6379/0", "pw"
+		}, "redis.password: is set and redis.url carries a password too"},
+		{"redis password beside a plain url", func(c *Config) { c.Redis.URL, c.Redis.Password = "redis://127.0.0.1:6379/0", "pw" }, ""},
+		{"redis db twice", func(c *Config) { c.Redis.URL, c.Redis.DB = "redis://127.0.0.1:6379/3", 2 }, "redis.db: is set and redis.url names a database too"},
 		{"no stripe key", func(c *Config) { c.Stripe.TrustedPayloads = false }, "stripe.secret_key: is empty: set it"},
 		{"stripe key and trusted payloads", func(c *Config) { c.Stripe.SecretKey = "sk_test_x" }, "stripe.trusted_payloads: cannot be used with stripe.secret_key"},
 		{"empty webhook secret", func(c *Config) { c.Stripe.WebhookSecrets = []string{""} }, "stripe.webhook_secrets[0]: is empty: set it"},

@@ -122,7 +122,6 @@ func (c *Config) validateServer(p *problems) {
 		{"metering.flush_interval", c.Metering.FlushInterval},
 		{"metering.window", c.Metering.Window},
 		{"stripe.timeout", c.Stripe.Timeout},
-		{"redis.dial_timeout", c.Redis.DialTimeout},
 		{"auth.jwt.jwks_refresh", c.Auth.JWT.JWKSRefresh},
 		{"auth.jwt.jwks_refetch_cooldown", c.Auth.JWT.JWKSRefetchCooldown},
 	} {
@@ -139,11 +138,23 @@ func (c *Config) validateServer(p *problems) {
 		{"server.idle_timeout", c.Server.IdleTimeout},
 		{"server.drain_delay", c.Server.DrainDelay},
 		{"proxy.idle_conn_timeout", c.Proxy.IdleConnTimeout},
-		{"redis.read_timeout", c.Redis.ReadTimeout},
-		{"redis.write_timeout", c.Redis.WriteTimeout},
 	} {
 		if f.d < 0 {
 			p.add(f.path, "must not be negative (0 means no limit), got %s", f.d)
+		}
+	}
+	// go-redis reads 0 as its own 3 s default, not as "no limit": refuse it
+	// rather than document a meaning it does not have.
+	for _, f := range []struct {
+		path string
+		d    time.Duration
+	}{
+		{"redis.dial_timeout", c.Redis.DialTimeout},
+		{"redis.read_timeout", c.Redis.ReadTimeout},
+		{"redis.write_timeout", c.Redis.WriteTimeout},
+	} {
+		if f.d <= 0 || f.d > time.Minute {
+			p.add(f.path, "must be more than 0 and at most 1m (a bound on one Redis command), got %s", f.d)
 		}
 	}
 	if c.Server.MaxHeaderBytes < 4096 {
@@ -163,6 +174,16 @@ func (c *Config) validateRedis(p *problems) {
 		u, err := url.Parse(r.URL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 			p.add("redis.url", "not a redis://, rediss:// or unix:// URL")
+		} else {
+			pw, hasPW := u.User.Password()
+			switch {
+			case hasPW && pw != "" && r.Password != "":
+				p.add("redis.password", "is set and redis.url carries a password too: keep it in one place")
+			case u.User.Username() != "" && r.Username != "":
+				p.add("redis.username", "is set and redis.url carries a user name too: keep it in one place")
+			case strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0" && r.DB != 0:
+				p.add("redis.db", "is set and redis.url names a database too (%s): keep it in one place", u.Path)
+			}
 		}
 	}
 	for i, a := range r.Addrs {

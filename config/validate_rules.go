@@ -131,8 +131,8 @@ func (c *Config) validateGating(p *problems) {
 	if c.Gating.GracePeriod < 0 {
 		p.add("gating.grace_period", "must not be negative, got %s", c.Gating.GracePeriod)
 	}
-	if c.Gating.MaxStaleness < 0 {
-		p.add("gating.max_staleness", "must not be negative (0 fails closed as soon as the store is unreachable), got %s", c.Gating.MaxStaleness)
+	if c.Gating.MaxStaleness < MinMaxStaleness {
+		p.add("gating.max_staleness", "must be at least %s, got %s: decisions on state older than this are refused even while the store is healthy, and the change feed proves state current only every fraction of a second", MinMaxStaleness, c.Gating.MaxStaleness)
 	}
 	if c.Gating.CacheSize < 100 {
 		p.add("gating.cache_size", "must be at least 100, got %d", c.Gating.CacheSize)

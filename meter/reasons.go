@@ -16,6 +16,8 @@ var ReportErrorReasons = []string{
 	"stale_intent", "idempotency_conflict",
 	// Counts that could not be kept.
 	"buffer_full_merged", "buffer_full_dropped", "lost_at_shutdown", "counted_after_close",
+	// Refused or held by checked arithmetic (units.go).
+	reasonInvalidUnits, reasonOverflow, reasonCorrupt,
 }
 
 // initSeries creates the per-meter usage series at 0.

@@ -47,6 +47,11 @@ var (
 		Msg: "No route allows this request."}
 	errUnauthenticated = &HTTPError{Status: http.StatusUnauthorized, Code: "unauthenticated",
 		Msg: "A valid bearer token is required."}
+	// errNoCustomerToBill answers a metered route's caller who has no
+	// Stripe customer: there is nobody to bill, and forwarding unbilled
+	// would make the route free (issue 12 review).
+	errNoCustomerToBill = &HTTPError{Status: http.StatusPaymentRequired, Code: "subscription_required",
+		Msg: "This route is billed by usage; subscribe first."}
 	errUnavailable = &HTTPError{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
 		Msg: "Entitlements cannot be checked right now; try again shortly."}
 	errUpstream = &HTTPError{Status: http.StatusBadGateway, Code: "upstream_unavailable",

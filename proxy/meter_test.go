@@ -61,7 +61,6 @@ func TestMeteringOnTheRequestPath(t *testing.T) {
 		{"upstream 500 not billed", "/api/x?status=500&usage=9", []string{tok}, 0},
 		{"upstream 404 not billed", "/api/x?status=404", []string{tok}, 0},
 		{"denied not billed", "/api/x?usage=7", nil, 0},
-		{"no customer not billed", "/api/x", []string{"Authorization: Bearer good:u1:"}, 0},
 		{"unmetered route", "/public/x?usage=4", nil, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -74,5 +73,23 @@ func TestMeteringOnTheRequestPath(t *testing.T) {
 				t.Errorf("GET %s: counted %d; want %d", c.target, got, c.wantDelta)
 			}
 		})
+	}
+}
+
+// Free use of a metered route: a signed-in user with no Stripe customer
+// was forwarded and never billed (nobody to bill). It is refused with 402
+// before anything reaches the app.
+func TestMeteredRouteRefusesACallerWithoutCustomer(t *testing.T) {
+	counter := &recordingCounter{units: map[string]int64{}}
+	rig := newProxy(t, func(c *config.Config, o *Options) {
+		o.Counter = counter
+		c.Routes = []*config.Route{{Path: "/api/**", Meter: "calls"}}
+	}, func(w http.ResponseWriter, r *http.Request) { w.Header().Set(HeaderUsage, "5") })
+	resp := rawRequest(t, rig.front.Listener.Addr().String(), "GET", "/api/x", "Authorization: Bearer good:u1:")
+	if resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("metered route without a customer = %d; want 402 subscription_required", resp.StatusCode)
+	}
+	if n := len(rig.backend.requests()); n != 0 {
+		t.Errorf("the app saw %d requests; want none", n)
 	}
 }

@@ -70,8 +70,13 @@ var errQuotaUnavailable = &HTTPError{Status: http.StatusServiceUnavailable, Code
 // with fail_open forwards unreserved when the quota cannot be checked.
 func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 	rc := x.route.cfg
-	if rc.Meter == "" || x.id.Customer == "" || s.counter == nil {
+	if rc.Meter == "" || s.counter == nil {
 		return nil
+	}
+	if x.id.Customer == "" {
+		// Metered routes are auth: required, so this is a signed-in user
+		// with no customer yet: nobody could be billed for the answer.
+		return errNoCustomerToBill
 	}
 	x.bill = &bill{meter: rc.Meter, units: rc.Units()}
 	if !x.decision.Limit.Set || s.quota == nil {

@@ -12,7 +12,8 @@ var ErrBadPattern = errors.New("proxy: bad route pattern")
 // Pattern is a compiled route path pattern. It is matched against
 // NormalizePath results, segment by segment:
 //
-//   - a literal segment matches itself, byte for byte (case-sensitive; both
+//   - a literal segment matches itself regardless of ASCII case (many app
+//     routers ignore case, so /API must not slip past an /api route; both
 //     sides are canonical escaped paths, so equal bytes mean equal paths);
 //   - "*" matches exactly one non-empty segment;
 //   - "**", only as the last segment, matches zero or more segments, so

@@ -122,15 +122,15 @@ func TestKubernetesGracePeriodCoversShutdown(t *testing.T) {
 	}
 	const margin = 10 * time.Second // closing Redis and the JWKS client
 	sc := cfg.Server
-	need := sc.DrainDelay + 2*sc.ShutdownTimeout + margin
+	need := cfg.ShutdownBound() + margin
 	pods := k8sDocs[k8sPod](t, "deployment.yaml")
 	if len(pods) != 1 || pods[0].Kind != "Deployment" {
 		t.Fatalf("deployment.yaml: want one Deployment, got %d documents", len(pods))
 	}
 	spec := pods[0].Spec.Template.Spec
 	if got := time.Duration(spec.TerminationGracePeriodSeconds) * time.Second; got < need {
-		t.Errorf("terminationGracePeriodSeconds = %v; want at least drain_delay %v + 2 x shutdown_timeout %v + %v = %v",
-			got, sc.DrainDelay, sc.ShutdownTimeout, margin, need)
+		t.Errorf("terminationGracePeriodSeconds = %v; want at least the shutdown bound %v (drain_delay %v + shutdown_timeout %v + quota return %v + final flush %v) + %v = %v",
+			got, cfg.ShutdownBound(), sc.DrainDelay, sc.ShutdownTimeout, cfg.QuotaReturnBound(), sc.ShutdownTimeout, margin, need)
 	}
 	// The app must keep serving until tollgate's in-flight requests are done.
 	for _, c := range spec.Containers {

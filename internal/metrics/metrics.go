@@ -112,7 +112,7 @@ func New() *Metrics {
 		}),
 		WebhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_webhook_events_total",
-			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, invalid, failed).",
+			Help: "Stripe webhook deliveries by event type and result (processed, duplicate, ignored, stale, invalid, failed, busy).",
 		}, []string{"type", "result"}),
 		WebhookReplayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_webhook_replayed_total",

@@ -270,9 +270,11 @@ func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
 	// replicas may admit their units now, not after the lease expires),
 	// then flush what the requests counted before the store closes, each
 	// with a bound of its own, so that slow requests that used up
-	// shutdown_timeout do not leave them no time at all.
+	// shutdown_timeout do not leave them no time at all. Returning shares
+	// waits at most their lease: after it they come back anyway
+	// (config.ShutdownBound adds these up for orchestrators).
 	if s.quotas != nil {
-		qctx, qcancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+		qctx, qcancel := context.WithTimeout(context.Background(), s.cfg.QuotaReturnBound())
 		if err := s.quotas.Close(qctx); err != nil {
 			s.log.Error("quota: returning shares at shutdown failed", "err", err)
 		}

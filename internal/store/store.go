@@ -68,7 +68,18 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 			return nil, fmt.Errorf("store: redis.url: %w", err)
 		}
 		opts.Addrs = []string{u.Addr}
-		opts.Username, opts.Password, opts.DB = u.Username, u.Password, u.DB
+		// What the URL carries wins; what it leaves out comes from
+		// redis.username / password / db (config refuses both at once), so
+		// a password can stay in ${REDIS_PASSWORD} beside a plain URL.
+		if u.Username != "" {
+			opts.Username = u.Username
+		}
+		if u.Password != "" {
+			opts.Password = u.Password
+		}
+		if u.DB != 0 {
+			opts.DB = u.DB
+		}
 		if u.TLSConfig != nil {
 			opts.TLSConfig = u.TLSConfig
 		}

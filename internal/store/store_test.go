@@ -154,3 +154,33 @@ func TestEmbeddedStoreExpiresKeys(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Issue 12 review: with redis.url set, redis.password was ignored (the
+// URL's empty password won), so a deployment keeping the password in
+// ${REDIS_PASSWORD} beside a plain URL got NOAUTH on every command.
+func TestOpenURLTakesPasswordFromConfig(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	ctx := context.Background()
+	if err := rd.Client().ConfigSet(ctx, "requirepass", "s3cret-pass").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		cfg     config.Redis
+		wantErr bool
+	}{
+		{"url and password", config.Redis{URL: rd.URL(), Password: "s3cret-pass"}, false},
+		{"password in the url", config.Redis{URL: "redis://:s3cret-pass@" + rd.Addr() + "/0"}, false},
+		{"no password", config.Redis{URL: rd.URL()}, true},
+	} {
+		s, err := Open(c.cfg, quiet)
+		if err != nil {
+			t.Fatalf("%s: Open: %v", c.name, err)
+		}
+		err = s.Ping(ctx)
+		s.Close()
+		if (err != nil) != c.wantErr {
+			t.Errorf("%s: Ping = %v; want error %v", c.name, err, c.wantErr)
+		}
+	}
+}
