@@ -88,10 +88,10 @@ function render(sub, usage, invoices, preview, error) {
   out.push('<h2>Your plan</h2><dl>',
     `<dt>Plan</dt><dd data-testid="plan">${esc(sub.plan || 'none')}</dd>`,
     `<dt>Status</dt><dd data-testid="status">${esc(sub.status || 'not subscribed')}</dd>`, '</dl>');
-  if (sub.trial_days_left != null) out.push(`<p data-testid="trial">${trialLeft(sub.trial_days_left)} in your trial (it ends on ${date(sub.trial_end)}).</p>`);
+  if (sub.trial_days_left != null) out.push(`<p class="note" data-testid="trial">${trialLeft(sub.trial_days_left)} in your trial (it ends on ${date(sub.trial_end)}).</p>`);
   // A pause keeps Stripe's status (active): pause_collection says it.
   if (sub.pause_collection) {
-    out.push(`<p data-testid="paused">Payments and access are paused ${sub.pause_collection.resumes_at ? 'until ' + date(sub.pause_collection.resumes_at) : 'until you resume'}.</p>`);
+    out.push(`<p class="note" data-testid="paused">Payments and access are paused ${sub.pause_collection.resumes_at ? 'until ' + date(sub.pause_collection.resumes_at) : 'until you resume'}.</p>`);
   }
   if (sub.cancel_at_period_end) out.push(`<p data-testid="canceling">Your subscription ends on ${date(sub.current_period_end)}.</p>`);
   if (sub.pending_change) out.push(`<p data-testid="pending-change">Switches to ${esc(sub.pending_change.plan)} on ${date(sub.pending_change.effective_at)}.</p>`);
@@ -112,7 +112,8 @@ function render(sub, usage, invoices, preview, error) {
     if (sub.cancel_at_period_end || sub.pause_collection || sub.status === 'paused') out.push(button('resume', 'Resume subscription'));
     else {
       if (sub.status === 'active' || sub.status === 'trialing') {
-        out.push(button('pause', 'Pause payments', `<label>until <input type="date" name="resumes_on" data-testid="resumes-on" min="${firstPauseEnd()}"></label> <small>(empty: until you resume)</small><br>`));
+        out.push(`<form method="post" action="/billing/pause"><input type="hidden" name="idem" value="${idem}"><button data-testid="pause">Pause payments</button>` +
+          `<label>until <input type="date" name="resumes_on" data-testid="resumes-on" min="${firstPauseEnd()}"></label><small>(leave it empty to pause until you resume)</small></form>`);
       }
       out.push(button('cancel', 'Cancel at period end'));
     }
@@ -126,10 +127,10 @@ function render(sub, usage, invoices, preview, error) {
   }
   out.push('</table><h2>Invoices</h2>');
   if (invoices.status !== 200) out.push(`<p role="alert">Invoices are unavailable (${esc(invoices.data.error?.code)}).</p>`);
-  out.push('<table>');
+  out.push('<table><tr><th>Invoice</th><th>Date</th><th class="amount">Total</th><th>Status</th><th></th></tr>');
   for (const inv of invoices.data.data ?? []) {
-    out.push(`<tr data-testid="invoice"><td>${esc(inv.number)}</td><td>${date(inv.created)}</td><td>${money(inv.total, inv.currency)}</td><td>${esc(inv.status)}</td>` +
-      `<td><a href="${esc(inv.hosted_invoice_url)}">View</a> <a data-testid="invoice-pdf" href="${esc(inv.invoice_pdf)}">PDF</a></td></tr>`);
+    out.push(`<tr data-testid="invoice"><td>${esc(inv.number)}</td><td>${date(inv.created)}</td><td class="amount">${money(inv.total, inv.currency)}</td><td>${esc(inv.status)}</td>` +
+      `<td><a href="${esc(inv.hosted_invoice_url)}">View</a>${inv.invoice_pdf ? ` <a data-testid="invoice-pdf" href="${esc(inv.invoice_pdf)}">PDF</a>` : ''}</td></tr>`);
   }
   out.push('</table>');
   return out.join('\n');
@@ -149,9 +150,9 @@ function renderPreview({ status, data }, button) {
     (data.due_now.lines.length ? lines(data.due_now) : '') +
     (next ? `<p>Next invoice, on ${date(next.date)}: <strong data-testid="next-invoice">${money(next.amount, next.currency)}</strong></p>` + lines(next) : '') +
     (data.withdraws ? `<p>This keeps your plan and withdraws the switch to ${esc(data.withdraws.plan)}.</p>` : '') +
-    button('change', `Confirm: switch to ${esc(data.plan)}`,
+    '<div class="confirm">' + button('change', `Confirm: switch to ${esc(data.plan)}`,
       `<input type="hidden" name="plan" value="${esc(data.plan)}"><input type="hidden" name="proration_date" value="${esc(data.proration_date)}">`, 'confirm') +
-    '<a href="/billing">Keep my plan</a></section>';
+    '<a href="/billing">Keep my plan</a></div></section>';
 }
 
 export function page(title, body) {
@@ -162,11 +163,14 @@ export function page(title, body) {
 
 const CSS = `body{font:15px system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}
 .banner{background:#fee;border:1px solid #c33;padding:.6rem;margin-bottom:1rem}
+.note{background:#eef4ff;border:1px solid #8ab;padding:.6rem}
 .plans{list-style:none;padding:0;display:flex;gap:1rem}.plans li{border:1px solid #ccc;padding:.8rem;flex:1}
-.actions{display:flex;flex-wrap:wrap;align-items:flex-end;gap:.5rem 1.5rem}section{border:2px solid #36c;padding:.8rem;margin:1rem 0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dd{margin:0;font-weight:600}
 .plans li>form,.plans li>em{display:block;margin-top:.4rem}
-table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:left}button{margin-top:.4rem}`;
+.actions{display:flex;flex-direction:column;align-items:flex-start;gap:.6rem}
+.actions form,.confirm{display:flex;flex-wrap:wrap;align-items:center;gap:.4rem 1rem}
+section{border:2px solid #36c;padding:.8rem;margin:1rem 0}section h2{margin-top:0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dd{margin:0;font-weight:600}
+table{border-collapse:collapse}td,th{padding:.2rem .6rem;text-align:left}.amount{text-align:right}`;
 
 export function esc(v) {
   return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);

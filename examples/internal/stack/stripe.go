@@ -72,7 +72,8 @@ func (s *Stack) FailPayment(sub Subscriber, amount int64) string {
 	s.Stripe.PutInvoice(&stripe.Invoice{ID: "in_failed_" + sub.Customer, Customer: &stripe.Customer{ID: sub.Customer},
 		Number: "EX-0002", Status: "open", Currency: "usd", AmountDue: amount, Total: amount, AttemptCount: 1, Attempted: true,
 		NextPaymentAttempt: time.Now().Add(3 * 24 * time.Hour).Unix(), Created: time.Now().Unix(),
-		Subscription: &stripe.Subscription{ID: sub.Subscription}, HostedInvoiceURL: hosted})
+		Subscription: &stripe.Subscription{ID: sub.Subscription}, HostedInvoiceURL: hosted,
+		InvoicePDF: "https://pay.stripe.com/invoice/failed_" + sub.Customer + "/pdf"})
 	st := s.Subscription(sub)
 	st.Status = "past_due"
 	s.Stripe.PutSubscription(st)

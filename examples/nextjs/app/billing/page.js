@@ -40,10 +40,10 @@ export default async function BillingPage({ searchParams }) {
         <dt>Plan</dt><dd data-testid="plan">{s.plan || 'none'}</dd>
         <dt>Status</dt><dd data-testid="status">{s.status || 'not subscribed'}</dd>
       </dl>
-      {s.trial_days_left != null && <p data-testid="trial">{`${trialLeft(s.trial_days_left)} in your trial (it ends on ${date(s.trial_end)}).`}</p>}
+      {s.trial_days_left != null && <p className="note" data-testid="trial">{`${trialLeft(s.trial_days_left)} in your trial (it ends on ${date(s.trial_end)}).`}</p>}
       {/* A pause keeps Stripe's status (active): pause_collection says it. */}
       {s.pause_collection && (
-        <p data-testid="paused">
+        <p className="note" data-testid="paused">
           {`Payments and access are paused ${s.pause_collection.resumes_at ? `until ${date(s.pause_collection.resumes_at)}` : 'until you resume'}.`}
         </p>
       )}
@@ -73,8 +73,8 @@ export default async function BillingPage({ searchParams }) {
               ? <Button action={act.resume} idem={idem} testid="resume">Resume subscription</Button>
               : <>
                   {(s.status === 'active' || s.status === 'trialing') && (
-                    <Button action={act.pause} idem={idem} testid="pause" extra={
-                      <><label>until <input type="date" name="resumes_on" data-testid="resumes-on" min={firstPauseEnd()} /></label> <small>(empty: until you resume)</small><br /></>
+                    <Button action={act.pause} idem={idem} testid="pause" after={
+                      <><label>until <input type="date" name="resumes_on" data-testid="resumes-on" min={firstPauseEnd()} /></label><small>(leave it empty to pause until you resume)</small></>
                     }>Pause payments</Button>
                   )}
                   <Button action={act.cancel} idem={idem} testid="cancel">Cancel at period end</Button>
@@ -96,10 +96,11 @@ export default async function BillingPage({ searchParams }) {
       {invoices.status !== 200 && <p role="alert">Invoices are unavailable ({invoices.data.error?.code}).</p>}
       <table>
         <tbody>
+          <tr><th>Invoice</th><th>Date</th><th className="amount">Total</th><th>Status</th><th></th></tr>
           {(invoices.data.data ?? []).map((inv) => (
             <tr key={inv.id} data-testid="invoice">
-              <td>{inv.number}</td><td>{date(inv.created)}</td><td>{money(inv.total, inv.currency)}</td><td>{inv.status}</td>
-              <td><a href={inv.hosted_invoice_url}>View</a> <a data-testid="invoice-pdf" href={inv.invoice_pdf}>PDF</a></td>
+              <td>{inv.number}</td><td>{date(inv.created)}</td><td className="amount">{money(inv.total, inv.currency)}</td><td>{inv.status}</td>
+              <td><a href={inv.hosted_invoice_url}>View</a>{inv.invoice_pdf && <> <a data-testid="invoice-pdf" href={inv.invoice_pdf}>PDF</a></>}</td>
             </tr>
           ))}
         </tbody>
@@ -127,10 +128,12 @@ function Preview({ preview: { status, data }, idem }) {
         </>
       )}
       {data.withdraws && <p>This keeps your plan and withdraws the switch to {data.withdraws.plan}.</p>}
-      <Button action={act.change} idem={idem} testid="confirm" fields={{ plan: data.plan, proration_date: data.proration_date }}>
-        Confirm: switch to {data.plan}
-      </Button>
-      <a href="/billing">Keep my plan</a>
+      <div className="confirm">
+        <Button action={act.change} idem={idem} testid="confirm" fields={{ plan: data.plan, proration_date: data.proration_date }}>
+          Confirm: switch to {data.plan}
+        </Button>
+        <a href="/billing">Keep my plan</a>
+      </div>
     </section>
   );
 }
@@ -139,13 +142,13 @@ function Lines({ invoice }) {
   return <ul>{invoice.lines.map((l, i) => <li key={i}>{l.description}: {money(l.amount, invoice.currency)}</li>)}</ul>;
 }
 
-function Button({ action, idem, testid, fields = {}, extra, children }) {
+function Button({ action, idem, testid, fields = {}, after, children }) {
   return (
     <form action={action}>
       {Object.entries(fields).map(([k, v]) => <input key={k} type="hidden" name={k} value={v} />)}
-      {extra}
       <input type="hidden" name="idem" value={idem} />
       <button data-testid={testid}>{children}</button>
+      {after}
     </form>
   );
 }
