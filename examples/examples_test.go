@@ -236,6 +236,14 @@ func upgrade(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber, 
 // and open again on resuming.
 func pause(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber, billing *stack.Page) {
 	t.Helper()
+	// A day that is not one is refused by the app, a day in the past by
+	// tollgate; neither pauses anything.
+	for _, c := range []struct{ day, code string }{{"next week", "invalid_date"}, {"2020-01-01", "invalid_request"}} {
+		p := u.Follow(u.Submit(billing, "pause", "resumes_on", c.day))
+		if !strings.Contains(p.Text("error"), c.code) || p.Has("paused") {
+			t.Errorf("pause until %q: want the error %s and no pause; got %s", c.day, c.code, p)
+		}
+	}
 	day := time.Now().UTC().AddDate(0, 0, 30).Format(time.DateOnly)
 	billing = u.Follow(u.Submit(billing, "pause", "resumes_on", day))
 	if got, want := billing.Text("paused"), "Payments and access are paused until "+day+"."; got != want || !billing.Has("resume") || billing.Has("pause") {
