@@ -1,7 +1,9 @@
 // The example apps (Express, Next.js, Django) run behind the real tollgate
 // binary, a redis-server and the recording Stripe double, and a user without
-// JavaScript walks them: 402 → checkout → webhook → 200 → gated page →
-// metered calls → upgrade with preview → downgrade → cancel → resume.
+// JavaScript walks them: 402 → checkout → webhook → 200 → trial → gated page
+// → metered calls (a trailer's included) → upgrade with preview, charged as
+// previewed → downgrade → cancel → resume → pause → resume → a failed
+// payment's banner.
 // The browser test (examples/browser, its own module) clicks the same pages.
 
 package examples_test
@@ -9,8 +11,10 @@ package examples_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,8 +71,9 @@ func walk(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber) {
 	if got, want := billing.Link("invoice-pdf"), "https://pay.stripe.com/invoice/"+sub.Customer+"/pdf"; got != want {
 		t.Errorf("invoice PDF link = %q; want %q", got, want)
 	}
-	if stack.SubscriptionTrialAndDunning && !strings.Contains(billing.Text("trial"), "days left") {
-		t.Errorf("trial = %q; want the days left", billing.Text("trial"))
+	trialEnd := time.Unix(s.Subscription(sub).TrialEnd, 0).UTC().Format(time.DateOnly)
+	if got, want := billing.Text("trial"), "14 days left in your trial (it ends on "+trialEnd+")."; got != want {
+		t.Errorf("trial = %q; want %q", got, want)
 	}
 	welcomeExactlyOnce(t, s, event)
 
@@ -86,34 +91,36 @@ func walk(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber) {
 	}
 	metering(t, s, u)
 
-	// 5. Upgrade: the preview first, then the change it showed.
-	billing = u.Get("/billing")
-	preview := u.Submit(billing, "preview-pro")
-	if preview.Status != http.StatusOK || !strings.Contains(preview.Text("applies"), "now") {
-		t.Fatalf("upgrade preview: want it to apply now; got %s", preview)
-	}
-	if stack.PreviewDueNow && !strings.HasPrefix(preview.Text("due-now"), "$") {
-		t.Errorf("upgrade preview due now = %q; want an amount", preview.Text("due-now"))
-	}
-	billing = u.Follow(u.Submit(preview, "confirm"))
-	if billing.Text("plan") != "pro" || billing.Has("error") {
-		t.Fatalf("after the upgrade: want plan pro; got %s", billing)
-	}
-	testrig.Eventually(t, "exports to open on pro", func() bool {
-		return u.Get("/exports/report.csv").Status == http.StatusOK && u.Get("/reports").Has("exports")
+	// 5. The trial ends: Stripe charged the first invoice, a period started.
+	s.EndTrial(sub)
+	s.Eventually("the billing page to show the subscription active", func() bool {
+		billing = u.Get("/billing")
+		return billing.Text("status") == "active"
 	})
+	if billing.Has("trial") {
+		t.Errorf("trial shown after the trial ended: %q", billing.Text("trial"))
+	}
 
-	// 6. Downgrade: scheduled for the period end, pro until then.
-	preview = u.Submit(billing, "preview-starter")
+	// 6. Upgrade: the preview first, then the change it showed, which
+	// charges exactly what the preview said was due now.
+	upgrade(t, s, u, sub, billing)
+	billing = u.Get("/billing")
+
+	// 7. Downgrade: scheduled for the period end, pro until then; nothing
+	// is due now, the next invoice is the first at starter's price.
+	preview := u.Submit(billing, "preview-starter")
 	if !strings.Contains(preview.Text("applies"), "on ") {
 		t.Fatalf("downgrade preview: want it to apply at the period end; got %s", preview)
+	}
+	if got, next := preview.Text("due-now"), preview.Text("next-invoice"); got != "$0.00" || next != "$20.00" {
+		t.Errorf("downgrade preview: due now %q, next invoice %q; want $0.00 and $20.00", got, next)
 	}
 	billing = u.Follow(u.Submit(preview, "confirm"))
 	if billing.Text("plan") != "pro" || !strings.Contains(billing.Text("pending-change"), "starter") {
 		t.Fatalf("after the downgrade: want pro with a pending switch to starter; got %s", billing)
 	}
 
-	// 7. Cancel at period end (drops the pending downgrade), then resume.
+	// 8. Cancel at period end (drops the pending downgrade), then resume.
 	billing = u.Follow(u.Submit(billing, "cancel"))
 	if !billing.Has("canceling") || billing.Has("pending-change") || !billing.Has("resume") {
 		t.Fatalf("after cancel: want the end date, a resume button, no pending change; got %s", billing)
@@ -122,27 +129,33 @@ func walk(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber) {
 	if billing.Has("canceling") || !billing.Has("cancel") || billing.Text("plan") != "pro" {
 		t.Fatalf("after resume: want pro, not canceling; got %s", billing)
 	}
-	if stack.Pause {
-		billing = u.Follow(u.Submit(billing, "pause"))
-		if billing.Text("status") != "paused" {
-			t.Fatalf("after pause: want status paused; got %s", billing)
-		}
-		billing = u.Follow(u.Submit(billing, "resume"))
+
+	// 9. Pause until a chosen day, then resume.
+	pause(t, s, u, sub, billing)
+
+	// 10. A failed renewal shows the "fix your payment" banner with
+	// Stripe's page to pay the invoice; the grace period keeps access.
+	hosted := s.FailPayment(sub, 8000)
+	s.Eventually("the payment failed banner", func() bool {
+		billing = u.Get("/billing")
+		return billing.Has("payment-failed")
+	})
+	if got := billing.Link("fix-payment"); got != hosted {
+		t.Errorf("fix your payment links to %q; want the invoice's hosted page %q", got, hosted)
+	}
+	inv, _ := s.Stripe.Invoice("in_failed_" + sub.Customer)
+	retry := time.Unix(inv.NextPaymentAttempt, 0).UTC().Format(time.DateOnly)
+	if got := billing.Text("payment-failed"); !strings.Contains(got, "$80.00 failed (attempt 1)") || !strings.Contains(got, retry) {
+		t.Errorf("payment failed banner = %q; want the amount, the attempt and the retry on %s", got, retry)
+	}
+	if billing.Text("status") != "past_due" || billing.Has("pause") {
+		t.Errorf("after a failed payment: want past_due and no pause button (Stripe refuses to pause it); got %s", billing)
+	}
+	if p := u.Get("/reports"); p.Status != http.StatusOK {
+		t.Errorf("reports during the grace period after a failed payment: %s; want 200", p)
 	}
 
-	// 8. A failed renewal shows the "fix your payment" banner.
-	s.FailPayment(sub)
-	if stack.SubscriptionTrialAndDunning {
-		testrig.Eventually(t, "the payment failed banner", func() bool {
-			billing = u.Get("/billing")
-			return billing.Has("payment-failed")
-		})
-		if !strings.Contains(billing.Body, "https://invoice.stripe.com/i/failed_"+sub.Customer) {
-			t.Errorf("banner without the invoice link: %s", billing)
-		}
-	}
-
-	// 9. The portal.
+	// 11. The portal.
 	p = u.Submit(u.Get("/billing"), "portal")
 	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Header.Get("Location"), "https://billing.stripe.test/") {
 		t.Errorf("portal: %s (Location %q); want 303 to a portal session", p, p.Header.Get("Location"))
@@ -166,6 +179,96 @@ func welcomeExactlyOnce(t *testing.T, s *stack.Stack, event []byte) {
 	if got := s.Outbox(); len(got) != 1 {
 		t.Errorf("outbox after a redelivery = %v; want one welcome email", got)
 	}
+}
+
+// upgrade previews the switch to pro from billing and confirms it: the
+// preview shows what is due now and the next invoice, and the change
+// charges exactly the amount due now (the double records the invoice).
+func upgrade(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber, billing *stack.Page) {
+	t.Helper()
+	preview := u.Submit(billing, "preview-pro")
+	if preview.Status != http.StatusOK || !strings.Contains(preview.Text("applies"), "now") {
+		t.Fatalf("upgrade preview: want it to apply now; got %s", preview)
+	}
+	dueNow := preview.Text("due-now")
+	if dueNow == "" || dueNow == "$0.00" {
+		t.Errorf("upgrade preview due now = %q; want the prorated amount", dueNow)
+	}
+	if got := preview.Text("next-invoice"); got != "$80.00" {
+		t.Errorf("upgrade preview next invoice = %q; want pro's $80.00", got)
+	}
+	// The click comes in a later second than the preview, so a change made
+	// as of the click, not of the preview, would show.
+	asOf := preview.Field("confirm", "proration_date")
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if strconv.FormatInt(time.Now().Unix(), 10) == asOf {
+			return fmt.Errorf("still the preview's second")
+		}
+		return nil
+	})
+	billing = u.Follow(u.Submit(preview, "confirm"))
+	if billing.Text("plan") != "pro" || billing.Has("error") {
+		t.Fatalf("after the upgrade: want plan pro; got %s", billing)
+	}
+	// Prorated as of the preview's moment: what the customer saw.
+	if got, want := s.ChangedAsOf(sub), asOf; got != want || want == "" {
+		t.Errorf("the change reached Stripe with proration_date %q; want the preview's %q", got, want)
+	}
+	inv := s.Charged(sub)
+	if inv == nil {
+		t.Fatalf("the upgrade charged nothing at once; the preview said %s", dueNow)
+	}
+	if got := stack.USD(inv.AmountPaid); got != dueNow {
+		t.Errorf("the upgrade charged %s (%s); the preview said %s", got, inv.ID, dueNow)
+	}
+	if !slices.ContainsFunc(billing.All("invoice"), func(row string) bool {
+		return strings.HasPrefix(row, inv.Number+" ") && strings.Contains(row, " "+dueNow+" paid")
+	}) {
+		t.Errorf("invoices on the billing page = %q; want %s for %s, paid", billing.All("invoice"), inv.Number, dueNow)
+	}
+	testrig.Eventually(t, "exports to open on pro", func() bool {
+		return u.Get("/exports/report.csv").Status == http.StatusOK && u.Get("/reports").Has("exports")
+	})
+}
+
+// pause pauses payments and access until a chosen day, then resumes: the
+// gated pages answer 402 while paused (Stripe's status staying active)
+// and open again on resuming.
+func pause(t *testing.T, s *stack.Stack, u *stack.User, sub stack.Subscriber, billing *stack.Page) {
+	t.Helper()
+	// A day that is not one is refused by the app, a day in the past by
+	// tollgate; neither pauses anything.
+	for _, c := range []struct{ day, code string }{{"next week", "invalid_date"}, {"2020-01-01", "invalid_request"}} {
+		p := u.Follow(u.Submit(billing, "pause", "resumes_on", c.day))
+		if !strings.Contains(p.Text("error"), c.code) || p.Has("paused") {
+			t.Errorf("pause until %q: want the error %s and no pause; got %s", c.day, c.code, p)
+		}
+	}
+	day := time.Now().UTC().AddDate(0, 0, 30).Format(time.DateOnly)
+	billing = u.Follow(u.Submit(billing, "pause", "resumes_on", day))
+	if got, want := billing.Text("paused"), "Payments and access are paused until "+day+"."; got != want || !billing.Has("resume") || billing.Has("pause") {
+		t.Fatalf("after pause: paused = %q, want %q, and a resume button instead of pause; got %s", got, want, billing)
+	}
+	if billing.Text("status") != "active" {
+		t.Errorf("paused: status = %q; want Stripe's active (a pause is pause_collection)", billing.Text("status"))
+	}
+	pc := s.Subscription(sub).PauseCollection
+	if at, _ := time.Parse(time.DateOnly, day); pc == nil || pc.Behavior != "void" || pc.ResumesAt != at.Unix() {
+		t.Errorf("Stripe's pause_collection = %+v; want void until %s", pc, day)
+	}
+	for _, path := range []string{"/reports", "/api/generate"} {
+		if p := u.Get(path); p.Status != http.StatusPaymentRequired || !strings.Contains(p.Body, "subscription_required") {
+			t.Errorf("%s while paused: %s; want 402 subscription_required", path, p)
+		}
+	}
+	billing = u.Follow(u.Submit(billing, "resume"))
+	if billing.Has("paused") || !billing.Has("pause") || !billing.Has("cancel") {
+		t.Fatalf("after resuming the pause: want the pause and cancel buttons back; got %s", billing)
+	}
+	if pc := s.Subscription(sub).PauseCollection; pc != nil && pc.Behavior != "" {
+		t.Errorf("Stripe's pause_collection after resume = %+v; want none", pc)
+	}
+	testrig.Eventually(t, "the reports to open again after resuming", func() bool { return u.Get("/reports").Status == http.StatusOK })
 }
 
 // metering: the app's units are billed exactly, streamed ones included; an
@@ -195,7 +298,8 @@ func metering(t *testing.T, s *stack.Stack, u *stack.User) {
 		t.Errorf("the client saw the stream's usage: header %q, trailer %q",
 			stream.Header.Get("X-Tollgate-Usage"), stream.Trailer.Get("X-Tollgate-Usage"))
 	}
-	want += streamUnits(s.App, 5)
+	streamDeclares(t, s, 5)
+	want += 5
 	if p := u.Get("/api/generate?rows=5000"); p.Status != http.StatusBadRequest {
 		t.Fatalf("%s; want 400", p)
 	}
@@ -212,14 +316,30 @@ func metering(t *testing.T, s *stack.Stack, u *stack.User) {
 	}
 }
 
-// streamUnits is what a streamed answer bills: the units the app declared
-// in the header, or in the trailer once tollgate bills trailers (the
-// route's 1 unit before).
-func streamUnits(app stack.App, declared int64) int64 {
-	if app.StreamTrailer && !stack.TrailerUsage {
-		return 1
+// streamDeclares checks how the app itself declares a stream's units,
+// asking it directly on loopback (as tollgate does): Express in a declared
+// trailer after the body, the others in the header (a Web Response and WSGI
+// have no trailers).
+func streamDeclares(t *testing.T, s *stack.Stack, units int) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/stream?tokens=%d", s.AppURL, units), nil)
+	req.Header.Set("X-Tollgate-User", "u_direct")
+	req.Header.Set("X-Tollgate-Customer", "cus_direct")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return declared
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body) // the trailer comes after the body
+	want := strconv.Itoa(units)
+	header, trailer := resp.Header.Get("X-Tollgate-Usage"), resp.Trailer.Get("X-Tollgate-Usage")
+	// A trailer reaches resp.Trailer only when the head declared it.
+	if s.App.StreamTrailer && (header != "" || trailer != want) {
+		t.Errorf("%s's stream: usage header %q, trailer %q; want only the trailer %s", s.App.Name, header, trailer, want)
+	}
+	if !s.App.StreamTrailer && (header != want || trailer != "") {
+		t.Errorf("%s's stream: usage header %q, trailer %q; want the header %s", s.App.Name, header, trailer, want)
+	}
 }
 
 func usedCalls(t *testing.T, u *stack.User) int64 {

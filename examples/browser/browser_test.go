@@ -26,9 +26,11 @@ import (
 func TestMain(m *testing.M) { os.Exit(stack.Main(m)) }
 
 // A customer clicks through each app's billing page in headless Chromium:
-// subscribe (Stripe's Checkout page is played by the test) → the plan is
-// shown → upgrade preview → confirm → cancel → resume. A screenshot of the
-// last page is saved in the artifacts directory, on failure and on success.
+// subscribe (Stripe's Checkout page is played by the test) → the trial is
+// shown → the trial ends → upgrade preview (due now, next invoice) →
+// confirm, charged as previewed → cancel → resume → pause → resume → a
+// failed payment's banner. Screenshots of the trial, the preview and the
+// last page are saved in the artifacts directory, and one on failure.
 func TestBillingPageInChromium(t *testing.T) {
 	chrome := chromium(t)
 	for _, app := range []stack.App{stack.NextJS(), stack.Express(), stack.Django()} {
@@ -36,7 +38,7 @@ func TestBillingPageInChromium(t *testing.T) {
 			s := stack.Start(t, app)
 			b := newBrowser(t, chrome, app.Name)
 			clickThrough(t, s, b, "u_browser_"+app.Name, stack.Subscriber{
-				Customer: "cus_browser_" + app.Name, Subscription: "sub_browser_" + app.Name})
+				Customer: "cus_browser_" + app.Name, Subscription: "sub_browser_" + app.Name, Trial: true})
 			b.screenshot(app.Name + "-ok")
 		})
 	}
@@ -62,17 +64,14 @@ func clickThrough(t *testing.T, s *stack.Stack, b *browser, user string, sub sta
 	testrig.Eventually(t, "the subscription to be enforced", func() bool { return u.Get("/reports").Status == http.StatusOK })
 	b.do("come back from Checkout", chromedp.Navigate(s.URL+"/billing?checkout="+session))
 	b.waitText("plan", "starter")
+	if got := b.text("trial"); !strings.HasPrefix(got, "14 days left in your trial") {
+		b.fail(fmt.Sprintf("trial = %q; want 14 days left", got))
+	}
+	b.screenshot(b.name + "-trial")
 
-	b.do("preview the upgrade", chromedp.Click(testid("preview-pro")), chromedp.WaitVisible(testid("preview")))
-	b.screenshot(b.name + "-preview")
-	if got := b.text("applies"); !strings.Contains(got, "now") {
-		b.fail(fmt.Sprintf("upgrade preview says %q; want it to apply now", got))
-	}
-	if stack.PreviewDueNow && !strings.HasPrefix(b.text("due-now"), "$") {
-		b.fail(fmt.Sprintf("upgrade preview due now = %q; want an amount", b.text("due-now")))
-	}
-	b.do("confirm the upgrade", chromedp.Click(testid("confirm")))
-	b.waitText("plan", "pro")
+	s.EndTrial(sub)
+	b.reloadUntil("status", "active")
+	upgrade(s, b, sub)
 
 	b.do("cancel", chromedp.Click(testid("cancel")), chromedp.WaitVisible(testid("canceling")))
 	b.do("resume", chromedp.Click(testid("resume")), chromedp.WaitVisible(testid("cancel")))
@@ -80,7 +79,46 @@ func clickThrough(t *testing.T, s *stack.Stack, b *browser, user string, sub sta
 		b.fail("still canceling after resume")
 	}
 	b.waitText("plan", "pro")
+
+	b.do("pause", chromedp.Click(testid("pause")), chromedp.WaitVisible(testid("paused")))
+	if got := b.text("paused"); got != "Payments and access are paused until you resume." {
+		b.fail(fmt.Sprintf("paused = %q; want until resumed", got))
+	}
+	if p := u.Get("/reports"); p.Status != http.StatusPaymentRequired {
+		b.fail(fmt.Sprintf("reports while paused: %d; want 402", p.Status))
+	}
+	b.do("resume the pause", chromedp.Click(testid("resume")), chromedp.WaitVisible(testid("pause")))
+	testrig.Eventually(t, "the reports to open again", func() bool { return u.Get("/reports").Status == http.StatusOK })
+
+	hosted := s.FailPayment(sub, 8000)
+	b.reloadUntil("status", "past_due")
+	if got := b.attr("fix-payment", "href"); got != hosted {
+		b.fail(fmt.Sprintf("fix your payment links to %q; want %q", got, hosted))
+	}
 	b.checkNoErrors()
+}
+
+// upgrade previews the switch to pro, checks what the preview shows and
+// confirms it; the change charges what the preview said was due now.
+func upgrade(s *stack.Stack, b *browser, sub stack.Subscriber) {
+	b.do("preview the upgrade", chromedp.Click(testid("preview-pro")), chromedp.WaitVisible(testid("preview")))
+	b.screenshot(b.name + "-preview")
+	if got := b.text("applies"); !strings.Contains(got, "now") {
+		b.fail(fmt.Sprintf("upgrade preview says %q; want it to apply now", got))
+	}
+	dueNow := b.text("due-now")
+	if !strings.HasPrefix(dueNow, "$") || dueNow == "$0.00" {
+		b.fail(fmt.Sprintf("upgrade preview due now = %q; want the prorated amount", dueNow))
+	}
+	if got := b.text("next-invoice"); got != "$80.00" {
+		b.fail(fmt.Sprintf("upgrade preview next invoice = %q; want $80.00", got))
+	}
+	b.do("confirm the upgrade", chromedp.Click(testid("confirm")))
+	b.waitText("plan", "pro")
+	inv := s.Charged(sub)
+	if inv == nil || stack.USD(inv.AmountPaid) != dueNow {
+		b.fail(fmt.Sprintf("the upgrade charged %v; the preview said %s", inv, dueNow))
+	}
 }
 
 // stepTimeout bounds one step of the walk on a loaded machine.
@@ -206,6 +244,29 @@ func (b *browser) text(id string) string {
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('[data-testid=%q]')?.textContent.trim() ?? ''`, id)))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return s
+}
+
+// reloadUntil reloads the page until the element's text is want: for a
+// change that reaches the page by a webhook.
+func (b *browser) reloadUntil(id, want string) {
+	b.t.Helper()
+	testrig.WaitEvery(b.t, 30*time.Second, 500*time.Millisecond, func() error {
+		b.do("reload", chromedp.Reload())
+		if got := b.text(id); got != want {
+			return fmt.Errorf("%s: %s is %q; want %q", b.name, id, got, want)
+		}
+		return nil
+	})
+}
+
+func (b *browser) attr(id, name string) string {
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('[data-testid=%q]')?.getAttribute(%q) ?? ''`, id, name)))
 	if err != nil {
 		return "(" + err.Error() + ")"
 	}

@@ -85,12 +85,19 @@ func (u *User) API(path string) map[string]any {
 
 // Submit submits the form that holds the element with data-testid=testid,
 // with every field the form carries (hidden inputs included), the way a
-// browser without JavaScript does.
-func (u *User) Submit(p *Page, testid string) *Page {
+// browser without JavaScript does. set (name, value pairs) fills in fields
+// as the user would; each must be one of the form's.
+func (u *User) Submit(p *Page, testid string, set ...string) *Page {
 	u.t.Helper()
 	f, ok := findForm(p.Body, testid)
 	if !ok {
 		u.t.Fatalf("%s has no form with data-testid=%q:\n%s", p.URL, testid, p.Body)
+	}
+	for i := 0; i+1 < len(set); i += 2 {
+		if !f.fields.Has(set[i]) {
+			u.t.Fatalf("%s: the form of %q has no field %q:\n%s", p.URL, testid, set[i], p.Body)
+		}
+		f.fields.Set(set[i], set[i+1])
 	}
 	action := resolve(p.URL, f.action)
 	if f.method == http.MethodGet {
@@ -184,6 +191,13 @@ func (p *Page) All(testid string) []string {
 		out = append(out, text(rest[:end]))
 	}
 	return out
+}
+
+// Field is the value of the field name in the form that holds the
+// element with data-testid=testid ("" when there is none).
+func (p *Page) Field(testid, name string) string {
+	f, _ := findForm(p.Body, testid)
+	return f.fields.Get(name)
 }
 
 // Link is the href of the <a> with data-testid=testid.

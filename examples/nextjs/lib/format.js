@@ -10,3 +10,7 @@ export function money(amount, currency) {
   if (typeof amount !== 'number' || !currency) return '';
   return new Intl.NumberFormat('en-US', { style: 'currency', currency }).format(amount / 100);
 }
+
+export function trialLeft(days) {
+  return days === 0 ? 'No days left' : days === 1 ? '1 day left' : `${days} days left`;
+}

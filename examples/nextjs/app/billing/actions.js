@@ -5,6 +5,7 @@
 // because the token cookie would ride along on a cross-site form post.
 import { redirect } from 'next/navigation';
 import { billing } from '@/lib/tollgate';
+import { pauseBody } from '@/lib/pause';
 
 async function run(formData, method, path, body) {
   const { status, data } = await billing(method, path, body, formData.get('idem') || undefined);
@@ -35,6 +36,9 @@ export async function resume(formData) {
   await run(formData, 'POST', 'subscription/resume');
 }
 
+// pause pauses payments and access, until the day picked or until resumed.
 export async function pause(formData) {
-  await run(formData, 'POST', 'subscription/pause');
+  const body = pauseBody(formData.get('resumes_on'));
+  if (body === null) redirect('/billing?error=invalid_date');
+  await run(formData, 'POST', 'subscription/pause', body);
 }

@@ -4,7 +4,8 @@
 // API call. The forms work without JavaScript too.
 import { randomUUID } from 'node:crypto';
 import { billing, requireIdentity } from '@/lib/tollgate';
-import { date, money } from '@/lib/format';
+import { date, money, trialLeft } from '@/lib/format';
+import { firstPauseEnd } from '@/lib/pause';
 import { PLANS } from '@/lib/plans';
 import * as act from './actions';
 
@@ -28,10 +29,10 @@ export default async function BillingPage({ searchParams }) {
       <h1>Billing</h1>
       {error && <p role="alert" data-testid="error">That did not work: {error}.</p>}
       {pf && (
-        <div className="banner" data-testid="payment-failed">
-          Your last payment failed (attempt {pf.attempt_count})
-          {pf.next_payment_attempt ? `; we retry on ${date(pf.next_payment_attempt)}` : ''}.{' '}
-          <a href={pf.hosted_invoice_url}>Fix your payment</a>
+        <div className="banner" role="alert" data-testid="payment-failed">
+          {`Your payment of ${money(pf.amount_due, pf.currency)} failed (attempt ${pf.attempt_count}); `}
+          {pf.next_payment_attempt ? `we try again on ${date(pf.next_payment_attempt)}. ` : 'it will not be retried. '}
+          <a data-testid="fix-payment" href={pf.hosted_invoice_url}>Fix your payment</a>
         </div>
       )}
       <h2>Your plan</h2>
@@ -39,7 +40,13 @@ export default async function BillingPage({ searchParams }) {
         <dt>Plan</dt><dd data-testid="plan">{s.plan || 'none'}</dd>
         <dt>Status</dt><dd data-testid="status">{s.status || 'not subscribed'}</dd>
       </dl>
-      {s.status === 'trialing' && s.trial_days_left != null && <p data-testid="trial">{s.trial_days_left} days left in your trial.</p>}
+      {s.trial_days_left != null && <p className="note" data-testid="trial">{`${trialLeft(s.trial_days_left)} in your trial (it ends on ${date(s.trial_end)}).`}</p>}
+      {/* A pause keeps Stripe's status (active): pause_collection says it. */}
+      {s.pause_collection && (
+        <p className="note" data-testid="paused">
+          {`Payments and access are paused ${s.pause_collection.resumes_at ? `until ${date(s.pause_collection.resumes_at)}` : 'until you resume'}.`}
+        </p>
+      )}
       {s.cancel_at_period_end && <p data-testid="canceling">Your subscription ends on {date(s.current_period_end)}.</p>}
       {s.pending_change && <p data-testid="pending-change">Switches to {s.pending_change.plan} on {date(s.pending_change.effective_at)}.</p>}
       {preview && <Preview preview={preview} idem={idem} />}
@@ -61,10 +68,15 @@ export default async function BillingPage({ searchParams }) {
           <h2>Manage</h2>
           <div className="actions">
             <Button action={act.portal} idem={idem} testid="portal">Payment methods and billing details</Button>
-            {s.cancel_at_period_end || s.status === 'paused'
+            {/* Stripe's own paused status (a trial that ended without a card) is resumed the same way. */}
+            {s.cancel_at_period_end || s.pause_collection || s.status === 'paused'
               ? <Button action={act.resume} idem={idem} testid="resume">Resume subscription</Button>
               : <>
-                  <Button action={act.pause} idem={idem} testid="pause">Pause payments</Button>
+                  {(s.status === 'active' || s.status === 'trialing') && (
+                    <Button action={act.pause} idem={idem} testid="pause" after={
+                      <><label>until <input type="date" name="resumes_on" data-testid="resumes-on" min={firstPauseEnd()} /></label><small>(leave it empty to pause until you resume)</small></>
+                    }>Pause payments</Button>
+                  )}
                   <Button action={act.cancel} idem={idem} testid="cancel">Cancel at period end</Button>
                 </>}
           </div>
@@ -84,10 +96,11 @@ export default async function BillingPage({ searchParams }) {
       {invoices.status !== 200 && <p role="alert">Invoices are unavailable ({invoices.data.error?.code}).</p>}
       <table>
         <tbody>
+          <tr><th>Invoice</th><th>Date</th><th className="amount">Total</th><th>Status</th><th></th></tr>
           {(invoices.data.data ?? []).map((inv) => (
             <tr key={inv.id} data-testid="invoice">
-              <td>{inv.number}</td><td>{date(inv.created)}</td><td>{money(inv.total, inv.currency)}</td><td>{inv.status}</td>
-              <td><a href={inv.hosted_invoice_url}>View</a> <a data-testid="invoice-pdf" href={inv.invoice_pdf}>PDF</a></td>
+              <td>{inv.number}</td><td>{date(inv.created)}</td><td className="amount">{money(inv.total, inv.currency)}</td><td>{inv.status}</td>
+              <td><a href={inv.hosted_invoice_url}>View</a>{inv.invoice_pdf && <> <a data-testid="invoice-pdf" href={inv.invoice_pdf}>PDF</a></>}</td>
             </tr>
           ))}
         </tbody>
@@ -96,29 +109,46 @@ export default async function BillingPage({ searchParams }) {
   );
 }
 
-// Preview shows what a plan change costs before it is confirmed.
+// Preview shows what a plan change costs before it is confirmed: what is
+// charged at once and the next regular invoice. The change is made with the
+// preview's proration_date, so it charges what the customer saw.
 function Preview({ preview: { status, data }, idem }) {
   if (status !== 200) return <p role="alert" data-testid="error">No preview: {data.error?.code}.</p>;
+  const { due_now: now, next_invoice: next } = data;
   return (
     <section data-testid="preview">
       <h2>Switch to {data.plan}</h2>
       <p data-testid="applies">The change applies {data.applies === 'now' ? 'now' : `on ${date(data.effective_at)}`}.</p>
-      {typeof data.due_now === 'number' && <p>Due now: <strong data-testid="due-now">{money(data.due_now, data.currency)}</strong></p>}
-      <ul>{(data.lines ?? []).map((l, i) => <li key={i}>{l.description}: {money(l.amount, data.currency)}</li>)}</ul>
-      <Button action={act.change} idem={idem} testid="confirm" fields={{ plan: data.plan, proration_date: data.proration_date }}>
-        Confirm: switch to {data.plan}
-      </Button>
-      <a href="/billing">Keep my plan</a>
+      <p>Due now: <strong data-testid="due-now">{money(now.amount, now.currency)}</strong></p>
+      {now.lines.length > 0 && <Lines invoice={now} />}
+      {next && (
+        <>
+          <p>Next invoice, on {date(next.date)}: <strong data-testid="next-invoice">{money(next.amount, next.currency)}</strong></p>
+          <Lines invoice={next} />
+        </>
+      )}
+      {data.withdraws && <p>This keeps your plan and withdraws the switch to {data.withdraws.plan}.</p>}
+      <div className="confirm">
+        <Button action={act.change} idem={idem} testid="confirm" fields={{ plan: data.plan, proration_date: data.proration_date }}>
+          Confirm: switch to {data.plan}
+        </Button>
+        <a href="/billing">Keep my plan</a>
+      </div>
     </section>
   );
 }
 
-function Button({ action, idem, testid, fields = {}, children }) {
+function Lines({ invoice }) {
+  return <ul>{invoice.lines.map((l, i) => <li key={i}>{l.description}: {money(l.amount, invoice.currency)}</li>)}</ul>;
+}
+
+function Button({ action, idem, testid, fields = {}, after, children }) {
   return (
     <form action={action}>
       {Object.entries(fields).map(([k, v]) => <input key={k} type="hidden" name={k} value={v} />)}
       <input type="hidden" name="idem" value={idem} />
       <button data-testid={testid}>{children}</button>
+      {after}
     </form>
   );
 }
