@@ -106,6 +106,7 @@ type route struct {
 	pattern Pattern
 	methods []string
 	label   string
+	shadow  bool // entitlement denials are forwarded, not answered (see shadow)
 }
 
 func init() {
@@ -145,7 +146,9 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
 		}
-		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label()})
+		rt := route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)}
+		s.shadowSeries(rt)
+		s.routes = append(s.routes, rt)
 	}
 	if c.CORS.Enabled() {
 		s.cors = cors.New(cors.Options{
@@ -204,6 +207,9 @@ type exchange struct {
 	status   int    // upstream status, 0 if none
 	units    int64  // usage the upstream reported (X-Tollgate-Usage), else 1
 	outcome  string // metrics decision label
+	// shadowDenial is the code of the denial a route in shadow mode
+	// forwarded instead of answering ("" when none).
+	shadowDenial string
 }
 
 type exchangeKey struct{}
@@ -296,11 +302,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d, herr := s.gate.Decide(r.Context(), x.route.cfg, x.id)
-		if herr != nil {
+		x.decision = d
+		if herr != nil && !s.shadow(ctx, x, herr) {
 			s.deny(ctx, w, x, herr, herr.Err)
 			return
 		}
-		x.decision = d
 	}
 
 	// 9. Forward with verified identity headers.
