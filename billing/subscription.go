@@ -7,6 +7,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/proxy"
 )
 
@@ -25,6 +26,39 @@ type subscriptionAnswer struct {
 	// PendingChange is a plan change waiting for the period end (a
 	// downgrade), nil when none.
 	PendingChange *pendingChange `json:"pending_change"`
+	// Grants are the operator grants in force (tollgate grant); their
+	// features and plans are already part of features and entitled.
+	Grants []grantAnswer `json:"grants"`
+}
+
+// grantAnswer is one grant as the app sees it: what it adds and why (who
+// made it is for the operators' audit, not for the customer's page).
+type grantAnswer struct {
+	ID       string           `json:"id"`
+	Features []string         `json:"features"`
+	Limits   map[string]int64 `json:"limits"`
+	Plan     string           `json:"plan,omitempty"`
+	Until    *time.Time       `json:"until"` // null: until revoked
+	Reason   string           `json:"reason"`
+}
+
+func grantsAnswer(grants []entitlements.Grant) []grantAnswer {
+	out := make([]grantAnswer, 0, len(grants))
+	for _, g := range grants {
+		a := grantAnswer{ID: g.ID, Features: g.Features, Limits: g.Limits, Plan: g.Plan, Reason: g.Reason}
+		if a.Features == nil {
+			a.Features = []string{}
+		}
+		if a.Limits == nil {
+			a.Limits = map[string]int64{}
+		}
+		if !g.Until.IsZero() {
+			u := g.Until.UTC()
+			a.Until = &u
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 type pendingChange struct {
@@ -36,7 +70,7 @@ type pendingChange struct {
 // the same state and rules as the gate (entitled means a route with
 // require: {subscription: true} lets the caller in).
 func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
-	a := subscriptionAnswer{Customer: c.id.Customer, Features: []string{}}
+	a := subscriptionAnswer{Customer: c.id.Customer, Features: []string{}, Grants: []grantAnswer{}}
 	if c.id.Customer == "" {
 		return a, nil
 	}
@@ -52,6 +86,7 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 	if d.Features != "" {
 		a.Features = strings.Split(d.Features, ",")
 	}
+	a.Grants = grantsAnswer(d.Grants)
 	a.HadTrial = st.HadTrial
 	if sub, ok := h.current(st); ok {
 		a.Subscription, a.Status = sub.ID, sub.Status
@@ -61,6 +96,10 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 		if sub.Schedule != "" {
 			a.PendingChange = h.pendingChange(c, sub.Schedule)
 		}
+	} else if a.Entitled {
+		// Entitled by a granted plan alone: the plan and status the gate
+		// forwards (status active).
+		a.Plan, a.Status = d.Plan, d.Status
 	}
 	return a, nil
 }
