@@ -24,8 +24,8 @@ var _ GrantStore = (*RedisStore)(nil)
 // one that exists. Every change is announced on the change feed, so every
 // replica re-reads the customer within a second.
 func (r *RedisStore) grantsKey(customer string) string { return r.keys.Customer(customer, "grants") }
-func (r *RedisStore) grantIndexKey() string             { return r.keys.Global("grants") }
-func (r *RedisStore) grantAuditKey() string             { return r.keys.Global("grants", "audit") }
+func (r *RedisStore) grantIndexKey() string            { return r.keys.Global("grants") }
+func (r *RedisStore) grantAuditKey() string            { return r.keys.Global("grants", "audit") }
 
 // grantRetention is how long an expired grant stays listed before a later
 // change of the same customer's grants drops it (the audit keeps it).
