@@ -154,62 +154,63 @@ func TestGrantExpiryAtDecisionTime(t *testing.T) {
 // them, and audits every change with who and why.
 func TestGrantStore(t *testing.T) {
 	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			s := open(t)
-			ctx := context.Background()
-			now := time.Now().UTC().Truncate(time.Second)
-			a := Grant{ID: NewGrantID(), Customer: "cus_a", Features: []string{"x"}, Reason: "pilot", By: "ops1", Created: now}
-			b := Grant{ID: NewGrantID(), Customer: "cus_b", Plan: "pro", Until: now.Add(time.Hour), Reason: "deal", By: "ops2", Created: now.Add(time.Second)}
-			w := s.Watch(ctx)
-			defer w.Close()
-			if ev, err := w.Next(ctx, 5*time.Second); err != nil || !ev.Subscribed {
-				t.Fatalf("watch: %+v %v", ev, err)
-			}
-			for _, g := range []Grant{a, b} {
-				if err := s.AddGrant(ctx, g); err != nil {
-					t.Fatal(err)
-				}
-				if ev, err := w.Next(ctx, 5*time.Second); err != nil || ev.Customer != g.Customer {
-					t.Fatalf("after AddGrant the feed said %+v %v; want customer %s announced", ev, err, g.Customer)
-				}
-			}
-			all, err := s.ListGrants(ctx, "")
-			if err != nil || len(all) != 2 || all[0].ID != a.ID || all[1].ID != b.ID || !all[1].Until.Equal(b.Until) {
-				t.Fatalf("ListGrants() = %+v, %v; want a then b", all, err)
-			}
-			if one, err := s.ListGrants(ctx, "cus_b"); err != nil || len(one) != 1 || one[0].Plan != "pro" {
-				t.Errorf("ListGrants(cus_b) = %+v, %v", one, err)
-			}
-			got, err := s.RevokeGrant(ctx, a.ID, "ops3", "pilot over", now.Add(time.Minute))
-			if err != nil || got.Customer != "cus_a" || got.Reason != "pilot" {
-				t.Fatalf("RevokeGrant = %+v, %v", got, err)
-			}
-			if ev, err := w.Next(ctx, 5*time.Second); err != nil || ev.Customer != "cus_a" {
-				t.Errorf("after RevokeGrant the feed said %+v %v; want cus_a announced", ev, err)
-			}
-			if left, _ := s.Grants(ctx, "cus_a"); len(left) != 0 {
-				t.Errorf("cus_a still has %+v after revoke", left)
-			}
-			if _, err := s.RevokeGrant(ctx, a.ID, "ops3", "", now); !errors.Is(err, ErrGrantNotFound) {
-				t.Errorf("second revoke: %v; want ErrGrantNotFound", err)
-			}
-			if _, err := s.RevokeGrant(ctx, "nope", "ops3", "", now); !errors.Is(err, ErrInvalidGrantID) {
-				t.Errorf("revoke of a malformed id: %v; want ErrInvalidGrantID", err)
-			}
-			audit, err := s.GrantAudit(ctx, "", 0)
-			if err != nil || len(audit) != 3 {
-				t.Fatalf("GrantAudit = %+v, %v; want 3 entries", audit, err)
-			}
-			if e := audit[0]; e.Type != GrantRevoked || e.Grant.ID != a.ID || e.By != "ops3" || e.Reason != "pilot over" || e.Host == "" {
-				t.Errorf("newest audit entry %+v; want the revoke by ops3 with its reason", e)
-			}
-			if e := audit[2]; e.Type != GrantCreated || e.By != "ops1" || e.Reason != "pilot" || !e.At.Equal(now) {
-				t.Errorf("oldest audit entry %+v; want a's creation by ops1", e)
-			}
-			if mine, _ := s.GrantAudit(ctx, "cus_b", 0); len(mine) != 1 || mine[0].Grant.ID != b.ID {
-				t.Errorf("GrantAudit(cus_b) = %+v", mine)
-			}
-		})
+		t.Run(name, func(t *testing.T) { testGrantStore(t, open(t)) })
+	}
+}
+
+func testGrantStore(t *testing.T, s *RedisStore) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	a := Grant{ID: NewGrantID(), Customer: "cus_a", Features: []string{"x"}, Reason: "pilot", By: "ops1", Created: now}
+	b := Grant{ID: NewGrantID(), Customer: "cus_b", Plan: "pro", Until: now.Add(time.Hour), Reason: "deal", By: "ops2", Created: now.Add(time.Second)}
+	w := s.Watch(ctx)
+	defer w.Close()
+	if ev, err := w.Next(ctx, 5*time.Second); err != nil || !ev.Subscribed {
+		t.Fatalf("watch: %+v %v", ev, err)
+	}
+	for _, g := range []Grant{a, b} {
+		if err := s.AddGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := w.Next(ctx, 5*time.Second); err != nil || ev.Customer != g.Customer {
+			t.Fatalf("after AddGrant the feed said %+v %v; want customer %s announced", ev, err, g.Customer)
+		}
+	}
+	all, err := s.ListGrants(ctx, "")
+	if err != nil || len(all) != 2 || all[0].ID != a.ID || all[1].ID != b.ID || !all[1].Until.Equal(b.Until) {
+		t.Fatalf("ListGrants() = %+v, %v; want a then b", all, err)
+	}
+	if one, err := s.ListGrants(ctx, "cus_b"); err != nil || len(one) != 1 || one[0].Plan != "pro" {
+		t.Errorf("ListGrants(cus_b) = %+v, %v", one, err)
+	}
+	got, err := s.RevokeGrant(ctx, a.ID, "ops3", "pilot over", now.Add(time.Minute))
+	if err != nil || got.Customer != "cus_a" || got.Reason != "pilot" {
+		t.Fatalf("RevokeGrant = %+v, %v", got, err)
+	}
+	if ev, err := w.Next(ctx, 5*time.Second); err != nil || ev.Customer != "cus_a" {
+		t.Errorf("after RevokeGrant the feed said %+v %v; want cus_a announced", ev, err)
+	}
+	if left, _ := s.Grants(ctx, "cus_a"); len(left) != 0 {
+		t.Errorf("cus_a still has %+v after revoke", left)
+	}
+	if _, err := s.RevokeGrant(ctx, a.ID, "ops3", "", now); !errors.Is(err, ErrGrantNotFound) {
+		t.Errorf("second revoke: %v; want ErrGrantNotFound", err)
+	}
+	if _, err := s.RevokeGrant(ctx, "nope", "ops3", "", now); !errors.Is(err, ErrInvalidGrantID) {
+		t.Errorf("revoke of a malformed id: %v; want ErrInvalidGrantID", err)
+	}
+	audit, err := s.GrantAudit(ctx, "", 0)
+	if err != nil || len(audit) != 3 {
+		t.Fatalf("GrantAudit = %+v, %v; want 3 entries", audit, err)
+	}
+	if e := audit[0]; e.Type != GrantRevoked || e.Grant.ID != a.ID || e.By != "ops3" || e.Reason != "pilot over" || e.Host == "" {
+		t.Errorf("newest audit entry %+v; want the revoke by ops3 with its reason", e)
+	}
+	if e := audit[2]; e.Type != GrantCreated || e.By != "ops1" || e.Reason != "pilot" || !e.At.Equal(now) {
+		t.Errorf("oldest audit entry %+v; want a's creation by ops1", e)
+	}
+	if mine, _ := s.GrantAudit(ctx, "cus_b", 0); len(mine) != 1 || mine[0].Grant.ID != b.ID {
+		t.Errorf("GrantAudit(cus_b) = %+v", mine)
 	}
 }
 
