@@ -37,6 +37,9 @@ Usage:
   tollgate usage   -config FILE   print counted, pending, reported and parked usage per customer and meter
   tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
                                   show or repair which Stripe customer a user belongs to
+  tollgate grant   -config FILE -customer cus_... [-features a,b] [-limits m=N] [-plan P] [-until T] -reason R
+  tollgate grant   -config FILE -list | -revoke gr_... | -audit [-customer cus_...] [-json]
+                                  operator overrides: add features, raise limits, entitle a plan (audited)
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
                                   sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return triggerCmd(ctx, rest, stdout, stderr)
 	case "link":
 		return linkCmd(ctx, rest, stdout, stderr)
+	case "grant":
+		return grantCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		if code, ok := parse(newFlags("version"), rest, stdout, stderr); !ok {
 			return code
@@ -94,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // knownCommand reports whether name is a subcommand.
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "version":
+	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "grant", "version":
 		return true
 	}
 	return false
