@@ -147,3 +147,23 @@ func calendarMonth(now time.Time) (start, end time.Time) {
 	start = time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	return start, start.AddDate(0, 1, 0)
 }
+
+// logGrantChanges tells the operator, on every replica, which grants of a
+// cached customer a change brought in or took away, and who made them.
+// The reason stays in the audit: it is free text, and may name a person.
+func (g *Gate) logGrantChanges(customer string, before, after []Grant) {
+	had := func(list []Grant, id string) bool {
+		return slices.ContainsFunc(list, func(x Grant) bool { return x.ID == id })
+	}
+	for _, gr := range after {
+		if !had(before, gr.ID) {
+			g.log.Info("entitlements: grant applied", "customer", customer, "grant", gr.ID, "by", gr.By,
+				"plan", gr.Plan, "features", gr.Features, "limits", gr.Limits, "until", gr.Until)
+		}
+	}
+	for _, gr := range before {
+		if !had(after, gr.ID) {
+			g.log.Info("entitlements: grant removed", "customer", customer, "grant", gr.ID)
+		}
+	}
+}

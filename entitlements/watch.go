@@ -106,6 +106,9 @@ func (g *Gate) reload(ctx context.Context, customer string) error {
 	if err != nil {
 		return err
 	}
+	if prev := g.cache.get(customer); prev != nil {
+		g.logGrantChanges(customer, prev.grants, grants)
+	}
 	st, err := g.store.Get(ctx, customer)
 	if errors.Is(err, ErrNotFound) {
 		g.cache.remove(customer) // loaded afresh (state and grants) on next use
