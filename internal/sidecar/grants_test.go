@@ -59,16 +59,7 @@ func newGrantsRig(t *testing.T, mutate func(*config.Config)) *grantsRig {
 		return cfg
 	}
 	g.a, g.b = start(t, newCfg()), start(t, newCfg())
-	for _, r := range []*running{g.a, g.b} {
-		testrig.Eventually(t, "replica ready", func() bool {
-			resp, err := http.Get("http://" + r.sc.AdminAddr() + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
+	waitReady(t, g.a, g.b)
 	g.grants = g.a.sc.Customers.(*entitlements.RedisStore)
 	return g
 }
