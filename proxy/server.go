@@ -146,10 +146,9 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
 		}
-		rt := route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)}
-		s.shadowSeries(rt)
-		s.routes = append(s.routes, rt)
+		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)})
 	}
+	s.setUpShadow()
 	if c.CORS.Enabled() {
 		s.cors = cors.New(cors.Options{
 			AllowedOrigins:   c.CORS.AllowedOrigins,

@@ -35,13 +35,23 @@ func (s *Server) shadow(ctx context.Context, x *exchange, e *HTTPError) bool {
 	return true
 }
 
-// shadowSeries creates the shadow_<code> series of a shadowed route at 0,
-// so that a dashboard or alert on them works before the first one happens.
-func (s *Server) shadowSeries(rt route) {
-	if !rt.shadow || (!rt.cfg.Require.Any() && rt.cfg.Meter == "") {
-		return
+// setUpShadow creates the shadow_<code> series of every shadowed route
+// that requires something or is metered at 0, so that a dashboard or an
+// alert on them works before the first one happens, and warns that those
+// routes do not enforce.
+func (s *Server) setUpShadow() {
+	var shadowed []string
+	for _, rt := range s.routes {
+		if !rt.shadow || (!rt.cfg.Require.Any() && rt.cfg.Meter == "") {
+			continue
+		}
+		shadowed = append(shadowed, rt.label)
+		for _, c := range shadowCodes {
+			s.metrics.Requests.WithLabelValues(rt.label, "shadow_"+c)
+		}
 	}
-	for _, c := range shadowCodes {
-		s.metrics.Requests.WithLabelValues(rt.label, "shadow_"+c)
+	if len(shadowed) > 0 {
+		s.log.Warn("shadow mode: entitlement denials on these routes are forwarded to the app, not enforced "+
+			"(X-Tollgate-Shadow-Denial, would_deny)", "routes", shadowed)
 	}
 }
