@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
 )
 
 // Grant is an operator's override for one customer (a comp account, a
@@ -94,7 +96,14 @@ type granted struct {
 func unionOf(grants []Grant, plans *Plans) granted {
 	var u granted
 	for _, g := range grants {
-		u.features = append(u.features, g.Features...)
+		for _, f := range g.Features {
+			// Checked again here, not only by tollgate grant: a feature
+			// ends up in X-Tollgate-Features, where a comma or a line
+			// break written into Redis by anything else must not go.
+			if config.ValidName(f) {
+				u.features = append(u.features, f)
+			}
+		}
 		// A plan removed from the configuration since the grant was made
 		// entitles nothing.
 		if _, ok := plans.features[g.Plan]; ok && g.Plan != "" {

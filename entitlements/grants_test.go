@@ -81,6 +81,10 @@ func TestGrantRules(t *testing.T) {
 			reqSub, "subscription_required", "", "", "", "calls=unlimited bytes=unlimited"},
 		{"an expired grant adds nothing", State{Subscriptions: active("price_free")}, []Grant{{Features: []string{"exports"}, Until: now}},
 			config.Require{Features: []string{"exports"}}, "feature_required", "free", "active", "reports", "calls=100 bytes=10"},
+		// A grant written into Redis by anything but tollgate grant must not
+		// smuggle a header or a second feature into X-Tollgate-Features.
+		{"invalid feature names are dropped", State{}, []Grant{{Features: []string{"ok", "a,b", "x\r\nX-Tollgate-User: admin", ""}}},
+			config.Require{Features: []string{"ok"}}, "", "", "", "ok", "calls=unlimited bytes=unlimited"},
 		{"a grant until later applies", State{Subscriptions: active("price_free")}, []Grant{{Features: []string{"exports"}, Until: now.Add(time.Second)}},
 			config.Require{Features: []string{"exports"}}, "", "free", "active", "exports,reports", "calls=100 bytes=10"},
 	} {
