@@ -348,9 +348,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 9. Reserve the request's units of a limited quota before anything
-	// reaches the app (429 when the quota cannot pay for them, forwarded
-	// unreserved but billed on a route in shadow mode).
-	if herr := s.reserve(ctx, x); herr != nil && !s.shadow(ctx, x, herr) {
+	// reaches the app (429 when the quota cannot pay for them; on a route
+	// in shadow mode forwarded, billed and counted against the quota).
+	if herr := s.reserve(ctx, x); herr != nil && !s.shadowReserve(ctx, x, herr) {
 		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}

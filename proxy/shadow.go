@@ -55,3 +55,25 @@ func (s *Server) setUpShadow() {
 			"(X-Tollgate-Shadow-Denial, would_deny)", "routes", shadowed)
 	}
 }
+
+// shadowReserve is shadow for the reserve step (step 9). A request that a
+// route in shadow mode forwards over its quota reserves nothing, but its
+// units are still counted against the quota (Overrun): they are billed,
+// so a route on the same meter that enforces must count them too.
+func (s *Server) shadowReserve(ctx context.Context, x *exchange, e *HTTPError) bool {
+	if !s.shadow(ctx, x, e) {
+		return false
+	}
+	if e.Code != codeQuotaExceeded || x.bill == nil || s.quota == nil {
+		return true
+	}
+	h, err := s.quota.Overrun(x.claim())
+	if err != nil {
+		// Still billed: the quota learns it from the meter's count when
+		// its ledger is next opened.
+		s.log.WarnContext(ctx, "quota: a shadowed request over the quota is not counted against it", "meter", x.bill.meter, "cause", err.Error())
+		return true
+	}
+	x.bill.hold = h // reserved stays 0: settle reports the units as an overrun
+	return true
+}
