@@ -89,7 +89,7 @@ func TestEventsCommand(t *testing.T) {
 		{"type prefix", []string{"-type", "customer.subscription.*"}, 0, []string{"evt_A2", "evt_A1"}, "", "evt_B1"},
 		{"since", []string{"-since", "1h"}, 0, []string{"evt_A2", "evt_B1", "evt_A1"}, "", ""},
 		{"limit", []string{"-limit", "1"}, 0, []string{"evt_A2", "there may be more: -limit 0 lists all"}, "", "evt_B1"},
-		{"nothing matches", []string{"-customer", "cus_Z"}, 0, []string{"no deliveries match"}, "", ""},
+		{"nothing matches", []string{"-customer", "cus_Z"}, 0, []string{"no deliveries or grant changes match"}, "", ""},
 		{"bad customer", []string{"-customer", "alice@example.com"}, 2, nil, `-customer "alice@example.com" is not a Stripe customer id`, ""},
 		{"bad since", []string{"-since", "last tuesday"}, 2, nil, `-since "last tuesday" is neither a duration`, ""},
 		{"future since", []string{"-since", "2999-01-01"}, 2, nil, `-since "2999-01-01" is in the future`, ""},

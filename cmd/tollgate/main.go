@@ -38,7 +38,7 @@ Usage:
   tollgate usage   -config FILE -reconcile [-period current|previous] [-json]
                                   compare counted and reported usage with Stripe's meter event summaries; exit 1 on drift
   tollgate events  -config FILE [-customer cus_...] [-type T] [-failed] [-since D] [-limit N] [-json]
-                                  recent webhook deliveries and what each did
+                                  recent webhook deliveries and what each did, and grant changes
   tollgate replay  -config FILE -since D [-dry-run] [-json]
                                   apply every handled event in Stripe's events list that the ledger has not taken
   tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
