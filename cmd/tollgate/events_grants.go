@@ -66,7 +66,7 @@ func (e eventEntry) detail() string {
 	if e.Grant == nil {
 		return oneLine(e.Error, 100)
 	}
-	s := "by " + orDash(e.By) + "; " + describeGrant(*e.Grant)
+	s := "by " + dash(e.By) + "; " + describeGrant(*e.Grant)
 	if e.Reason != "" {
 		s += "; reason: " + e.Reason
 	}

@@ -69,14 +69,7 @@ func TestEventsListsGrantChanges(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("events %v = %d: %s", c.args, code, errOut)
 			}
-			rest := out
-			for _, w := range c.wantOut {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("events %v output lacks %q (in order):\n%s", c.args, w, out)
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, "events "+strings.Join(c.args, " "), out, c.wantOut)
 			for _, n := range c.notOut {
 				if strings.Contains(out, n) {
 					t.Errorf("events %v output has %q:\n%s", c.args, n, out)

@@ -66,13 +66,6 @@ func limitsText(l map[string]int64) string {
 	return strings.Join(meters, ",")
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func printGrants(w io.Writer, gs []entitlements.Grant, now time.Time) {
 	if len(gs) == 0 {
 		fmt.Fprintln(w, "no grants")
@@ -91,8 +84,8 @@ func printGrants(w io.Writer, gs []entitlements.Grant, now time.Time) {
 		} else {
 			active++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Customer, orDash(g.Plan),
-			orDash(strings.Join(g.Features, ",")), orDash(limitsText(g.Limits)), until, state, orDash(g.By),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Customer, dash(g.Plan),
+			dash(strings.Join(g.Features, ",")), dash(limitsText(g.Limits)), until, state, dash(g.By),
 			g.Created.UTC().Format(time.RFC3339), g.Reason)
 	}
 	tw.Flush()
@@ -108,7 +101,7 @@ func printAudit(w io.Writer, evs []entitlements.GrantEvent) {
 	fmt.Fprintln(tw, "TIME\tTYPE\tGRANT\tCUSTOMER\tBY\tHOST\tWHAT\tREASON")
 	for _, e := range evs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Type, e.Grant.ID,
-			e.Grant.Customer, orDash(e.By), orDash(e.Host), describeGrant(e.Grant), orDash(e.Reason))
+			e.Grant.Customer, dash(e.By), dash(e.Host), describeGrant(e.Grant), dash(e.Reason))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d entries, newest first; the audit keeps the last %d.\n", len(evs), entitlements.AuditSize)
