@@ -72,7 +72,7 @@ func newRig(t *testing.T) *rig {
 		"retired":  {Prices: []string{"price_gone"}},
 	}
 	cfg.Metering.Meters = map[string]*config.Meter{"api_calls": {EventName: "api_calls"}}
-	r.gate = entitlements.New(entitlements.Options{Store: r.store, Source: entitlements.NewStripeSource(api),
+	r.gate = entitlements.New(entitlements.Options{Store: r.store, Source: entitlements.NewStripeSource(api), Grants: r.store,
 		Plans: cfg.Plans, Gating: cfg.Gating, Logger: r.log})
 	r.h, err = New(Options{Config: cfg, Stripe: api, Store: r.store, Source: entitlements.NewStripeSource(api),
 		Gate: r.gate, Checkouts: NewRedisCheckouts(st), Replays: NewRedisReplays(st), Logger: r.log, Now: func() time.Time { return r.now },

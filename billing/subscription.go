@@ -36,6 +36,9 @@ type subscriptionAnswer struct {
 	// PaymentFailed is the open invoice whose payment failed, for a "fix
 	// your card" banner; nil when none.
 	PaymentFailed *paymentFailed `json:"payment_failed"`
+	// Grants are the operator grants in force (tollgate grant); their
+	// features and plans are already part of features and entitled.
+	Grants []grantAnswer `json:"grants"`
 }
 
 type paymentFailed struct {
@@ -49,6 +52,36 @@ type paymentFailed struct {
 	Currency           string     `json:"currency"`
 }
 
+// grantAnswer is one grant as the app sees it: what it adds and why (who
+// made it is for the operators' audit, not for the customer's page).
+type grantAnswer struct {
+	ID       string           `json:"id"`
+	Features []string         `json:"features"`
+	Limits   map[string]int64 `json:"limits"`
+	Plan     string           `json:"plan,omitempty"`
+	Until    *time.Time       `json:"until"` // null: until revoked
+	Reason   string           `json:"reason"`
+}
+
+func grantsAnswer(grants []entitlements.Grant) []grantAnswer {
+	out := make([]grantAnswer, 0, len(grants))
+	for _, g := range grants {
+		a := grantAnswer{ID: g.ID, Features: g.Features, Limits: g.Limits, Plan: g.Plan, Reason: g.Reason}
+		if a.Features == nil {
+			a.Features = []string{}
+		}
+		if a.Limits == nil {
+			a.Limits = map[string]int64{}
+		}
+		if !g.Until.IsZero() {
+			u := g.Until.UTC()
+			a.Until = &u
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 type pendingChange struct {
 	Plan        string    `json:"plan"`
 	EffectiveAt time.Time `json:"effective_at"`
@@ -58,7 +91,7 @@ type pendingChange struct {
 // the same state and rules as the gate (entitled means a route with
 // require: {subscription: true} lets the caller in).
 func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
-	a := subscriptionAnswer{Customer: c.id.Customer, Features: []string{}}
+	a := subscriptionAnswer{Customer: c.id.Customer, Features: []string{}, Grants: []grantAnswer{}}
 	if c.id.Customer == "" {
 		return a, nil
 	}
@@ -74,6 +107,7 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 	if d.Features != "" {
 		a.Features = strings.Split(d.Features, ",")
 	}
+	a.Grants = grantsAnswer(d.Grants)
 	a.HadTrial = st.HadTrial
 	a.PaymentFailed = failedPayment(st.FailedInvoice)
 	if sub, ok := h.current(st); ok {
@@ -91,6 +125,10 @@ func (h *Handler) subscription(c *call) (any, *proxy.HTTPError) {
 		if sub.Schedule != "" {
 			a.PendingChange = h.pendingChange(c, sub.Schedule)
 		}
+	} else if a.Entitled {
+		// Entitled by a granted plan alone: the plan and status the gate
+		// forwards (status active).
+		a.Plan, a.Status = d.Plan, d.Status
 	}
 	return a, nil
 }

@@ -241,7 +241,18 @@ type Gating struct {
 	// another product sold from the same Stripe account must not open
 	// this app's routes. Without plans, every subscription counts.
 	AnyPrice bool `yaml:"any_price"`
+	// Mode is enforce (the default) or shadow: in shadow mode every
+	// entitlement denial (402, 403 plan_required/feature_required, 429) is
+	// logged, counted and passed to the app, and the request is forwarded.
+	// A route's shadow overrides it either way.
+	Mode string `yaml:"mode"`
 }
+
+// Gating modes.
+const (
+	ModeEnforce = "enforce"
+	ModeShadow  = "shadow"
+)
 
 // Auth modes of a route.
 const (
@@ -264,6 +275,10 @@ type Route struct {
 	// advance. 0 means 1.
 	Reserve  int64 `yaml:"reserve"`
 	FailOpen bool  `yaml:"fail_open"`
+	// Shadow, when set, overrides gating.mode for this route: true forwards
+	// what the gate would deny for entitlements, false enforces even when
+	// gating.mode is shadow. Unset follows gating.mode.
+	Shadow *bool `yaml:"shadow"`
 }
 
 // Units is what a request on the route reserves, and is billed when the
@@ -273,6 +288,15 @@ func (r *Route) Units() int64 {
 		return r.Reserve
 	}
 	return 1
+}
+
+// Shadowed reports whether the route runs in shadow mode under a gating
+// mode: its own shadow key, else the global mode.
+func (r *Route) Shadowed(mode string) bool {
+	if r.Shadow != nil {
+		return *r.Shadow
+	}
+	return mode == ModeShadow
 }
 
 // AuthMode is the route's auth mode; an empty one means required.
@@ -500,7 +524,7 @@ func Default() *Config {
 		}},
 		Gating: Gating{GracePeriod: 72 * time.Hour, MaxStaleness: 5 * time.Minute, CacheSize: 100000,
 			RefreshInterval: time.Minute, NegativeTTL: 10 * time.Second, SyncInterval: time.Hour,
-			ReplayInterval: 10 * time.Minute},
+			ReplayInterval: 10 * time.Minute, Mode: ModeEnforce},
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50, MaxUnitsPerRequest: DefaultMaxUnitsPerRequest,
 			Quota: QuotaLeases{LeaseTTL: 10 * time.Second, SyncInterval: time.Second}},

@@ -63,6 +63,38 @@ func TestParseMinimal(t *testing.T) {
 	}
 }
 
+// A route's shadow key overrides gating.mode both ways: true shadows a
+// route under enforce, false enforces a route under shadow (how a team
+// turns enforcement on route by route).
+func TestRouteShadowed(t *testing.T) {
+	yes, no := true, false
+	for _, c := range []struct {
+		name   string
+		mode   string
+		shadow *bool
+		want   bool
+	}{
+		{"enforce, unset", ModeEnforce, nil, false},
+		{"enforce, route shadow", ModeEnforce, &yes, true},
+		{"enforce, route enforce", ModeEnforce, &no, false},
+		{"shadow, unset", ModeShadow, nil, true},
+		{"shadow, route shadow", ModeShadow, &yes, true},
+		{"shadow, route enforce", ModeShadow, &no, false},
+	} {
+		r := &Route{Path: "/x", Shadow: c.shadow}
+		if got := r.Shadowed(c.mode); got != c.want {
+			t.Errorf("%s: Shadowed(%q) = %v; want %v", c.name, c.mode, got, c.want)
+		}
+	}
+	cfg, err := ParseEnv(strings.NewReader(minimal+"gating: { mode: shadow }\n"), env(map[string]string{"SECRET": strings.Repeat("s", 32)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Gating.Mode != ModeShadow || Default().Gating.Mode != ModeEnforce {
+		t.Errorf("gating.mode parsed %q, default %q; want shadow, enforce", cfg.Gating.Mode, Default().Gating.Mode)
+	}
+}
+
 // TestEnvCannotInjectYAML: ${VAR} is expanded in parsed values, never in the
 // raw text, so a value with YAML syntax stays one string.
 func TestEnvCannotInjectYAML(t *testing.T) {
@@ -227,6 +259,9 @@ func TestValidateRules(t *testing.T) {
 		{"upgrades not a token", func(c *Config) { c.Proxy.Upgrades = []string{"web socket"} }, `proxy.upgrades[0]: "web socket" is not an Upgrade protocol token`},
 		{"upgrades empty token", func(c *Config) { c.Proxy.Upgrades = []string{""} }, `proxy.upgrades[0]`},
 		{"upgrades twice", func(c *Config) { c.Proxy.Upgrades = []string{"websocket", "WebSocket"} }, `proxy.upgrades[1]: "WebSocket" is listed twice`},
+		{"shadow mode", func(c *Config) { c.Gating.Mode = ModeShadow }, ""},
+		{"unknown gating mode", func(c *Config) { c.Gating.Mode = "observe" }, `gating.mode: "observe" is not enforce or shadow`},
+		{"empty gating mode", func(c *Config) { c.Gating.Mode = "" }, `gating.mode: "" is not enforce or shadow`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()

@@ -153,6 +153,9 @@ func (c *Config) validateGating(p *problems) {
 			p.add("gating.upgrade_url", "%q is not an absolute URL or a path", u)
 		}
 	}
+	if m := c.Gating.Mode; m != ModeEnforce && m != ModeShadow {
+		p.add("gating.mode", "%q is not enforce or shadow", m)
+	}
 }
 
 func (c *Config) validateMetering(p *problems) {

@@ -9,7 +9,9 @@ import (
 
 // entry is one cached customer.
 type entry struct {
-	view     *view
+	view *view
+	// grants are the customer's grants as read, kept for Apply.
+	grants   []Grant
 	loadedAt time.Time // read from the store (or Stripe) at this time
 	// negativeUntil, when set, marks a customer Stripe does not know; it
 	// is denied without a lookup until then.

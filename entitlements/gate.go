@@ -25,7 +25,8 @@ type Source interface {
 // Options configure a Gate.
 type Options struct {
 	Store   Store
-	Source  Source // nil: a customer missing from the store is unsubscribed
+	Source  Source     // nil: a customer missing from the store is unsubscribed
+	Grants  GrantStore // nil: no operator grants
 	Plans   map[string]*config.Plan
 	Gating  config.Gating
 	Metrics *metrics.Metrics
@@ -37,6 +38,7 @@ type Options struct {
 type Gate struct {
 	store   Store
 	source  Source
+	grants  GrantStore
 	plans   *Plans
 	rules   Rules
 	cfg     config.Gating
@@ -60,6 +62,7 @@ func New(o Options) *Gate {
 	g := &Gate{
 		store:   o.Store,
 		source:  o.Source,
+		grants:  o.Grants,
 		plans:   newGatePlans(o.Plans, o.Gating.AnyPrice),
 		rules:   Rules{Grace: o.Gating.GracePeriod, UpgradeURL: o.Gating.UpgradeURL},
 		cfg:     o.Gating,
@@ -199,6 +202,10 @@ func (g *Gate) loadNow(ctx context.Context, customer string) (*entry, error) {
 
 func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 	start := g.now()
+	grants, err := g.grantsOf(ctx, customer)
+	if err != nil {
+		return nil, err
+	}
 	st, err := g.store.Get(ctx, customer)
 	switch {
 	case err == nil:
@@ -206,19 +213,38 @@ func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 		st = &State{Customer: customer}
 	case errors.Is(err, ErrNotFound):
 		if st, err = g.fetch(ctx, customer); err != nil {
-			if errors.Is(err, ErrUnknownCustomer) {
+			if !errors.Is(err, ErrUnknownCustomer) {
+				return nil, err
+			}
+			if len(activeGrants(grants, start)) == 0 {
 				e := &entry{view: &view{}, loadedAt: start, negativeUntil: start.Add(g.cfg.NegativeTTL)}
 				g.cache.put(customer, e)
 				return e, nil
 			}
-			return nil, err
+			// Unknown to Stripe, but an operator granted it something.
+			st = &State{Customer: customer}
 		}
 	default:
 		return nil, err
 	}
-	e := &entry{view: g.viewOf(st, true), loadedAt: start}
+	e := g.entryOf(st, grants, start, true)
 	g.cache.put(customer, e)
 	return e, nil
+}
+
+// grantsOf reads a customer's grants (none without a grant store). It is
+// read before the state, so that a grant written between the two reads is
+// announced after this load began and read again (see loadNow).
+func (g *Gate) grantsOf(ctx context.Context, customer string) ([]Grant, error) {
+	if g.grants == nil {
+		return nil, nil
+	}
+	return g.grants.Grants(ctx, customer)
+}
+
+// entryOf prepares a state and its grants for the cache.
+func (g *Gate) entryOf(st *State, grants []Grant, loadedAt time.Time, tell bool) *entry {
+	return &entry{view: g.viewOf(st, grants, tell), grants: grants, loadedAt: loadedAt}
 }
 
 // fetch asks Stripe and stores the answer unless the store got a state in
@@ -245,9 +271,19 @@ func (g *Gate) fetch(ctx context.Context, customer string) (*State, error) {
 }
 
 // Apply puts a state written by this replica into its own cache at once
-// (the announcement reaches the other replicas).
+// (the announcement reaches the other replicas), with the grants already
+// cached. A customer not in memory is left to its next decision, which
+// reads the state and the grants from the store, unless grants are off.
 func (g *Gate) Apply(st *State) {
-	g.cache.put(st.Customer, &entry{view: g.viewOf(st, true), loadedAt: g.now()})
+	cur := g.cache.get(st.Customer)
+	if cur == nil && g.grants != nil {
+		return
+	}
+	var grants []Grant
+	if cur != nil {
+		grants = cur.grants
+	}
+	g.cache.put(st.Customer, g.entryOf(st, grants, g.now(), true))
 }
 
 // Forget drops a customer from this replica's cache.
@@ -269,8 +305,8 @@ func newGatePlans(cfg map[string]*config.Plan, anyPrice bool) *Plans {
 // change, not the periodic refresh), a running subscription ignored for
 // holding no configured price is logged: its customer is being denied,
 // most likely because a new price is missing from plans.
-func (g *Gate) viewOf(st *State, tell bool) *view {
-	v := newView(st, g.plans)
+func (g *Gate) viewOf(st *State, grants []Grant, tell bool) *view {
+	v := newGrantedView(st, grants, g.plans, g.now())
 	if tell && len(v.ignored) > 0 {
 		g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
 			"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", v.ignored)

@@ -35,6 +35,9 @@ type Decision struct {
 	// PeriodStart and PeriodEnd bound the customer's current billing period
 	// (zero when there is none), for quotas.
 	PeriodStart, PeriodEnd time.Time
+	// Grants are the operator grants in force for the decision (shared with
+	// the cache: read only).
+	Grants []Grant
 	// limits are the per-period meter limits of the entitled plans.
 	limits map[string]int64
 }
@@ -118,35 +121,96 @@ type subView struct {
 	planHeader  string
 	featHeader  string
 	limits      map[string]int64
+	// granted marks the subscription a granted plan stands for.
+	granted bool
 }
 
-// view is a State prepared for decisions.
+// view is a State, and the grants in force, prepared for decisions.
 type view struct {
 	plans *Plans
 	subs  []subView
 	// ignored lists running subscriptions left out for holding no
 	// configured price, for the operator to hear of.
-	ignored        []string
+	ignored []string
+	// stripeFeatures are the features held without any subscription:
+	// Stripe's active entitlements and granted features.
 	stripeFeatures []string
 	stripeHeader   string
 	// paymentURL is the hosted page of the customer's failed invoice, ""
 	// when none.
 	paymentURL string
+	// grants are the grants this view includes, grantLimits their limits.
+	grants      []Grant
+	grantLimits map[string]int64
+	// next, when set, is the view once the first of the grants expires
+	// (at expires): every replica stops applying a grant at its expiry,
+	// with no timer and no reload.
+	next    *view
+	expires time.Time
 }
 
-func newView(st *State, plans *Plans) *view {
-	v := &view{plans: plans, stripeFeatures: sortedUnique(st.Features)}
-	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
-	if st.Deleted {
+func newView(st *State, plans *Plans) *view { return newGrantedView(st, nil, plans, time.Time{}) }
+
+// newGrantedView prepares a state and the grants in force at now. It
+// builds one view per expiry to come, so that a decision only walks to
+// the view of its time.
+func newGrantedView(st *State, grants []Grant, plans *Plans, now time.Time) *view {
+	return chainViews(st, activeGrants(grants, now), plans)
+}
+
+func chainViews(st *State, active []Grant, plans *Plans) *view {
+	v := buildView(st, active, plans)
+	if len(active) == 0 || active[0].Until.IsZero() {
 		return v
 	}
-	if fi := st.FailedInvoice; fi != nil && strings.HasPrefix(fi.HostedInvoiceURL, "https://") {
-		v.paymentURL = fi.HostedInvoiceURL
+	i := 0
+	for i < len(active) && active[i].Until.Equal(active[0].Until) {
+		i++
 	}
+	v.expires, v.next = active[0].Until, chainViews(st, active[i:], plans)
+	return v
+}
+
+// at returns the view in force at now.
+func (v *view) at(now time.Time) *view {
+	for v.next != nil && !now.Before(v.expires) {
+		v = v.next
+	}
+	return v
+}
+
+func buildView(st *State, active []Grant, plans *Plans) *view {
+	u := unionOf(active, plans)
+	v := &view{plans: plans, stripeFeatures: sortedUnique(slices.Concat(st.Features, u.features)),
+		grantLimits: u.limits}
+	if len(active) > 0 {
+		v.grants = active
+	}
+	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
+	if !st.Deleted {
+		v.subs = stripeSubs(v, st, u, plans)
+		if fi := st.FailedInvoice; fi != nil && strings.HasPrefix(fi.HostedInvoiceURL, "https://") {
+			v.paymentURL = fi.HostedInvoiceURL
+		}
+	}
+	// Granted plans apply whatever Stripe says of the customer: they are
+	// the operator's explicit choice.
+	if len(u.plans) > 0 {
+		sv := grantedSub(st, u, plans)
+		sv.planHeader, sv.featHeader = strings.Join(sv.plans, ","), strings.Join(sv.features, ",")
+		v.subs = append(v.subs, sv)
+	}
+	return v
+}
+
+// stripeSubs resolves the customer's Stripe subscriptions, with the
+// grants' features added and their limits raised.
+func stripeSubs(v *view, st *State, u granted, plans *Plans) []subView {
+	var subs []subView
 	for _, s := range st.Subscriptions {
 		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd,
 			cancelAtEnd: s.CancelAtPeriodEnd, pause: s.PauseCollection}
-		feats := append([]string(nil), st.Features...)
+		feats := slices.Concat(st.Features, u.features)
 		for _, price := range s.Prices {
 			if name, ok := plans.byPrice[price]; ok && !slices.Contains(sv.plans, name) {
 				sv.plans = append(sv.plans, name)
@@ -162,12 +226,12 @@ func newView(st *State, plans *Plans) *view {
 		}
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)
-		sv.limits = plans.limitsOf(sv.plans)
+		sv.limits = raise(plans.limitsOf(sv.plans), u.limits)
 		sv.planHeader = strings.Join(sv.plans, ",")
 		sv.featHeader = strings.Join(sv.features, ",")
-		v.subs = append(v.subs, sv)
+		subs = append(subs, sv)
 	}
-	return v
+	return subs
 }
 
 func sortedUnique(in []string) []string {
@@ -203,6 +267,26 @@ type Rules struct {
 
 // decide evaluates one requirement against a prepared state.
 func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
+	v = v.at(now)
+	d, entitled := r.resolve(v, now)
+	d.Grants = v.grants
+	if !entitled && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
+		d.Denial = r.subscriptionRequired(v, now)
+		return d
+	}
+	if len(req.Plans) > 0 && !r.anyPlan(v, req.Plans, now) {
+		d.Denial = r.deny(http.StatusForbidden, "plan_required", "Your plan does not include this; required: "+strings.Join(req.Plans, " or ")+".")
+		return d
+	}
+	if missing := r.missingFeature(v, req.Features, now); missing != "" {
+		d.Denial = r.deny(http.StatusForbidden, "feature_required", "Your plan does not include the feature "+missing+".")
+	}
+	return d
+}
+
+// resolve describes the caller from the entitled subscriptions of a view,
+// and reports whether any is entitled.
+func (r Rules) resolve(v *view, now time.Time) (Decision, bool) {
 	var d Decision
 	var first *subView
 	extra := 0
@@ -223,25 +307,20 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 		if len(v.subs) > 0 {
 			d.Status = v.subs[0].status
 		}
+		return d, false
 	case extra == 0:
 		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
 		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
 		d.limits = first.limits
+		if first.granted {
+			// Entitled by a granted plan alone: no Stripe period to count
+			// its quotas in, so they run by calendar month.
+			d.PeriodStart, d.PeriodEnd = calendarMonth(now)
+		}
 	default:
 		d = r.merge(v, now)
 	}
-	if first == nil && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
-		d.Denial = r.subscriptionRequired(v, now)
-		return d
-	}
-	if len(req.Plans) > 0 && !r.anyPlan(v, req.Plans, now) {
-		d.Denial = r.deny(http.StatusForbidden, "plan_required", "Your plan does not include this; required: "+strings.Join(req.Plans, " or ")+".")
-		return d
-	}
-	if missing := r.missingFeature(v, req.Features, now); missing != "" {
-		d.Denial = r.deny(http.StatusForbidden, "feature_required", "Your plan does not include the feature "+missing+".")
-	}
-	return d
+	return d, true
 }
 
 func (r Rules) deny(status int, code, msg string) *Denial {
@@ -277,6 +356,7 @@ func subscriptionMessage(v *view) string {
 func (r Rules) merge(v *view, now time.Time) Decision {
 	var d Decision
 	var plans, feats []string
+	grantedPlan := false
 	for i := range v.subs {
 		s := &v.subs[i]
 		if !s.entitled(now, r.Grace) {
@@ -290,8 +370,12 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 		if s.periodEnd.After(d.PeriodEnd) {
 			d.PeriodStart, d.PeriodEnd = s.periodStart, s.periodEnd
 		}
+		grantedPlan = grantedPlan || s.granted
 	}
-	d.limits = v.plans.limitsOf(sortedUnique(plans))
+	if d.PeriodEnd.IsZero() && grantedPlan {
+		d.PeriodStart, d.PeriodEnd = calendarMonth(now)
+	}
+	d.limits = raise(v.plans.limitsOf(sortedUnique(plans)), v.grantLimits)
 	d.Plan = strings.Join(sortedUnique(plans), ",")
 	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
 	return d

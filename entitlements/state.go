@@ -9,6 +9,9 @@
 // use the last known state up to gating.max_staleness, then fail closed.
 // A customer seen for the first time is loaded once (single-flight) from the
 // store, or from Stripe. Reconciliation (Sync) repairs any drift from Stripe.
+// Operator grants (Grant) are stored beside the state, announced on the same
+// feed and merged into every decision; they only ever add to what Stripe
+// entitles.
 package entitlements
 
 import (

@@ -27,6 +27,7 @@ func TestStoreOnRedisCluster(t *testing.T) {
 	t.Run("CustomersOnEveryNode", func(t *testing.T) { testCustomersOnEveryNode(t, c, open(t)) })
 	t.Run("ProbeNeverOvertakesAChange", func(t *testing.T) { testProbeNeverOvertakesAChange(t, open(t)) })
 	t.Run("IndexFollowsRacingDeletes", func(t *testing.T) { testIndexFollowsRacingDeletes(t, open(t)) })
+	t.Run("Grants", func(t *testing.T) { testGrantStore(t, open(t)) })
 	t.Run("ChangeReachesOtherReplica", func(t *testing.T) {
 		cfg := clusterConfig(c, fmt.Sprintf("tgc%d:", stores.Add(1)))
 		testClusterChangeReachesOtherReplica(t, openStore(t, cfg), openStore(t, cfg))

@@ -102,15 +102,22 @@ func (g *Gate) reload(ctx context.Context, customer string) error {
 		return nil
 	}
 	start := g.now()
+	grants, err := g.grantsOf(ctx, customer)
+	if err != nil {
+		return err
+	}
+	if prev := g.cache.get(customer); prev != nil {
+		g.logGrantChanges(customer, prev.grants, grants)
+	}
 	st, err := g.store.Get(ctx, customer)
 	if errors.Is(err, ErrNotFound) {
-		g.cache.remove(customer)
+		g.cache.remove(customer) // loaded afresh (state and grants) on next use
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	g.cache.put(customer, &entry{view: g.viewOf(st, true), loadedAt: start})
+	g.cache.put(customer, g.entryOf(st, grants, start, true))
 	return nil
 }
 
@@ -122,17 +129,28 @@ func (g *Gate) refreshAll(ctx context.Context) error {
 		batch := keys[:n]
 		keys = keys[n:]
 		start := g.now()
+		grants, err := g.grantsMany(ctx, batch)
+		if err != nil {
+			return err
+		}
 		states, err := g.store.GetMany(ctx, batch)
 		if err != nil {
 			return err
 		}
 		for _, c := range batch {
 			if st, ok := states[c]; ok {
-				g.cache.put(c, &entry{view: g.viewOf(st, false), loadedAt: start})
+				g.cache.put(c, g.entryOf(st, grants[c], start, false))
 			} else if e := g.cache.get(c); e != nil && e.negativeUntil.IsZero() {
 				g.cache.remove(c) // deleted meanwhile: load afresh on next use
 			}
 		}
 	}
 	return nil
+}
+
+func (g *Gate) grantsMany(ctx context.Context, customers []string) (map[string][]Grant, error) {
+	if g.grants == nil {
+		return nil, nil
+	}
+	return g.grants.GrantsMany(ctx, customers)
 }

@@ -252,6 +252,7 @@ type Share struct {
 	handBack           bool          // queued to be handed back at once (near the limit)
 	busy               chan struct{} // closed when the lease call in flight ends
 	waiting            int64         // units that requests wait for
+	overruns           int           // requests forwarded without a reservation, not settled yet (Overrun)
 	evicted            bool
 }
 
@@ -363,9 +364,39 @@ func (s *Share) exceeded() *QuotaExceeded {
 // to the share; units beyond the reservation are taken from it as far as it
 // has them, and beyond that overrun the quota (the ledger learns it at the
 // next sync or grant, and the next request is refused).
-func (s *Share) Settle(reserved, used int64) {
+func (s *Share) Settle(reserved, used int64) { s.settle(reserved, used, 0) }
+
+// Overrun is for a request forwarded although Reserve refused it (shadow
+// mode, which bills what it does not enforce). It reserves nothing; the
+// request ends with SettleOverrun, whose units overrun the quota as in
+// Settle, so that the ledger, and with it every route and replica that
+// enforces the meter, counts what was served. Until then the share stays
+// in memory (it is not evicted with units unreported).
+func (q *Quotas) Overrun(c Claim) (*Share, error) {
+	for {
+		s, err := q.share(c)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if !s.evicted {
+			s.limit = min(c.Limit, maxQuotaUnits)
+			s.overruns++
+			s.touched = true
+			s.mu.Unlock()
+			return s, nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// SettleOverrun ends an Overrun: used units were served.
+func (s *Share) SettleOverrun(used int64) { s.settle(0, used, 1) }
+
+func (s *Share) settle(reserved, used int64, overruns int) {
 	used = max(used, 0)
 	s.mu.Lock()
+	s.overruns -= overruns
 	s.inflight -= reserved
 	if used <= reserved {
 		s.avail += reserved - used

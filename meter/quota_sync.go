@@ -119,9 +119,10 @@ func (s *Share) syncCall(wall time.Time) *leaseCall {
 }
 
 // settled reports (s.mu held) a share with nothing held, nothing in flight
-// and everything reported.
+// (no overrun either) and everything reported.
 func (s *Share) settled() bool {
-	return s.busy == nil && s.waiting == 0 && s.inflight == 0 && s.avail == 0 && !s.leased && s.consumed == s.reported
+	return s.busy == nil && s.waiting == 0 && s.inflight == 0 && s.overruns == 0 && s.avail == 0 && !s.leased &&
+		s.consumed == s.reported
 }
 
 // runCalls runs background lease calls and applies their answers.

@@ -50,6 +50,9 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	if x.decision.Features != "" {
 		h.Set(HeaderFeatures, x.decision.Features)
 	}
+	if x.shadowDenial != "" {
+		h.Set(HeaderShadowDenial, x.shadowDenial)
+	}
 	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), upstreamStartKey{}, time.Now()))
 }
 

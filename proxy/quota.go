@@ -17,6 +17,11 @@ type Quota interface {
 	// *QuotaExceeded when the quota cannot pay for the request, another
 	// error when the quota cannot be checked.
 	Reserve(ctx context.Context, c Claim) (Hold, error)
+	// Overrun is for a request forwarded although Reserve refused it
+	// (shadow mode): it holds nothing, and Settle(0, used) counts the
+	// units served against the quota, so that the routes that enforce it
+	// count them too.
+	Overrun(c Claim) (Hold, error)
 }
 
 // Claim is one request's cost against a quota.
@@ -63,6 +68,9 @@ func (e *QuotaExceeded) Error() string {
 	return fmt.Sprintf("quota exceeded: %d of %d used", e.Used, e.Limit)
 }
 
+// codeQuotaExceeded is the code of a request its quota cannot pay for.
+const codeQuotaExceeded = "quota_exceeded"
+
 var errQuotaUnavailable = &HTTPError{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",
 	Msg: "Usage cannot be checked right now; try again shortly."}
 
@@ -82,7 +90,7 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 	if !x.decision.Limit.Set || s.quota == nil {
 		return nil
 	}
-	h, err := s.quota.Reserve(ctx, Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit})
+	h, err := s.quota.Reserve(ctx, x.claim())
 	if err == nil {
 		x.bill.hold, x.bill.reserved = h, rc.Units()
 		return nil
@@ -99,8 +107,14 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 	}
 }
 
+// claim is the request's cost against its route's quota.
+func (x *exchange) claim() Claim {
+	rc := x.route.cfg
+	return Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit}
+}
+
 func quotaDenial(meter string, ex *QuotaExceeded) *HTTPError {
-	e := &HTTPError{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
+	e := &HTTPError{Status: http.StatusTooManyRequests, Code: codeQuotaExceeded,
 		Msg:        fmt.Sprintf("The %s quota of your plan is used up for this billing period.", meter),
 		Extra:      map[string]any{"limit": ex.Limit, "used": ex.Used},
 		RetryAfter: max(1, int(math.Ceil(ex.RetryAfter.Seconds()))),

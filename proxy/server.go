@@ -122,6 +122,7 @@ type route struct {
 	pattern Pattern
 	methods []string
 	label   string
+	shadow  bool // entitlement denials are forwarded, not answered (see shadow)
 }
 
 func init() {
@@ -169,8 +170,9 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
 		}
-		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label()})
+		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)})
 	}
+	s.setUpShadow()
 	if c.CORS.Enabled() {
 		s.cors = cors.New(cors.Options{
 			AllowedOrigins:   c.CORS.AllowedOrigins,
@@ -237,6 +239,9 @@ type exchange struct {
 	upgrades []string
 	// refused is set when the streamed body turned out to hold _method.
 	refused atomic.Pointer[HTTPError]
+	// shadowDenial is the code of the denial a route in shadow mode
+	// forwarded instead of answering ("" when none).
+	shadowDenial string
 }
 
 type exchangeKey struct{}
@@ -335,15 +340,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 8. Gate: entitlements, and the limit on a metered route's meter.
-	if herr := s.decide(ctx, x); herr != nil {
+	// 8. Gate: entitlements, and the limit on a metered route's meter. On a
+	// route in shadow mode an entitlement denial is forwarded (shadow).
+	if herr := s.decide(ctx, x); herr != nil && !s.shadow(ctx, x, herr) {
 		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}
 
 	// 9. Reserve the request's units of a limited quota before anything
-	// reaches the app (429 when the quota cannot pay for them).
-	if herr := s.reserve(ctx, x); herr != nil {
+	// reaches the app (429 when the quota cannot pay for them; on a route
+	// in shadow mode forwarded, billed and counted against the quota).
+	if herr := s.reserve(ctx, x); herr != nil && !s.shadowReserve(ctx, x, herr) {
 		s.deny(ctx, w, x, herr, herr.Err)
 		return
 	}
@@ -368,11 +375,10 @@ func (s *Server) decide(ctx context.Context, x *exchange) *HTTPError {
 		return errUnavailable.WithCause(errors.New("no entitlements gate configured"))
 	}
 	d, herr := s.gate.Decide(ctx, x.route.cfg, x.id)
-	if herr != nil {
-		return herr
-	}
+	// Kept with a denial too: a request shadow mode forwards still tells
+	// the app the caller's plan and features.
 	x.decision = d
-	return nil
+	return herr
 }
 
 // forward hands the request to ReverseProxy (step 11); rewrite,

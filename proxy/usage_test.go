@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,7 @@ func FuzzParseUsage(f *testing.F) {
 type fakeQuota struct {
 	mu       sync.Mutex
 	claims   []Claim
+	overruns []Claim
 	settled  []settlement
 	exceeded *QuotaExceeded
 	err      error
@@ -113,6 +115,13 @@ func (f *fakeQuota) Reserve(_ context.Context, c Claim) (Hold, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
+	return fakeHold{f}, nil
+}
+
+func (f *fakeQuota) Overrun(c Claim) (Hold, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.overruns = append(f.overruns, c)
 	return fakeHold{f}, nil
 }
 
@@ -153,6 +162,8 @@ type meteredRig struct {
 
 const meteredToken = "Authorization: Bearer good:u1:cus_m"
 
+var shadowOn = true
+
 func newMeteredRig(t *testing.T, backend http.HandlerFunc) *meteredRig {
 	t.Helper()
 	r := &meteredRig{counter: &recordingCounter{units: map[string]int64{}}, quota: &fakeQuota{}, logs: &testrig.LogBuffer{}}
@@ -160,6 +171,7 @@ func newMeteredRig(t *testing.T, backend http.HandlerFunc) *meteredRig {
 		c.Metering.Meters = map[string]*config.Meter{"calls": {EventName: "calls"}}
 		c.Routes = []*config.Route{
 			{Name: "reserved", Path: "/api/reserved/**", Meter: "calls", Reserve: 3},
+			{Name: "shadowed", Path: "/api/shadowed/**", Meter: "calls", Reserve: 2, Shadow: &shadowOn},
 			{Name: "api", Path: "/api/**", Meter: "calls"},
 		}
 		o.Counter, o.Quota, o.Gate = r.counter, r.quota, limitGate{}
@@ -344,6 +356,41 @@ func TestQuotaExceededNeverForwarded(t *testing.T) {
 	}
 	if got, _ := r.billed(t, 1); got != 0 {
 		t.Errorf("a refused request billed %d", got)
+	}
+}
+
+// Quota bypass through shadow mode: a request a shadowed route forwards
+// over the quota is billed and counted against the quota as an overrun
+// (reserved 0), so that enforcing routes count it; an enforcing route on
+// the same meter still answers 429 and takes no overrun.
+func TestShadowedOverQuotaIsAnOverrun(t *testing.T) {
+	r := newMeteredRig(t, func(w http.ResponseWriter, req *http.Request) { w.Header().Set(HeaderUsage, "5") })
+	r.quota.exceeded = &QuotaExceeded{Limit: 50, Used: 50, RetryAfter: time.Second}
+	resp := rawRequest(t, r.addr(), "GET", "/api/shadowed/x", meteredToken)
+	if resp.StatusCode != 200 {
+		t.Fatalf("shadowed route over quota: %d; want 200", resp.StatusCode)
+	}
+	if seen := r.backend.requests(); len(seen) != 1 || seen[0].Header.Get(HeaderShadowDenial) != "quota_exceeded" {
+		t.Fatalf("the app saw %d requests (%v); want 1 with %s: quota_exceeded", len(seen), seen, HeaderShadowDenial)
+	}
+	got, settled := r.billed(t, 1)
+	if got != 5 || !slices.Equal(settled, []settlement{{0, 5}}) {
+		t.Errorf("billed %d, settlements %v; want 5 billed and settled as an overrun {0 5}", got, settled)
+	}
+	r.quota.mu.Lock()
+	overruns := append([]Claim(nil), r.quota.overruns...)
+	r.quota.mu.Unlock()
+	if len(overruns) != 1 || overruns[0].Customer != "cus_m" || overruns[0].Meter != "calls" || overruns[0].Units != 2 || !overruns[0].Limit.Set {
+		t.Errorf("overruns %+v; want one for cus_m on calls, 2 units, with the gate's limit", overruns)
+	}
+
+	if resp := rawRequest(t, r.addr(), "GET", "/api/x", meteredToken); resp.StatusCode != 429 {
+		t.Errorf("enforcing route over quota: %d; want 429", resp.StatusCode)
+	}
+	r.quota.mu.Lock()
+	defer r.quota.mu.Unlock()
+	if len(r.quota.overruns) != 1 {
+		t.Errorf("the enforcing route's refusal took an overrun: %+v", r.quota.overruns)
 	}
 }
 

@@ -179,7 +179,9 @@ type Filter struct {
 	Limit int
 }
 
-func (f Filter) match(d Delivery) bool {
+// Match reports whether f selects d (tollgate events also applies it to
+// the grant changes it lists beside the deliveries).
+func (f Filter) Match(d Delivery) bool {
 	switch {
 	case f.Customer != "" && d.Customer != f.Customer:
 		return false
@@ -218,7 +220,7 @@ func (l *DeliveryLog) List(ctx context.Context, f Filter) ([]Delivery, error) {
 		}
 		for _, m := range page {
 			d, ok := decodeDelivery(m)
-			if !ok || !f.match(d) {
+			if !ok || !f.Match(d) {
 				continue
 			}
 			out = append(out, d)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/webhook"
 )
 
@@ -18,13 +19,16 @@ Lists recent webhook deliveries from the delivery log in Redis, newest first:
 when each arrived, the event, its type and customer, what it did (processed,
 duplicate, ignored, stale, invalid, failed, busy), the error, and which
 replica handled it. Events that tollgate replay applied are listed too
-(source replay). The log keeps webhook.delivery_log_size deliveries (default
-10000) for webhook.delivery_log_age (default 168h).
+(source replay), and so are operator grants and revokes from the grant
+audit (source grant, types grant.created and grant.revoked: who, what, why).
+The log keeps webhook.delivery_log_size deliveries (default 10000) for
+webhook.delivery_log_age (default 168h).
 
 Examples:
   tollgate events -config tollgate.yaml
   tollgate events -config tollgate.yaml -customer cus_123 -since 24h
   tollgate events -config tollgate.yaml -failed -since 2h
+  tollgate events -config tollgate.yaml -type 'grant.*' -customer cus_123
   tollgate events -config tollgate.yaml -type 'customer.subscription.*' -limit 0 -json | jq .
 `
 
@@ -80,42 +84,59 @@ func eventsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer st.Close()
 	log := webhook.NewDeliveryLog(st.Client, st.Keys, cfg.Webhook.DeliveryLogSize, cfg.Webhook.DeliveryLogAge)
-	list, err := log.List(ctx, f)
+	deliveries, err := log.List(ctx, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "tollgate events: %v\n", err)
 		return 1
 	}
+	grants, err := grantEntries(ctx, entitlements.NewRedisStore(st), f)
+	if err != nil {
+		fmt.Fprintf(stderr, "tollgate events: %v\n", err)
+		return 1
+	}
+	list := mergeEntries(deliveries, grants, *limit)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
-		for _, d := range list {
-			if err := enc.Encode(d); err != nil {
+		for _, e := range list {
+			if err := enc.Encode(e); err != nil {
 				return 1
 			}
 		}
 		return 0
 	}
-	printDeliveries(stdout, list, cfg.Webhook, *limit)
+	printEntries(stdout, list, cfg.Webhook, *limit)
 	return 0
 }
 
-func printDeliveries(w io.Writer, list []webhook.Delivery, cfg config.Webhook, limit int) {
+func printEntries(w io.Writer, list []eventEntry, cfg config.Webhook, limit int) {
 	if len(list) == 0 {
-		fmt.Fprintln(w, "no deliveries match")
+		fmt.Fprintln(w, "no deliveries or grant changes match")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tEVENT\tTYPE\tCUSTOMER\tRESULT\tSOURCE\tREPLICA\tMS\tERROR")
-	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n", d.At.UTC().Format(time.RFC3339), dash(d.Event), d.Type,
-			dash(d.Customer), d.Result, d.Source, d.Replica, d.DurationMS, oneLine(d.Error, 100))
+	fmt.Fprintln(tw, "TIME\tEVENT\tTYPE\tCUSTOMER\tRESULT\tSOURCE\tREPLICA\tMS\tERROR / DETAIL")
+	grants := 0
+	for _, e := range list {
+		ms := fmt.Sprintf("%.1f", e.DurationMS)
+		if e.Grant != nil {
+			grants++
+			ms = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), dash(e.Event), e.Type,
+			dash(e.Customer), dash(e.Result), e.Source, dash(e.Replica), ms, e.detail())
 	}
 	tw.Flush()
 	more := ""
 	if len(list) == limit {
 		more = " (there may be more: -limit 0 lists all)"
 	}
-	fmt.Fprintf(w, "\n%d deliveries, newest first%s; the log keeps the last %d for %s.\n",
-		len(list), more, cfg.DeliveryLogSize, cfg.DeliveryLogAge)
+	counts, audit := fmt.Sprintf("%d deliveries", len(list)-grants), ""
+	if grants > 0 {
+		counts += fmt.Sprintf(" and %d grant changes", grants)
+		audit = fmt.Sprintf("; the grant audit keeps the last %d changes", entitlements.AuditSize)
+	}
+	fmt.Fprintf(w, "\n%s, newest first%s; the log keeps the last %d for %s%s.\n",
+		counts, more, cfg.DeliveryLogSize, cfg.DeliveryLogAge, audit)
 }
 
 func dash(s string) string {

@@ -89,7 +89,7 @@ func TestEventsCommand(t *testing.T) {
 		{"type prefix", []string{"-type", "customer.subscription.*"}, 0, []string{"evt_A2", "evt_A1"}, "", "evt_B1"},
 		{"since", []string{"-since", "1h"}, 0, []string{"evt_A2", "evt_B1", "evt_A1"}, "", ""},
 		{"limit", []string{"-limit", "1"}, 0, []string{"evt_A2", "there may be more: -limit 0 lists all"}, "", "evt_B1"},
-		{"nothing matches", []string{"-customer", "cus_Z"}, 0, []string{"no deliveries match"}, "", ""},
+		{"nothing matches", []string{"-customer", "cus_Z"}, 0, []string{"no deliveries or grant changes match"}, "", ""},
 		{"bad customer", []string{"-customer", "alice@example.com"}, 2, nil, `-customer "alice@example.com" is not a Stripe customer id`, ""},
 		{"bad since", []string{"-since", "last tuesday"}, 2, nil, `-since "last tuesday" is neither a duration`, ""},
 		{"future since", []string{"-since", "2999-01-01"}, 2, nil, `-since "2999-01-01" is in the future`, ""},
@@ -101,14 +101,7 @@ func TestEventsCommand(t *testing.T) {
 			if code != c.wantCode || !strings.Contains(errOut, c.wantErr) {
 				t.Fatalf("events %v = %d, stderr %q; want %d with %q", c.args, code, errOut, c.wantCode, c.wantErr)
 			}
-			rest := out
-			for _, w := range c.wantOut {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("events %v output lacks %q (in order):\n%s", c.args, w, out)
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, "events "+strings.Join(c.args, " "), out, c.wantOut)
 			if c.notOut != "" && strings.Contains(out, c.notOut) {
 				t.Errorf("events %v output has %q:\n%s", c.args, c.notOut, out)
 			}
@@ -141,6 +134,19 @@ func TestEventsHelpAndErrors(t *testing.T) {
 	off := operatorConfig(t, rd, "", "webhook: { delivery_log_size: 0 }")
 	if code, _, errOut := runCLI("events", "-config", off); code != 1 || !strings.Contains(errOut, "webhook.delivery_log_size is 0") {
 		t.Errorf("events with the log off = %d %q", code, errOut)
+	}
+}
+
+// wantInOrder fails the test unless out holds every one of want, in order.
+func wantInOrder(t *testing.T, what, out string, want []string) {
+	t.Helper()
+	rest := out
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("%s: output lacks %q (in order):\n%s", what, w, out)
+		}
+		rest = rest[i+len(w):]
 	}
 }
 

@@ -52,6 +52,23 @@ func helpFor(name string) help {
 			[]string{"tollgate link -config tollgate.yaml -user u_123",
 				"tollgate link -config tollgate.yaml -user u_123 -customer cus_456",
 				"tollgate link -config tollgate.yaml -user u_123 -unlink"}}
+	case "grant":
+		return help{"tollgate grant -config FILE -customer cus_... [-features a,b] [-limits m=N,...] [-plan P] [-until T] -reason R [-by NAME] [-json]\n" +
+			"       tollgate grant -config FILE -list [-customer cus_...] [-json]\n" +
+			"       tollgate grant -config FILE -revoke gr_... [-reason R] [-by NAME] [-json]\n" +
+			"       tollgate grant -config FILE -audit [-customer cus_...] [-json]",
+			"Operator overrides for one customer (comp accounts, sales-led deals, a fix by hand): add features,\n" +
+				"raise meter limits, or entitle a configured plan as if subscribed, until -until or until revoked.\n" +
+				"A grant never removes or lowers what Stripe entitles. It is stored in Redis and every running\n" +
+				"replica applies it, and its revoke, within 1 s; it stops applying at its expiry on every replica.\n" +
+				"Every grant and revoke is recorded with who (-by, default $USER) and why (-reason) in the audit\n" +
+				"(-audit). Exit 2 on a bad command line or value (which flag, which value), 1 when Redis fails.",
+			[]string{"tollgate grant -config tollgate.yaml -customer cus_123 -plan pro -until 720h -reason 'pilot, ticket 4411'",
+				"tollgate grant -config tollgate.yaml -customer cus_123 -features exports,sso -reason 'enterprise deal'",
+				"tollgate grant -config tollgate.yaml -customer cus_123 -limits api_calls=50000 -until 2027-01-01T00:00:00Z -reason 'launch week'",
+				"tollgate grant -config tollgate.yaml -list -customer cus_123",
+				"tollgate grant -config tollgate.yaml -revoke gr_0123456789abcdef01234567 -reason 'pilot over'",
+				"tollgate grant -config tollgate.yaml -audit -json"}}
 	case "trigger":
 		return help{"tollgate trigger EVENT [flags]",
 			"Signs a realistic Stripe event with the configured webhook secret and posts it to a running tollgate.\n" +

@@ -11,7 +11,7 @@ import (
 // examples on stdout and exits 0; a bad command line prints what is wrong
 // and the help on stderr and exits 2.
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, name := range []string{"serve", "check", "sync", "demo", "usage", "link", "trigger", "version"} {
+	for _, name := range []string{"serve", "check", "sync", "demo", "usage", "link", "grant", "trigger", "version"} {
 		for _, flag := range []string{"-h", "-help", "--help"} {
 			var out, errOut bytes.Buffer
 			code := run(context.Background(), []string{name, flag}, &out, &errOut)
@@ -46,6 +46,8 @@ func TestMissingRequiredFlagsSayWhich(t *testing.T) {
 		{[]string{"link", "-config", "x.yaml"}, "tollgate link: -user ID is required"},
 		{[]string{"link", "-config", "x.yaml", "-user", "u", "-unlink", "-customer", "cus_1"}, "-customer and -unlink exclude each other"},
 		{[]string{"trigger"}, "tollgate trigger: EVENT is required"},
+		{[]string{"grant"}, "tollgate grant: -config FILE is required"},
+		{[]string{"grant", "-config", "x.yaml", "-features", "a", "-reason", "r"}, "tollgate grant: -customer cus_... is required"},
 		{[]string{"check", "-config", "x.yaml", "extra"}, `unexpected argument "extra"`},
 	} {
 		var out, errOut bytes.Buffer

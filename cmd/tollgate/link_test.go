@@ -92,6 +92,7 @@ stripe: { trusted_payloads: true }
 		{"link", "-config", cfgPath, "-user", "u1"},
 		{"usage", "-config", cfgPath},
 		{"events", "-config", cfgPath},
+		{"grant", "-config", cfgPath, "-list"},
 	} {
 		var out bytes.Buffer
 		if code := run(context.Background(), args, &out, &out); code != 1 || !strings.Contains(out.String(), "no redis configured") {

@@ -38,11 +38,14 @@ Usage:
   tollgate usage   -config FILE -reconcile [-period current|previous] [-json]
                                   compare counted and reported usage with Stripe's meter event summaries; exit 1 on drift
   tollgate events  -config FILE [-customer cus_...] [-type T] [-failed] [-since D] [-limit N] [-json]
-                                  recent webhook deliveries and what each did
+                                  recent webhook deliveries and what each did, and grant changes
   tollgate replay  -config FILE -since D [-dry-run] [-json]
                                   apply every handled event in Stripe's events list that the ledger has not taken
   tollgate link    -config FILE -user ID [-customer cus_... | -unlink]
                                   show or repair which Stripe customer a user belongs to
+  tollgate grant   -config FILE -customer cus_... [-features a,b] [-limits m=N] [-plan P] [-until T] -reason R
+  tollgate grant   -config FILE -list | -revoke gr_... | -audit [-customer cus_...] [-json]
+                                  operator overrides: add features, raise limits, entitle a plan (audited)
   tollgate trigger EVENT [-config FILE] [-url URL] [-customer cus_...] [-price price_...] [-user ID]
                                   sign a realistic Stripe event and post it to a running tollgate
   tollgate version                print version, commit and Go version
@@ -83,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return eventsCmd(ctx, rest, stdout, stderr)
 	case "replay":
 		return replayCmd(ctx, rest, stdout, stderr)
+	case "grant":
+		return grantCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		if code, ok := parse(newFlags("version"), rest, stdout, stderr); !ok {
 			return code
@@ -104,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // knownCommand reports whether name is a subcommand.
 func knownCommand(name string) bool {
 	switch name {
-	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "events", "replay", "version":
+	case "serve", "check", "sync", "demo", "usage", "trigger", "link", "events", "replay", "grant", "version":
 		return true
 	}
 	return false

@@ -96,6 +96,32 @@ func keyedStrings(files []*ast.File, keys ...string) []string {
 // codeArguments collects the string literals passed as a parameter named
 // "code" to a function or method of the same package: deny(status, "plan_required", msg),
 // conflict("same_plan", msg), invalid(400, "malformed_event", ...).
+// codeConstants finds codes named as constants: const codeQuotaExceeded =
+// "quota_exceeded".
+func codeConstants(files []*ast.File) []string {
+	var out []string
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			vs, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "code") || i >= len(vs.Values) {
+					continue
+				}
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					if v, err := strconv.Unquote(lit.Value); err == nil {
+						out = append(out, v)
+					}
+				}
+			}
+			return true
+		})
+	}
+	return out
+}
+
 func codeArguments(files []*ast.File) []string {
 	index := map[string]int{} // function name → position of its code parameter
 	for _, f := range files {
@@ -154,6 +180,7 @@ func errorCodes(t *testing.T) []string {
 		files := parseDir(t, dir)
 		codes = append(codes, keyedStrings(files, "Code", "code")...)
 		codes = append(codes, codeArguments(files)...)
+		codes = append(codes, codeConstants(files)...)
 	}
 	slices.Sort(codes)
 	return slices.Compact(codes)

@@ -50,8 +50,7 @@ type quotaAdapter struct {
 var _ proxy.Quota = quotaAdapter{}
 
 func (a quotaAdapter) Reserve(ctx context.Context, c proxy.Claim) (proxy.Hold, error) {
-	sh, err := a.q.Reserve(ctx, meter.Claim{Customer: c.Customer, Meter: c.Meter, Units: c.Units,
-		Limit: c.Limit.Units, PeriodStart: c.Limit.PeriodStart, PeriodEnd: c.Limit.PeriodEnd})
+	sh, err := a.q.Reserve(ctx, meterClaim(c))
 	if err == nil {
 		return hold{sh}, nil
 	}
@@ -69,6 +68,19 @@ func (a quotaAdapter) Reserve(ctx context.Context, c proxy.Claim) (proxy.Hold, e
 	}
 }
 
+func (a quotaAdapter) Overrun(c proxy.Claim) (proxy.Hold, error) {
+	sh, err := a.q.Overrun(meterClaim(c))
+	if err != nil {
+		return nil, err
+	}
+	return overrun{hold{sh}}, nil
+}
+
+func meterClaim(c proxy.Claim) meter.Claim {
+	return meter.Claim{Customer: c.Customer, Meter: c.Meter, Units: c.Units,
+		Limit: c.Limit.Units, PeriodStart: c.Limit.PeriodStart, PeriodEnd: c.Limit.PeriodEnd}
+}
+
 // hold is a reservation: one pointer, so that it fits an interface value
 // without an allocation.
 type hold struct{ s *meter.Share }
@@ -79,6 +91,11 @@ func (h hold) State() proxy.QuotaState {
 	st := h.s.State()
 	return proxy.QuotaState{Limit: st.Limit, Remaining: st.Remaining, Window: st.Window, Reset: st.Reset}
 }
+
+// overrun is a request forwarded with no reservation (Overrun).
+type overrun struct{ hold }
+
+func (o overrun) Settle(_, used int64) { o.s.SettleOverrun(used) }
 
 func quotaState(limit, remaining int64, start, end, now time.Time) proxy.QuotaState {
 	return proxy.QuotaState{Limit: limit, Remaining: remaining, Window: end.Sub(start), Reset: max(0, end.Sub(now))}

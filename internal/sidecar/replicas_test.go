@@ -17,6 +17,21 @@ import (
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
+// waitReady waits until every replica's /readyz answers 200.
+func waitReady(t *testing.T, replicas ...*running) {
+	t.Helper()
+	for _, r := range replicas {
+		testrig.Eventually(t, "replica ready", func() bool {
+			resp, err := http.Get("http://" + r.sc.AdminAddr() + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+}
+
 // Two tollgate instances on one real Redis: a state change written through
 // one (as a webhook would) is enforced by the other, and the app behind it
 // sees the verified plan headers.
@@ -37,16 +52,7 @@ func TestTwoReplicasShareState(t *testing.T) {
 		return cfg
 	}
 	a, b := start(t, newCfg()), start(t, newCfg())
-	for _, r := range []*running{a, b} {
-		testrig.Eventually(t, "replica ready", func() bool {
-			resp, err := http.Get("http://" + r.sc.AdminAddr() + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
+	waitReady(t, a, b)
 	tok, err := auth.SignHS256([]byte(strings.Repeat("k", 32)), jwt.MapClaims{
 		"sub": "user_1", "stripe_customer_id": "cus_two", "aud": "api", "exp": time.Now().Add(time.Hour).Unix(),
 	})

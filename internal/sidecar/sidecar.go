@@ -81,7 +81,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.Stripe = stripeapi.New(cfg.Stripe, s.Metrics, log)
-	s.Customers = entitlements.NewRedisStore(s.Store)
+	customers := entitlements.NewRedisStore(s.Store)
+	s.Customers = customers
 	var source entitlements.Source
 	if cfg.Stripe.SecretKey != "" {
 		src := entitlements.NewStripeSource(s.Stripe)
@@ -96,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 			"mode", "trusted_payloads")
 	}
 	s.Gate = entitlements.New(entitlements.Options{
-		Store: s.Customers, Source: source, Plans: cfg.Plans, Gating: cfg.Gating,
+		Store: s.Customers, Source: source, Grants: customers, Plans: cfg.Plans, Gating: cfg.Gating,
 		Metrics: s.Metrics, Logger: log, Now: o.Now,
 	})
 	if s.verifier, err = newVerifier(ctx, cfg.Auth.JWT, s.Customers, s.Metrics, log, o.Now); err != nil {
