@@ -22,8 +22,9 @@ import (
 type quotaRig struct {
 	t       *testing.T
 	addr    string
+	cluster *testrig.RedisCluster // nil: the single Redis at addr
 	keys    store.Keys
-	admin   *redis.Client
+	admin   redis.UniversalClient
 	counted atomic.Int64 // what Used answers: units the meter counted
 	reads   atomic.Int32 // Used calls
 	start   time.Time    // the billing period
@@ -41,7 +42,12 @@ func newQuotaRig(t *testing.T, embedded bool) *quotaRig {
 	return r
 }
 
-func (r *quotaRig) client() *redis.Client {
+// client is a Redis client of a replica's own (a cluster client on the
+// cluster).
+func (r *quotaRig) client() redis.UniversalClient {
+	if r.cluster != nil {
+		return r.cluster.Client()
+	}
 	c := redis.NewClient(&redis.Options{Addr: r.addr})
 	r.t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -79,7 +85,17 @@ func (r *quotaRig) claim(limit, units int64) Claim {
 // ledger reads the period's ledger: units used and the leases' holdings.
 func (r *quotaRig) ledger() (used int64, held map[string]int64) {
 	r.t.Helper()
-	keys := (&Quotas{keys: r.keys}).ledgerKeys(shareKey{"cus_Q", "calls", r.start.Unix()})
+	return r.ledgerOf("cus_Q")
+}
+
+// ledgerKeys are a customer's ledger and leases keys of the rig's period.
+func (r *quotaRig) ledgerKeys(customer string) []string {
+	return (&Quotas{keys: r.keys}).ledgerKeys(shareKey{customer, "calls", r.start.Unix()})
+}
+
+func (r *quotaRig) ledgerOf(customer string) (used int64, held map[string]int64) {
+	r.t.Helper()
+	keys := r.ledgerKeys(customer)
 	used, _ = r.admin.HGet(context.Background(), keys[0], "used").Int64()
 	held = map[string]int64{}
 	for id, v := range r.admin.HGetAll(context.Background(), keys[1]).Val() {
