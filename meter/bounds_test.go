@@ -192,6 +192,11 @@ func TestUsedNeverWraps(t *testing.T) {
 			day := dayOf(m.win.bucketOf(m.win.start(now)))
 			r.admin.HSet(ctx, m.st.rollupKey("cus_A", "calls", day), itoa(day), "-5")
 		}, 0, true},
+		{"Redis and memory together saturate", func(m *Meter) {
+			day := dayOf(m.win.bucketOf(m.win.start(now)))
+			r.admin.HSet(ctx, m.st.rollupKey("cus_A", "calls", day), itoa(day), int64(MaxTotal))
+			m.Count("cus_A", "calls", MaxUnits)
+		}, MaxTotal, false},
 		{"memory and buffer together saturate", func(m *Meter) {
 			ws := m.win.start(now)
 			m.buf.add(map[ckey]int64{{"cus_A", "calls", ws - 1000}: MaxTotal})
