@@ -274,7 +274,7 @@ func testQuotaCorruptLedger(t *testing.T, base *quotaRig) {
 			}
 			// Shutdown does not wait for a ledger that cannot be repaired in
 			// time: the other shares are returned, and Close is quick.
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
 			_ = c.Close(cctx)
 			if cctx.Err() != nil {
