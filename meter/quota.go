@@ -263,6 +263,7 @@ type Share struct {
 	busy               chan struct{} // closed when the lease call in flight ends
 	waiting            int64         // units that requests wait for
 	evicted            bool
+	damaged            error         // the last call found the ledger damaged (ErrCorrupt)
 	loggedCorrupt      time.Duration // when a damaged ledger was last logged (monotonic; 0 never)
 }
 
@@ -302,8 +303,13 @@ func (s *Share) wait(ctx context.Context, n int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waiting -= n
-	if err == nil && s.gen != gen && s.free < n-s.usable() {
-		return s.exceeded()
+	switch {
+	case err != nil || s.gen == gen:
+	case s.damaged != nil:
+		// The call found the ledger damaged: so would this request's own.
+		err = s.damaged
+	case s.free < n-s.usable():
+		err = s.exceeded()
 	}
 	return err
 }
@@ -346,6 +352,9 @@ func (s *Share) finish(c *leaseCall, r leaseReply, err error) {
 		s.corrupt(err)
 		return
 	}
+	if err == nil {
+		s.damaged = nil
+	}
 	if err == nil && r.status == leaseMissing && c.need == 0 {
 		// The ledger is gone (its period ended a week ago, or Redis lost
 		// it): nothing to report to or hold. A request opens it again from
@@ -374,7 +383,7 @@ func (s *Share) finish(c *leaseCall, r leaseReply, err error) {
 // (requests in flight still settle). It is logged at error, at most once a
 // minute per share.
 func (s *Share) corrupt(err error) {
-	s.avail = 0
+	s.avail, s.damaged = 0, err
 	if now := s.q.mono(); s.loggedCorrupt == 0 || now-s.loggedCorrupt >= time.Minute {
 		s.loggedCorrupt = max(now, 1)
 		s.q.log.Error(msgLedgerCorrupt, "customer", s.key.customer, "meter", s.key.meter,

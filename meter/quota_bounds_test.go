@@ -70,6 +70,7 @@ type quotaBoundsTest struct {
 var quotaBoundsTests = []quotaBoundsTest{
 	{"CorruptLedgerFailsClosedForThatCustomerOnly", testQuotaCorruptLedger},
 	{"RepairedLedgerServesAgain", testQuotaRepairedLedger},
+	{"WaitersOnADamagedLedger", testQuotaWaitersOnADamagedLedger},
 	{"HugeSettlementsSaturate", testQuotaHugeSettlements},
 	{"LimitsAtTheBounds", testQuotaLimitsAtTheBounds},
 	{"ScriptRefusesArgumentsOutOfRange", testQuotaScriptArguments},
@@ -495,5 +496,33 @@ func TestQuotaReplyOutOfRange(t *testing.T) {
 func TestQuotaMaxLimitIsMaxTotal(t *testing.T) {
 	if got, want := int64(config.MaxLimit), int64(MaxTotal); got != want {
 		t.Errorf("config.MaxLimit = %d; want meter.MaxTotal %d", got, want)
+	}
+}
+
+// Requests waiting for a ledger call that finds the ledger damaged get the
+// same answer as the request that made it (503), not a 429 from what the
+// share saw before the damage, and not a call each.
+func testQuotaWaitersOnADamagedLedger(t *testing.T, r *quotaRig) {
+	ctx := context.Background()
+	q := r.replica(nil)
+	if n := serveAll(t, q, r.claim(10, 1), 1); n != 10 {
+		t.Fatalf("admitted %d; want 10", n)
+	}
+	r.admin.HSet(ctx, r.ledgerKeys("cus_Q")[0], "used", "x")
+	const clients = 20
+	errs := make(chan error, clients)
+	start := make(chan struct{})
+	for range clients {
+		go func() {
+			<-start
+			_, err := q.Reserve(ctx, r.claim(10, 1))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range clients {
+		if err := <-errs; !errors.Is(err, ErrCorrupt) {
+			t.Errorf("a request on a damaged ledger: %v; want ErrCorrupt", err)
+		}
 	}
 }

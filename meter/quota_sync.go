@@ -219,7 +219,8 @@ func (q *Quotas) returnShares(ctx context.Context, shares []*Share) []*Share {
 		s.mu.Lock()
 		s.finish(c, replies[i], errs[i])
 		// A damaged ledger is not repaired in a shutdown's time: its share
-		// is given up (it served nothing since and its lease expires).
+		// is given up, and its lease expires (what it served since its last
+		// report is billed by the meter all the same).
 		if errors.Is(errs[i], ErrCorrupt) {
 			q.log.Error("quota: share not returned at shutdown: its ledger is not valid", "share", s.key.String(), "err", errs[i])
 		} else if errs[i] != nil || s.leased || s.consumed > s.reported {
