@@ -376,7 +376,9 @@ func TestQuotaReleasedUnitHandedBackNearTheLimit(t *testing.T) {
 // and nothing is admitted twice.
 func TestQuotaCrashedReplicaUnitsComeBackAfterTheLease(t *testing.T) {
 	r := newQuotaRig(t, false)
-	const ttl = 2 * time.Second                                // b serves ~1,000 units in far less, unless this machine is very slow (then: see below)
+	// b serves ~1,000 units in far less, unless this machine is very slow
+	// (then the check below allows for the lease's expiry).
+	const ttl = 2 * time.Second
 	a := r.replica(func(o *QuotaOptions) { o.LeaseTTL = ttl }) // syncs only when the test says
 	b := r.replica(func(o *QuotaOptions) { o.LeaseTTL = ttl })
 	const limit = 1000
