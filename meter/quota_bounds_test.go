@@ -56,7 +56,8 @@ func TestQuotaLedgerArithmetic(t *testing.T) {
 
 func TestQuotaOnRedisCluster(t *testing.T) {
 	r := newClusterQuotaRig(t, testrig.StartRedisCluster(t, 3))
-	tests := append([]quotaBoundsTest{{"ExactUnderConcurrency", testQuotaExactOnCluster}}, quotaBoundsTests...)
+	exact := func(t *testing.T, r *quotaRig) { testQuotaExactUnderConcurrency(t, r, 3) }
+	tests := append([]quotaBoundsTest{{"ExactUnderConcurrency", exact}}, quotaBoundsTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, r.fresh(t)) })
 	}
@@ -74,45 +75,6 @@ var quotaBoundsTests = []quotaBoundsTest{
 	{"HugeSettlementsSaturate", testQuotaHugeSettlements},
 	{"LimitsAtTheBounds", testQuotaLimitsAtTheBounds},
 	{"ScriptRefusesArgumentsOutOfRange", testQuotaScriptArguments},
-}
-
-// On the cluster too, 64 concurrent requests on a quota of 50 over three
-// replicas admit exactly 50.
-func testQuotaExactOnCluster(t *testing.T, r *quotaRig) {
-	replicas := []*Quotas{r.replica(nil), r.replica(nil), r.replica(nil)}
-	var admitted atomic.Int32
-	done := make(chan struct{})
-	var held []*Share
-	heldCh := make(chan *Share, 64)
-	for i := range 64 {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			s, err := replicas[i%3].Reserve(context.Background(), r.claim(50, 1))
-			var ex *QuotaExceeded
-			if errors.As(err, &ex) {
-				return
-			}
-			if err != nil {
-				t.Errorf("Reserve: %v", err)
-				return
-			}
-			admitted.Add(1)
-			heldCh <- s // settled only once every request was decided
-		}()
-	}
-	for range 64 {
-		<-done
-	}
-	close(heldCh)
-	for s := range heldCh {
-		held = append(held, s)
-	}
-	for _, s := range held {
-		s.Settle(1, 1)
-	}
-	if got := admitted.Load(); got != 50 {
-		t.Errorf("64 concurrent requests on a quota of 50 over 3 replicas on Cluster: %d admitted; want 50", got)
-	}
 }
 
 // quotaCorruptions are ways a customer's ledger can be damaged (an

@@ -147,53 +147,56 @@ func TestQuotaExactUnderConcurrency(t *testing.T) {
 		{"three replicas", false, 3},
 		{"embedded store", true, 1},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := newQuotaRig(t, c.embedded)
-			var replicas []*Quotas
-			for range c.replicas {
-				replicas = append(replicas, r.replica(nil))
+		t.Run(c.name, func(t *testing.T) { testQuotaExactUnderConcurrency(t, newQuotaRig(t, c.embedded), c.replicas) })
+	}
+}
+
+// testQuotaExactUnderConcurrency sends 64 concurrent requests, held in
+// flight, on a quota of 50 over n replicas of r.
+func testQuotaExactUnderConcurrency(t *testing.T, r *quotaRig, n int) {
+	var replicas []*Quotas
+	for range n {
+		replicas = append(replicas, r.replica(nil))
+	}
+	const clients, limit = 64, 50
+	var admitted, attempts atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := replicas[i%len(replicas)].Reserve(context.Background(), r.claim(limit, 1))
+			if attempts.Add(1) == clients {
+				close(release) // every request has been decided
 			}
-			const clients, limit = 64, 50
-			var admitted, attempts atomic.Int32
-			release := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s, err := replicas[i%len(replicas)].Reserve(context.Background(), r.claim(limit, 1))
-					if attempts.Add(1) == clients {
-						close(release) // every request has been decided
-					}
-					var ex *QuotaExceeded
-					if errors.As(err, &ex) {
-						return
-					}
-					if err != nil {
-						t.Errorf("Reserve: %v", err)
-						return
-					}
-					admitted.Add(1)
-					<-release // a slow upstream: every admitted request is still in flight
-					s.Settle(1, 1)
-				}()
+			var ex *QuotaExceeded
+			if errors.As(err, &ex) {
+				return
 			}
-			wg.Wait()
-			if got := admitted.Load(); got != limit {
-				t.Errorf("%d concurrent requests on a quota of %d: %d admitted; want exactly %d", clients, limit, got, limit)
+			if err != nil {
+				t.Errorf("Reserve: %v", err)
+				return
 			}
-			for _, q := range replicas {
-				if n := serveAll(t, q, r.claim(limit, 1), 1); n != 0 {
-					t.Errorf("after the quota was used up, %d more admitted; want 0", n)
-				}
-				if err := q.Close(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if used, held := r.ledger(); used != limit || len(held) != 0 {
-				t.Errorf("ledger after shutdown: used %d, leases %v; want %d used and no lease", used, held, limit)
-			}
-		})
+			admitted.Add(1)
+			<-release // a slow upstream: every admitted request is still in flight
+			s.Settle(1, 1)
+		}()
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != limit {
+		t.Errorf("%d concurrent requests on a quota of %d: %d admitted; want exactly %d", clients, limit, got, limit)
+	}
+	for _, q := range replicas {
+		if n := serveAll(t, q, r.claim(limit, 1), 1); n != 0 {
+			t.Errorf("after the quota was used up, %d more admitted; want 0", n)
+		}
+		if err := q.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used, held := r.ledger(); used != limit || len(held) != 0 {
+		t.Errorf("ledger after shutdown: used %d, leases %v; want %d used and no lease", used, held, limit)
 	}
 }
 
