@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
+	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
@@ -251,4 +252,38 @@ func TestQuotaCorruptLedgerFailsClosedForThatCustomer(t *testing.T) {
 	if !found {
 		t.Errorf("no error log line names cus_bad and %s", led)
 	}
+}
+
+// At the largest metering.max_units_per_request (2^40) an answer declaring
+// all of it is billed, not refused by the meter as out of range (the
+// meter's own bound was 10^12, below the proxy's), and it closes the quota
+// it overran.
+func TestQuotaAnswerAtTheLargestBoundIsBilled(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tollgate-Usage", strconv.FormatInt(config.MaxUnitsBound, 10))
+	}))
+	defer app.Close()
+	cfg := quotaConfig(t, app.URL, rd.URL(), 1000)
+	cfg.Metering.MaxUnitsPerRequest = config.MaxUnitsBound
+	r := start(t, cfg)
+	tok := subscribe(t, r, "cus_big", time.Now().Add(24*time.Hour))
+	if resp := call(t, r.sc.ProxyAddr(), tok, "/api/x"); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d; want 200", resp.StatusCode)
+	}
+	if resp := call(t, r.sc.ProxyAddr(), tok, "/api/x"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("after an answer of 2^40 units on a quota of 1000: %d; want 429", resp.StatusCode)
+	}
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		u, err := meter.ReadUsage(context.Background(), rd.Client(), r.sc.Store.Keys)
+		if err != nil {
+			return err
+		}
+		for _, row := range u.Rows {
+			if row.Customer == "cus_big" && row.Counted == config.MaxUnitsBound {
+				return nil
+			}
+		}
+		return fmt.Errorf("usage %+v; want cus_big counted %d", u.Rows, int64(config.MaxUnitsBound))
+	})
 }
