@@ -479,6 +479,11 @@ const (
 	MaxUnitsBound             = 1 << 40
 )
 
+// MaxLimit is the largest plan limit (plans.<name>.limits.<meter>): 2^53−1,
+// meter.MaxTotal, the largest count the meter and the quota ledger keep
+// exactly (Redis Lua numbers are doubles).
+const MaxLimit = 1<<53 - 1
+
 // Default returns the configuration every file is read on top of.
 func Default() *Config {
 	return &Config{

@@ -120,8 +120,8 @@ func (c *Config) validatePlans(p *problems) {
 			if _, ok := c.Metering.Meters[meter]; !ok {
 				p.add(path+".limits."+meter, "no meter %q in metering.meters", meter)
 			}
-			if limit < 0 {
-				p.add(path+".limits."+meter, "must not be negative, got %d", limit)
+			if limit < 0 || limit > MaxLimit {
+				p.add(path+".limits."+meter, "must be 0..%d units (2^53-1), got %d", int64(MaxLimit), limit)
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
 )
 
 // idleMeter is a meter whose flusher never runs on its own and that never
@@ -28,6 +30,9 @@ func TestCountRefusesUnitsOutOfRange(t *testing.T) {
 		{"one", []int64{1}, 1, 0, 0},
 		{"at MaxUnits", []int64{MaxUnits}, MaxUnits, 0, 0},
 		{"one past MaxUnits", []int64{MaxUnits + 1}, 0, 1, 0},
+		// What the proxy accepts (metering.max_units_per_request at its
+		// bound) the meter must count, not refuse as invalid.
+		{"at metering.max_units_per_request's bound", []int64{config.MaxUnitsBound}, config.MaxUnitsBound, 0, 0},
 		{"negative", []int64{-1}, 0, 1, 0},
 		{"MinInt64", []int64{math.MinInt64}, 0, 1, 0},
 		{"MaxInt64 then 1 does not wrap", []int64{math.MaxInt64, 1}, 1, 1, 0},
@@ -58,7 +63,7 @@ func TestCountRefusesUnitsOutOfRange(t *testing.T) {
 func TestCountSumStopsAtMaxTotal(t *testing.T) {
 	r := newRig(t)
 	m := idleMeter(r, newFakeClock(time.UnixMilli(1700000000000)))
-	const fits = MaxTotal / MaxUnits // 9007 counts of MaxUnits fit
+	const fits = MaxTotal / MaxUnits // 8191 counts of MaxUnits fit
 	for range fits {
 		m.Count("cus_A", "calls", MaxUnits)
 	}
@@ -187,6 +192,11 @@ func TestUsedNeverWraps(t *testing.T) {
 			day := dayOf(m.win.bucketOf(m.win.start(now)))
 			r.admin.HSet(ctx, m.st.rollupKey("cus_A", "calls", day), itoa(day), "-5")
 		}, 0, true},
+		{"Redis and memory together saturate", func(m *Meter) {
+			day := dayOf(m.win.bucketOf(m.win.start(now)))
+			r.admin.HSet(ctx, m.st.rollupKey("cus_A", "calls", day), itoa(day), int64(MaxTotal))
+			m.Count("cus_A", "calls", MaxUnits)
+		}, MaxTotal, false},
 		{"memory and buffer together saturate", func(m *Meter) {
 			ws := m.win.start(now)
 			m.buf.add(map[ckey]int64{{"cus_A", "calls", ws - 1000}: MaxTotal})

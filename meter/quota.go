@@ -17,8 +17,14 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/store"
 )
 
-// ErrQuotasClosed is returned by Reserve after Close.
-var ErrQuotasClosed = errors.New("meter: quotas closed")
+// Errors of Reserve.
+var (
+	// ErrQuotasClosed is returned by Reserve after Close.
+	ErrQuotasClosed = errors.New("meter: quotas closed")
+	// ErrClaimUnits is a claim of more than MaxUnits (the proxy never
+	// makes one: a route's reserve is at most metering.max_units_per_request).
+	ErrClaimUnits = errors.New("meter: a quota claim is more than meter.MaxUnits")
+)
 
 // UsedFunc reads a customer's usage of a meter since a time; (*Meter).Used
 // is one. A quota ledger is opened from it.
@@ -148,7 +154,11 @@ func (q *Quotas) mono() time.Duration { return time.Since(q.base) }
 // another error when Redis cannot be asked. The caller settles the
 // reservation with Settle exactly once.
 func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
-	n := max(c.Units, 1)
+	if c.Units > MaxUnits {
+		// The requests waiting for a share add up their units.
+		return nil, fmt.Errorf("%w: %d", ErrClaimUnits, c.Units)
+	}
+	n, limit := max(c.Units, 1), min(max(c.Limit, 0), maxQuotaUnits)
 	s, err := q.share(c)
 	for fetches := 0; err == nil; {
 		s.mu.Lock()
@@ -157,7 +167,7 @@ func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
 			s, err = q.share(c)
 			continue
 		}
-		s.limit = min(c.Limit, maxQuotaUnits)
+		s.limit = limit
 		if s.take(n) {
 			s.mu.Unlock()
 			return s, nil
@@ -254,6 +264,8 @@ type Share struct {
 	waiting            int64         // units that requests wait for
 	overruns           int           // requests forwarded without a reservation, not settled yet (Overrun)
 	evicted            bool
+	damaged            error         // the last call found the ledger damaged (ErrCorrupt)
+	loggedCorrupt      time.Duration // when a damaged ledger was last logged (monotonic; 0 never)
 }
 
 // take reserves n units from the share, if it holds them and its lease is
@@ -292,8 +304,13 @@ func (s *Share) wait(ctx context.Context, n int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waiting -= n
-	if err == nil && s.gen != gen && s.free < n-s.usable() {
-		return s.exceeded()
+	switch {
+	case err != nil || s.gen == gen:
+	case s.damaged != nil:
+		// The call found the ledger damaged: so would this request's own.
+		err = s.damaged
+	case s.free < n-s.usable():
+		err = s.exceeded()
 	}
 	return err
 }
@@ -322,8 +339,8 @@ func (s *Share) fetch(ctx context.Context, n int64) (int64, error) {
 func (s *Share) newCall(need, want int64) *leaseCall {
 	s.busy = make(chan struct{})
 	s.seq++
-	return &leaseCall{s: s, seq: s.seq, cum: s.consumed, base: s.reported, hold: s.avail + s.inflight,
-		need: need, want: want, limit: s.limit, sent: s.q.mono()}
+	return &leaseCall{s: s, seq: s.seq, cum: s.consumed, base: s.reported, hold: satAdd(s.avail, s.inflight),
+		need: need, want: min(want, maxQuotaUnits), limit: s.limit, sent: s.q.mono()}
 }
 
 // finish applies a lease call's answer (s.mu held) and wakes its waiters.
@@ -332,6 +349,13 @@ func (s *Share) finish(c *leaseCall, r leaseReply, err error) {
 	s.busy = nil
 	s.gen++
 	s.q.count(c, r, err)
+	if errors.Is(err, ErrCorrupt) {
+		s.corrupt(err)
+		return
+	}
+	if err == nil {
+		s.damaged = nil
+	}
 	if err == nil && r.status == leaseMissing && c.need == 0 {
 		// The ledger is gone (its period ended a week ago, or Redis lost
 		// it): nothing to report to or hold. A request opens it again from
@@ -354,6 +378,22 @@ func (s *Share) finish(c *leaseCall, r leaseReply, err error) {
 	s.leased = r.backed+r.granted > 0
 	s.free, s.used, s.others = r.free, r.used, r.others
 }
+
+// corrupt fails the share closed at once (s.mu held) when its ledger is
+// damaged: nothing more is admitted from memory until a call succeeds again
+// (requests in flight still settle). It is logged at error, at most once a
+// minute per share.
+func (s *Share) corrupt(err error) {
+	s.avail, s.damaged = 0, err
+	if now := s.q.mono(); s.loggedCorrupt == 0 || now-s.loggedCorrupt >= time.Minute {
+		s.loggedCorrupt = max(now, 1)
+		s.q.log.Error(msgLedgerCorrupt, "customer", s.key.customer, "meter", s.key.meter,
+			"period_start", s.start.UTC(), "err", err)
+	}
+}
+
+// msgLedgerCorrupt is the log line of a damaged quota ledger.
+const msgLedgerCorrupt = "quota: ledger is not valid; the customer's limited routes fail closed (503, or fail_open) until the field named is repaired"
 
 func (s *Share) exceeded() *QuotaExceeded {
 	return &QuotaExceeded{Limit: s.limit, Used: s.limit - s.free - s.usable(), PeriodEnd: s.end, Held: s.others}
@@ -380,7 +420,7 @@ func (q *Quotas) Overrun(c Claim) (*Share, error) {
 		}
 		s.mu.Lock()
 		if !s.evicted {
-			s.limit = min(c.Limit, maxQuotaUnits)
+			s.limit = min(max(c.Limit, 0), maxQuotaUnits)
 			s.overruns++
 			s.touched = true
 			s.mu.Unlock()
@@ -393,17 +433,22 @@ func (q *Quotas) Overrun(c Claim) (*Share, error) {
 // SettleOverrun ends an Overrun: used units were served.
 func (s *Share) SettleOverrun(used int64) { s.settle(0, used, 1) }
 
+//
+// Sums are saturating (issue 9): used is at most MaxTotal, and what the
+// share served stops at MaxTotal, which closes any quota; a reservation
+// is at most what is in flight, so no caller can make units out of nothing.
 func (s *Share) settle(reserved, used int64, overruns int) {
-	used = max(used, 0)
+	used = min(max(used, 0), MaxTotal)
 	s.mu.Lock()
 	s.overruns -= overruns
+	reserved = min(max(reserved, 0), s.inflight)
 	s.inflight -= reserved
 	if used <= reserved {
 		s.avail += reserved - used
 	} else {
 		s.avail -= min(s.avail, used-reserved)
 	}
-	s.consumed += used
+	s.consumed = satAdd(s.consumed, used)
 	// Near the limit, units a released request leaves on an idle share
 	// could be all another replica needs: hand them back now.
 	kick := s.avail > 0 && s.inflight == 0 && s.waiting == 0 && s.free < shareDivisor && !s.handBack
@@ -442,12 +487,14 @@ func (q *Quotas) grant(ctx context.Context, c *leaseCall) (leaseReply, error) {
 	if err != nil {
 		return r, fmt.Errorf("meter: open quota ledger %s: %w", c.s.key, err)
 	}
-	c.init = strconv.FormatInt(min(max(n, 0), maxQuotaUnits), 10)
+	c.init = strconv.FormatInt(min(max(n, 0), maxQuotaUnits), 10) // Used saturates, a caller's func may not
 	return q.call(ctx, c)
 }
 
 func (q *Quotas) count(c *leaseCall, r leaseReply, err error) {
 	switch {
+	case errors.Is(err, ErrCorrupt):
+		q.results["corrupt"].Inc()
 	case err != nil:
 		q.results["error"].Inc()
 	case c.final:

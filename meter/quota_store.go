@@ -40,68 +40,102 @@ import (
 // stale or repeated call (nothing changed); backed is how much of ARGV[5]
 // the ledger still holds for this share (less only when the lease had
 // expired and the pool could not hold it all again); free is what no share
-// holds.
+// holds (negative when the quota was overrun).
 //
 // A share with no r: field yet is new, or its ledger was lost and opened
 // again from the meter's count: then ARGV[4] says what is already in.
 //
-// Lua numbers are doubles: every value stays far below 2^53 (limits are
-// clamped to maxQuotaUnits), and every number written is formatted with %d,
-// because tostring would write 1e+15.
-var leaseScript = redis.NewScript(`
-local id, seq, cum, base = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local hold, need, want, limit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local ttl, div, init = tonumber(ARGV[9]), tonumber(ARGV[11]), ARGV[12]
+// Arithmetic (issue 9): Redis Lua numbers are doubles, exact up to 2^53.
+// Every argument and every stored value is read with countScript's count,
+// an integer in [0, MaxTotal], before anything is written: an argument out
+// of range is refused (TGINVALID), a ledger field that is not a count, or a
+// key of the wrong type, fails the call (TGCORRUPT) and leaves the ledger
+// as it is, so a damaged ledger refuses its customer instead of reading as
+// 0 and opening the quota again. Sums saturate at MaxTotal (sat): used past
+// it means the quota is closed, which MaxTotal says as well, and every
+// difference of two values in [0, MaxTotal] is exact. Numbers are written
+// with %d, because tostring would write 1e+15.
+var leaseScript = redis.NewScript(countScript + `
+local function sat(a, b)
+  if a > MAX - b then return MAX end
+  return a + b
+end
+local function corrupt(what) return redis.error_reply('TGCORRUPT ' .. what) end
+local id, init = ARGV[1], ARGV[12]
+local seq, cum, base, hold = count(ARGV[2]), count(ARGV[3]), count(ARGV[4]), count(ARGV[5])
+local need, want, limit = count(ARGV[6]), count(ARGV[7]), count(ARGV[8])
+local ttl, expat, div = count(ARGV[9]), count(ARGV[10]), count(ARGV[11])
+if not (seq and cum and base and hold and need and want and limit and ttl and expat and div) or div == 0 or
+   (init ~= '' and not count(init)) then
+  return redis.error_reply('TGINVALID lease call arguments are not counts in [0, ' .. MAXS .. ']')
+end
 local led, lea = KEYS[1], KEYS[2]
+local lt, at = redis.call('TYPE', led)['ok'], redis.call('TYPE', lea)['ok']
+if lt ~= 'none' and lt ~= 'hash' then return corrupt(led .. ' is a ' .. lt .. ', not a hash') end
+local open = lt == 'none'
+if open and init == '' then return {-1} end
+if not open and at ~= 'none' and at ~= 'hash' then return corrupt(lea .. ' is a ' .. at .. ', not a hash') end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('EXISTS', led) == 0 then
-  if init == '' then return {-1} end
-  redis.call('DEL', lea)
-  redis.call('HSET', led, 'used', init)
-end
-local used = tonumber(redis.call('HGET', led, 'used')) or 0
-local others, mine, exists = 0, 0, false
-local all = redis.call('HGETALL', lea)
-for i = 1, #all, 2 do
-  local h, e = string.match(all[i+1], '^(%d+):(%d+)$')
-  h, e = tonumber(h), tonumber(e)
-  if (not h) or e <= now then
-    redis.call('HDEL', lea, all[i])
-  elseif all[i] == id then
-    mine, exists = h, true
-  else
-    others = others + h
+
+-- Read and check everything first.
+local used, rcum, rseq = count(init), base, 0
+local others, mine, exists, expired = 0, 0, false, {}
+if not open then
+  local h = redis.call('HMGET', led, 'used', 'r:' .. id)
+  used = count(h[1] or '')
+  if not used then return corrupt(led .. ' used is not a count') end
+  if h[2] then
+    local a, b = string.match(h[2], '^(%d+):(%d+)$')
+    rcum, rseq = count(a or ''), count(b or '')
+    if not (rcum and rseq) then return corrupt(led .. ' r:' .. id .. ' is not <units>:<seq>') end
+  end
+  local all = {}
+  if at == 'hash' then all = redis.call('HGETALL', lea) end
+  for i = 1, #all, 2 do
+    local a, b = string.match(all[i+1], '^(%d+):(%d+)$')
+    local held, exp = count(a or ''), count(b or '')
+    if not (held and exp) then return corrupt(lea .. ' ' .. all[i] .. ' is not <units>:<expiry>') end
+    if exp <= now then
+      expired[#expired+1] = all[i]
+    elseif all[i] == id then
+      mine, exists = held, true
+    else
+      others = sat(others, held)
+    end
   end
 end
-local rcum, rseq = base, 0
-local r = redis.call('HGET', led, 'r:' .. id)
-if r then
-  local a, b = string.match(r, '^(%d+):(%d+)$')
-  rcum, rseq = tonumber(a) or base, tonumber(b) or 0
-end
 if seq <= rseq then
-  return {0, 0, mine, used, others, limit - used - others - mine}
+  return {0, 0, mine, used, others, limit - sat(sat(used, others), mine)}
 end
-if cum > rcum then used = used + cum - rcum end
-local free = limit - used - others
-local backed = hold
-if not exists then backed = math.max(0, math.min(hold, free)) end
-free = free - backed
+
+-- Then decide: taken is what is used or held, saturated; free = limit -
+-- taken is exact and in [-MAX, MAX].
+if cum > rcum then used = sat(used, cum - rcum) end
+local taken = sat(used, others)
+-- A share holds again at most what the ledger holds for it plus what is
+-- free (all of it while its lease is valid: hold never exceeds mine).
+local backed = math.max(0, math.min(hold, sat(mine, math.max(0, limit - taken))))
+taken = sat(taken, backed)
+local free = limit - taken
 local g = 0
 if need > 0 and free >= need then
   g = math.min(free, math.max(want, math.floor(free / div)))
 end
 free = free - g
-local lease = backed + g
+local lease = backed + g -- at most limit when g > 0, backed otherwise
+
+-- Then write.
+if open then redis.call('DEL', lea) end
+for _, f in ipairs(expired) do redis.call('HDEL', lea, f) end
 if lease > 0 then
   redis.call('HSET', lea, id, string.format('%d:%d', lease, now + ttl))
 else
   redis.call('HDEL', lea, id)
 end
 redis.call('HSET', led, 'used', string.format('%d', used), 'r:' .. id, string.format('%d:%d', math.max(cum, rcum), seq))
-redis.call('EXPIREAT', led, ARGV[10])
-redis.call('EXPIREAT', lea, ARGV[10])
+redis.call('EXPIREAT', led, expat)
+redis.call('EXPIREAT', lea, expat)
 return {1, g, backed, used, others, free}
 `)
 
@@ -112,9 +146,11 @@ const (
 	leaseApplied = 1
 )
 
-// maxQuotaUnits clamps limits and counts sent to the ledger, whose Lua
-// numbers are exact only below 2^53. A limit this large is no limit.
-const maxQuotaUnits = 1 << 50
+// maxQuotaUnits bounds limits and counts sent to the ledger: MaxTotal, the
+// largest count Lua's doubles hold exactly (config.MaxLimit, the largest
+// plan limit, is the same). A larger limit from a caller is read as it; a
+// larger count saturates at it (the quota is closed).
+const maxQuotaUnits = MaxTotal
 
 // shareDivisor sizes shares: a grant takes at least 1/shareDivisor of what
 // is free, so a replica far from the limit asks rarely, and grants shrink
@@ -156,9 +192,9 @@ func (q *Quotas) leaseArgs(c *leaseCall) []any {
 func (q *Quotas) call(ctx context.Context, c *leaseCall) (leaseReply, error) {
 	res, err := leaseScript.Run(ctx, q.rdb, q.ledgerKeys(c.s.key), q.leaseArgs(c)...).Int64Slice()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return leaseReply{}, fmt.Errorf("meter: quota lease %s: %w", c.s.key, err)
+		return leaseReply{}, fmt.Errorf("meter: quota lease %s: %w", c.s.key, scriptError(err))
 	}
-	return parseLease(res, err)
+	return parseLease(c, res, err)
 }
 
 // callAll runs background lease calls in one pipeline (one round trip on a
@@ -180,16 +216,18 @@ func (q *Quotas) callAll(ctx context.Context, calls []*leaseCall) ([]leaseReply,
 		}
 		res, err := cmd.Int64Slice()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			errs[i] = fmt.Errorf("meter: quota lease %s: %w", calls[i].s.key, err)
+			errs[i] = fmt.Errorf("meter: quota lease %s: %w", calls[i].s.key, scriptError(err))
 			continue
 		}
-		replies[i], errs[i] = parseLease(res, err)
+		replies[i], errs[i] = parseLease(calls[i], res, err)
 	}
 	return replies, errs
 }
 
-// parseLease reads leaseScript's answer.
-func parseLease(res []int64, err error) (leaseReply, error) {
+// parseLease reads leaseScript's answer to c, and refuses one out of range
+// (which only a script other than leaseScript could send) rather than add
+// it to a share.
+func parseLease(c *leaseCall, res []int64, err error) (leaseReply, error) {
 	if err != nil {
 		return leaseReply{}, err
 	}
@@ -199,5 +237,11 @@ func parseLease(res []int64, err error) (leaseReply, error) {
 	if len(res) < 6 {
 		return leaseReply{}, fmt.Errorf("meter: quota lease: unexpected reply %v", res)
 	}
-	return leaseReply{status: res[0], granted: res[1], backed: res[2], used: res[3], others: res[4], free: res[5]}, nil
+	r := leaseReply{status: res[0], granted: res[1], backed: res[2], used: res[3], others: res[4], free: res[5]}
+	count := func(n int64) bool { return n >= 0 && n <= MaxTotal }
+	if r.status != leaseStale && r.status != leaseApplied || !count(r.granted) || !count(r.used) || !count(r.others) ||
+		r.backed < 0 || r.status == leaseApplied && r.backed > c.hold || r.free < -MaxTotal || r.free > MaxTotal {
+		return leaseReply{}, fmt.Errorf("meter: quota lease: reply out of range %v", res)
+	}
+	return r, nil
 }

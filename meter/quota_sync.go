@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -134,7 +135,7 @@ func (q *Quotas) runCalls(ctx context.Context, calls []*leaseCall) {
 	defer cancel()
 	replies, errs := q.callAll(cctx, calls)
 	for i, c := range calls {
-		if errs[i] != nil {
+		if errs[i] != nil && !errors.Is(errs[i], ErrCorrupt) { // (a damaged ledger is logged by finish)
 			q.log.Warn("quota: sync failed; the share keeps serving until its lease expires", "share", c.s.key.String(), "err", errs[i])
 		}
 		c.s.mu.Lock()
@@ -218,7 +219,12 @@ func (q *Quotas) returnShares(ctx context.Context, shares []*Share) []*Share {
 		s := c.s
 		s.mu.Lock()
 		s.finish(c, replies[i], errs[i])
-		if errs[i] != nil || s.leased || s.consumed > s.reported {
+		// A damaged ledger is not repaired in a shutdown's time: its share
+		// is given up, and its lease expires (what it served since its last
+		// report is billed by the meter all the same).
+		if errors.Is(errs[i], ErrCorrupt) {
+			q.log.Error("quota: share not returned at shutdown: its ledger is not valid", "share", s.key.String(), "err", errs[i])
+		} else if errs[i] != nil || s.leased || s.consumed > s.reported {
 			pending = append(pending, s)
 		}
 		s.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
 )
 
 // Errors of stored usage that the meter refuses to add to.
@@ -33,10 +35,12 @@ const (
 	// integer up to it is exact, so the scripts' checks and subtractions are
 	// exact too. An add that would pass it is refused, never wrapped.
 	MaxTotal = 1<<53 - 1
-	// MaxUnits bounds one Count. The proxy applies its own, smaller bound
-	// (metering.max_units_per_request); this one is the meter's defence
-	// against a caller that does not. A larger or negative value is refused.
-	MaxUnits = 1_000_000_000_000
+	// MaxUnits bounds one Count and one quota claim: 2^40, the largest
+	// metering.max_units_per_request (config.MaxUnitsBound), so whatever the
+	// proxy accepts from an answer the meter counts. The proxy's own bound
+	// is usually smaller; this one is the meter's defence against a caller
+	// that applies none. A larger or negative value is refused.
+	MaxUnits = config.MaxUnitsBound
 )
 
 // Reasons (usage_report_errors_total{reason}) for units the meter refuses.

@@ -181,7 +181,7 @@ func (m *Meter) Used(ctx context.Context, customer, meter string, since time.Tim
 	if err != nil {
 		return 0, err
 	}
-	return local + remote, nil
+	return satAdd(local, remote), nil
 }
 
 func (m *Meter) localSum(customer, meter string, from int64) int64 {

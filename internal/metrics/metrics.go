@@ -49,7 +49,7 @@ type Metrics struct {
 
 // QuotaLeaseResults are the result labels of
 // tollgate_quota_lease_requests_total, each present at 0 from start.
-var QuotaLeaseResults = []string{"granted", "exhausted", "synced", "returned", "error"}
+var QuotaLeaseResults = []string{"granted", "exhausted", "synced", "returned", "error", "corrupt"}
 
 // EnablePerCustomer registers the per-customer series. Each customer adds
 // a series per decision and per meter, so a large customer base means a
@@ -148,7 +148,7 @@ func New() *Metrics {
 		}, []string{"meter"}),
 		QuotaLeaseRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_quota_lease_requests_total",
-			Help: "Quota lease calls to the store by result: granted (a share taken), exhausted (the quota could not pay for the request), synced (usage reported, shares renewed or returned), returned (at shutdown), error.",
+			Help: "Quota lease calls to the store by result: granted (a share taken), exhausted (the quota could not pay for the request), synced (usage reported, shares renewed or returned), returned (at shutdown), error, corrupt (the customer's ledger holds a value that is not a valid count: refused until repaired).",
 		}, []string{"result"}),
 		StripeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_stripe_requests_total",

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
+	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
@@ -173,4 +176,114 @@ func TestQuotaExactWithSlowUpstream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A damaged quota ledger (a used field that is not a count, read as 0 by
+// the old script) must not open the customer's quota again: that
+// customer's limited route fails closed with 503 entitlements_unavailable
+// (a fail_open route is forwarded unreserved), another customer is served
+// as before, and the refusal is logged at error and counted.
+func TestQuotaCorruptLedgerFailsClosedForThatCustomer(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer app.Close()
+	cfg := quotaConfig(t, app.URL, rd.URL(), 100)
+	cfg.Metering.Quota.LeaseTTL, cfg.Metering.Quota.SyncInterval = 3*time.Second, 100*time.Millisecond
+	cfg.Routes = append([]*config.Route{{Path: "/open/**", Require: config.Require{Subscription: true}, Meter: "calls", FailOpen: true}},
+		cfg.Routes...)
+	var logs testrig.LogBuffer
+	r := startLogged(t, cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
+	end := time.Now().Add(24 * time.Hour)
+	bad, ok := subscribe(t, r, "cus_bad", end), subscribe(t, r, "cus_ok", end)
+	if resp := call(t, r.sc.ProxyAddr(), bad, "/api/x"); resp.StatusCode != 200 {
+		t.Fatalf("cus_bad before the damage: %d; want 200", resp.StatusCode)
+	}
+	ctx := context.Background()
+	admin := rd.Client()
+	ledgers, err := admin.Keys(ctx, "*{cus_bad}:quota:calls:*").Result()
+	if err != nil || len(ledgers) != 2 {
+		t.Fatalf("cus_bad's ledger keys = %v, %v; want the ledger and its leases", ledgers, err)
+	}
+	led := ledgers[0]
+	if strings.HasSuffix(led, ":leases") {
+		led = ledgers[1]
+	}
+	if err := admin.HSet(ctx, led, "used", "-1000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The replica's next ledger call (its sync) finds the damage and stops
+	// admitting from the share it holds.
+	testrig.WaitFor(t, 20*time.Second, func() error {
+		if resp := call(t, r.sc.ProxyAddr(), bad, "/api/x"); resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("cus_bad on a corrupt ledger: %d; want 503", resp.StatusCode)
+		}
+		return nil
+	})
+	resp := call(t, r.sc.ProxyAddr(), bad, "/api/x")
+	var body struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 503 || body.Error.Code != "entitlements_unavailable" {
+		t.Errorf("cus_bad: %d %+v (%v); want 503 entitlements_unavailable", resp.StatusCode, body, err)
+	}
+	if resp := call(t, r.sc.ProxyAddr(), bad, "/open/x"); resp.StatusCode != 200 {
+		t.Errorf("cus_bad on a fail_open route: %d; want 200, forwarded unreserved", resp.StatusCode)
+	}
+	for i := range 5 {
+		if resp := call(t, r.sc.ProxyAddr(), ok, "/api/x"); resp.StatusCode != 200 {
+			t.Errorf("cus_ok request %d: %d; want 200", i, resp.StatusCode)
+		}
+	}
+	if used := admin.HGet(ctx, led, "used").Val(); used != "-1000" {
+		t.Errorf("the damaged field was rewritten to %q; want it left for the operator", used)
+	}
+	_, metricsText := get(t, "http://"+r.sc.AdminAddr()+"/metrics")
+	if !regexp.MustCompile(`(?m)^tollgate_quota_lease_requests_total\{result="corrupt"\} [1-9]`).MatchString(metricsText) {
+		t.Errorf("tollgate_quota_lease_requests_total{result=\"corrupt\"} not counted")
+	}
+	lines, err := testrig.ParseLogLines(logs.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range lines {
+		found = found || l["level"] == "ERROR" && l["customer"] == "cus_bad" && strings.Contains(fmt.Sprint(l["err"]), led)
+	}
+	if !found {
+		t.Errorf("no error log line names cus_bad and %s", led)
+	}
+}
+
+// At the largest metering.max_units_per_request (2^40) an answer declaring
+// all of it is billed, not refused by the meter as out of range (the
+// meter's own bound was 10^12, below the proxy's), and it closes the quota
+// it overran.
+func TestQuotaAnswerAtTheLargestBoundIsBilled(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Tollgate-Usage", strconv.FormatInt(config.MaxUnitsBound, 10))
+	}))
+	defer app.Close()
+	cfg := quotaConfig(t, app.URL, rd.URL(), 1000)
+	cfg.Metering.MaxUnitsPerRequest = config.MaxUnitsBound
+	r := start(t, cfg)
+	tok := subscribe(t, r, "cus_big", time.Now().Add(24*time.Hour))
+	if resp := call(t, r.sc.ProxyAddr(), tok, "/api/x"); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d; want 200", resp.StatusCode)
+	}
+	if resp := call(t, r.sc.ProxyAddr(), tok, "/api/x"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("after an answer of 2^40 units on a quota of 1000: %d; want 429", resp.StatusCode)
+	}
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		u, err := meter.ReadUsage(context.Background(), rd.Client(), r.sc.Store.Keys)
+		if err != nil {
+			return err
+		}
+		for _, row := range u.Rows {
+			if row.Customer == "cus_big" && row.Counted == config.MaxUnitsBound {
+				return nil
+			}
+		}
+		return fmt.Errorf("usage %+v; want cus_big counted %d", u.Rows, int64(config.MaxUnitsBound))
+	})
 }
