@@ -37,6 +37,8 @@ type Decision struct {
 	PeriodStart, PeriodEnd time.Time
 	// limits are the per-period meter limits of the entitled plans.
 	limits map[string]int64
+	// seats is the seat limit of the entitled plans; nil: none.
+	seats *SeatLimit
 }
 
 // Limit returns the per-period limit the customer's plans put on a meter,
@@ -57,18 +59,20 @@ type Plans struct {
 	byPrice   map[string]string
 	features  map[string][]string
 	limits    map[string]map[string]int64
+	seats     map[string]config.Seats
 }
 
 // NewPlans indexes the configured plans.
 func NewPlans(cfg map[string]*config.Plan) *Plans {
 	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}, limits: map[string]map[string]int64{},
-		onlyKnown: len(cfg) > 0}
+		seats: map[string]config.Seats{}, onlyKnown: len(cfg) > 0}
 	for name, pl := range cfg {
 		for _, price := range pl.Prices {
 			p.byPrice[price] = name
 		}
 		p.features[name] = pl.Features
 		p.limits[name] = pl.Limits
+		p.seats[name] = pl.Seats
 	}
 	return p
 }
@@ -118,6 +122,7 @@ type subView struct {
 	planHeader  string
 	featHeader  string
 	limits      map[string]int64
+	seats       *SeatLimit // nil: seats not limited
 }
 
 // view is a State prepared for decisions.
@@ -163,6 +168,7 @@ func newView(st *State, plans *Plans) *view {
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)
 		sv.limits = plans.limitsOf(sv.plans)
+		sv.seats = plans.seatsOf(s, sv.plans)
 		sv.planHeader = strings.Join(sv.plans, ",")
 		sv.featHeader = strings.Join(sv.features, ",")
 		v.subs = append(v.subs, sv)
@@ -227,6 +233,7 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
 		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
 		d.limits = first.limits
+		d.seats = first.seats
 	default:
 		d = r.merge(v, now)
 	}
@@ -277,11 +284,13 @@ func subscriptionMessage(v *view) string {
 func (r Rules) merge(v *view, now time.Time) Decision {
 	var d Decision
 	var plans, feats []string
+	var seats []*SeatLimit
 	for i := range v.subs {
 		s := &v.subs[i]
 		if !s.entitled(now, r.Grace) {
 			continue
 		}
+		seats = append(seats, s.seats)
 		if d.Status == "" {
 			d.Status = s.status
 		}
@@ -292,6 +301,7 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 		}
 	}
 	d.limits = v.plans.limitsOf(sortedUnique(plans))
+	d.seats = mergeSeats(seats)
 	d.Plan = strings.Join(sortedUnique(plans), ",")
 	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
 	return d
