@@ -2,10 +2,10 @@ package entitlements
 
 import (
 	"slices"
-
-	"github.com/stripe/stripe-go/v76"
 	"testing"
 	"time"
+
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate-dev/tollgate/config"
 )
