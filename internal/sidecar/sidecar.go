@@ -41,6 +41,7 @@ type Sidecar struct {
 	reconciler *entitlements.Reconciler // nil without a Stripe key
 	meter      meterService             // nil when no meters are configured
 	quotas     *meter.Quotas            // nil when no plan limits a meter
+	seats      *seatGate                // nil when no plan limits seats
 	now        func() time.Time
 	handler    *proxy.Server
 
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 			MaxShares: cfg.Gating.CacheSize, Metrics: s.Metrics, Logger: log, Now: s.now,
 		})
 	}
+	s.seats = newSeatGate(s)
 	mounts, err := newWebhook(ctx, s)
 	if err != nil {
 		s.close()
@@ -130,7 +132,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
-		Gate:          gateAdapter{g: s.Gate, limited: limited},
+		Gate:          gateAdapter{g: s.Gate, limited: limited, seats: s.seats},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
@@ -247,6 +249,13 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	s.startWebhookWorkers(ctx, wg)
 	s.startReconcile(ctx, wg)
+	if s.seats != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.seats.seats.Run(ctx)
+		}()
+	}
 }
 
 func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {
