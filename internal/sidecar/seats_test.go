@@ -38,7 +38,7 @@ func userToken(t *testing.T, user, customer string) string {
 }
 
 type denialBody struct {
-	Error struct{ Code, Message string }
+	Error       struct{ Code, Message string }
 	Limit, Used int64
 	UpgradeURL  string `json:"upgrade_url"`
 }
