@@ -74,6 +74,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.Metrics.EnablePerCustomer()
 	}
 	initOperatorMetrics(s.Metrics, cfg)
+	initLifecycleMetrics(s.Metrics, cfg)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -82,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		return nil, err
 	}
 	s.Stripe = stripeapi.New(cfg.Stripe, s.Metrics, log)
-	s.Customers = entitlements.NewRedisStore(s.Store)
+	s.Customers = observeTrials(entitlements.NewRedisStore(s.Store), cfg, s.Metrics, log)
 	var source entitlements.Source
 	if cfg.Stripe.SecretKey != "" {
 		src := entitlements.NewStripeSource(s.Stripe)
