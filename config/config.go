@@ -530,7 +530,7 @@ func Default() *Config {
 			SeatsSyncDelay: time.Minute, SeatProration: "create_prorations"},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
 			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15, DeliveryLogSize: 10000, DeliveryLogAge: 168 * time.Hour},
-		Metrics: Metrics{SubscriptionsInterval: 30 * time.Second},
+		Metrics: Metrics{SubscriptionsInterval: time.Minute},
 	}
 }
 

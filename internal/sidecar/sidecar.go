@@ -250,6 +250,7 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	s.startWebhookWorkers(ctx, wg)
 	s.startReconcile(ctx, wg)
+	s.startCensus(ctx, wg)
 	if s.seats != nil {
 		wg.Add(1)
 		go func() {
