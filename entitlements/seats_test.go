@@ -193,14 +193,13 @@ func TestSeatReleaseReachesEveryReplica(t *testing.T) {
 	if err := b.Take(ctx, "cus_rel", "bob", 1); err != nil {
 		t.Fatalf("newcomer after the release: %v", err)
 	}
+	// Eventually gives up after 20 s, before replica a would ask Redis
+	// about ann again by itself (seatRecheck): only the announcement can.
 	start := time.Now()
 	testrig.Eventually(t, "replica a to refuse the released holder", func() bool {
 		var ex *SeatLimitExceeded
 		return errors.As(a.Take(ctx, "cus_rel", "ann", 1), &ex)
 	})
-	if took := time.Since(start); took >= seatRecheck {
-		t.Errorf("replica a refused the released holder after %v: the announcement did not reach it", took)
-	}
 	t.Logf("replica a refused the released holder after %v", time.Since(start))
 }
 

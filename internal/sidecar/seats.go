@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
@@ -18,6 +19,8 @@ import (
 // reserved: a request refused for want of a seat holds no quota.
 type seatGate struct {
 	seats *entitlements.Seats
+	// quantities is the billing.seats_sync worker; nil when off.
+	quantities *entitlements.SeatSync
 	// sync is billing.seats_sync: a seats: quantity plan then tracks its
 	// seats without a limit (the quantity follows them).
 	sync       bool
@@ -36,7 +39,28 @@ func newSeatGate(s *Sidecar) *seatGate {
 	if cfg.Billing.SeatsSync {
 		o.SyncDelay = cfg.Billing.SeatsSyncDelay
 	}
-	return &seatGate{seats: entitlements.NewSeats(o), sync: cfg.Billing.SeatsSync, upgradeURL: cfg.Gating.UpgradeURL, log: s.log}
+	g := &seatGate{seats: entitlements.NewSeats(o), sync: cfg.Billing.SeatsSync, upgradeURL: cfg.Gating.UpgradeURL, log: s.log}
+	if cfg.Billing.SeatsSync && cfg.Stripe.SecretKey != "" {
+		g.quantities = entitlements.NewSeatSync(entitlements.SeatSyncOptions{Seats: g.seats, Store: s.Customers,
+			Plans: cfg.Plans, Stripe: entitlements.NewStripeQuantities(s.Stripe), Proration: cfg.Billing.SeatProration, Logger: s.log})
+	}
+	return g
+}
+
+// run runs the release feed and the quantity sync until ctx ends.
+func (g *seatGate) run(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.seats.Run(ctx)
+	}()
+	if g.quantities != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.quantities.Run(ctx)
+		}()
+	}
 }
 
 var errSeatsUnavailable = &proxy.HTTPError{Status: http.StatusServiceUnavailable, Code: "entitlements_unavailable",

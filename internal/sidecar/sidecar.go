@@ -252,11 +252,7 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	s.startReconcile(ctx, wg)
 	s.startCensus(ctx, wg)
 	if s.seats != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.seats.seats.Run(ctx)
-		}()
+		s.seats.run(ctx, wg)
 	}
 }
 
