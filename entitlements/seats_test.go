@@ -34,7 +34,7 @@ type seatReplica struct {
 	calls *commandCounter
 }
 
-func newSeatReplica(t *testing.T, addr string, o SeatOptions) seatReplica {
+func newSeatReplica(t testing.TB, addr string, o SeatOptions) seatReplica {
 	t.Helper()
 	st, err := store.Open(config.Redis{URL: "redis://" + addr + "/0", Prefix: "tg:", DialTimeout: time.Second,
 		ReadTimeout: time.Second, WriteTimeout: time.Second}, quiet)
