@@ -96,9 +96,14 @@ func (g *seatGate) check(ctx context.Context, route *config.Route, id auth.Ident
 }
 
 func (g *seatGate) limitReached(ex *entitlements.SeatLimitExceeded) *proxy.HTTPError {
-	msg := "All " + strconv.FormatInt(ex.Limit, 10) + " seats of your plan are taken; ask an admin to release one, or upgrade."
-	if ex.Limit == 1 {
+	var msg string
+	switch ex.Limit {
+	case 0:
+		msg = "Your subscription has no seats; add seats, or upgrade."
+	case 1:
 		msg = "The one seat of your plan is taken; ask an admin to release it, or upgrade."
+	default:
+		msg = "All " + strconv.FormatInt(ex.Limit, 10) + " seats of your plan are taken; ask an admin to release one, or upgrade."
 	}
 	e := &proxy.HTTPError{Status: http.StatusForbidden, Code: "seat_limit", Msg: msg,
 		Extra: map[string]any{"limit": ex.Limit, "used": ex.Used}}
