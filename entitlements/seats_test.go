@@ -36,15 +36,21 @@ type seatReplica struct {
 
 func newSeatReplica(t testing.TB, addr string, o SeatOptions) seatReplica {
 	t.Helper()
-	st, err := store.Open(config.Redis{URL: "redis://" + addr + "/0", Prefix: "tg:", DialTimeout: time.Second,
-		ReadTimeout: time.Second, WriteTimeout: time.Second}, quiet)
+	return newSeatReplicaOn(t, config.Redis{URL: "redis://" + addr + "/0", Prefix: "tg:"}, o)
+}
+
+// newSeatReplicaOn is newSeatReplica on any Redis (Cluster: redis.addrs).
+func newSeatReplicaOn(t testing.TB, c config.Redis, o SeatOptions) seatReplica {
+	t.Helper()
+	c.DialTimeout, c.ReadTimeout, c.WriteTimeout = time.Second, time.Second, time.Second
+	st, err := store.Open(c, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := st.Client
 	cc := &commandCounter{}
 	rdb.AddHook(cc)
-	o.Redis, o.Keys, o.Logger = rdb, store.Keys{Prefix: "tg:"}, quiet
+	o.Redis, o.Keys, o.Logger = rdb, st.Keys, quiet
 	if o.MaxStaleness == 0 {
 		o.MaxStaleness = time.Minute
 	}

@@ -9,6 +9,8 @@
 // use the last known state up to gating.max_staleness, then fail closed.
 // A customer seen for the first time is loaded once (single-flight) from the
 // store, or from Stripe. Reconciliation (Sync) repairs any drift from Stripe.
+// Seats holds plans' seat limits exactly across replicas, and SeatSync makes
+// a subscription's quantity follow the seats in use.
 package entitlements
 
 import (
