@@ -58,8 +58,11 @@ type Options struct {
 	// Idempotency-Key (nil: a repeated key executes the call again, and
 	// only Stripe's own idempotency keeps its writes single).
 	Replays Replays
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Seats serves GET seats and DELETE seats/{user}; nil: no plan limits
+	// seats, and they answer 404.
+	Seats  Seats
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Handler serves the billing API under billing.prefix. Mount it behind
@@ -83,6 +86,8 @@ type Handler struct {
 	routes     map[string]endpoint
 	csrf       *http.CrossOriginProtection
 	limits     *userLimits // nil: no per-user limit
+	seatList   Seats       // nil: no seat endpoints
+	seatPrefix string      // prefix + "/seats/"
 }
 
 // New returns the billing API handler.
@@ -124,6 +129,10 @@ func New(o Options) (*Handler, error) {
 		p + "/invoices":             {http.MethodGet, "invoices", h.invoices, false},
 		p + "/usage":                {http.MethodGet, "usage", h.usage, false},
 	}
+	if o.Seats != nil {
+		h.seatList, h.seatPrefix = o.Seats, p+"/seats/"
+		h.routes[p+"/seats"] = endpoint{http.MethodGet, "seats", h.seats, false}
+	}
 	return h, nil
 }
 
@@ -142,6 +151,9 @@ type endpoint struct {
 // may come from a cookie, so this is CSRF protection.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e, ok := h.routes[r.URL.Path]
+	if !ok {
+		e, ok = h.seatEndpoint(r.URL.Path)
+	}
 	switch {
 	case !ok:
 		proxy.WriteError(w, errNotFound)

@@ -191,6 +191,30 @@ type Plan struct {
 	Prices   []string         `yaml:"prices"`
 	Features []string         `yaml:"features"`
 	Limits   map[string]int64 `yaml:"limits"`
+	// Seats limits the distinct users of a customer on this plan: a whole
+	// number, or "quantity" for the quantity of the subscription's item of
+	// the plan's (licensed) price, Stripe's per-seat pricing. Empty: no
+	// limit, and no seats are tracked.
+	Seats Seats `yaml:"seats"`
+}
+
+// Seats is a plan's seat limit: "", a whole number, or SeatsQuantity.
+type Seats string
+
+// SeatsQuantity takes the seat count from the subscription item's quantity.
+const SeatsQuantity Seats = "quantity"
+
+// MaxSeats bounds a fixed seat limit (the holders of one customer are one
+// Redis key).
+const MaxSeats = 1_000_000
+
+// Limited reports whether the plan limits seats.
+func (s Seats) Limited() bool { return s != "" }
+
+// Fixed returns a fixed seat limit, and false for none or "quantity".
+func (s Seats) Fixed() (int64, bool) {
+	n, err := strconv.ParseInt(string(s), 10, 64)
+	return n, err == nil
 }
 
 // QuotaReturnBound bounds returning quota shares at shutdown: past the
@@ -428,6 +452,20 @@ type Billing struct {
 	// RateLimit is how many billing calls one user may make per minute
 	// (in bursts of as many), per replica; 0 turns the limit off.
 	RateLimit int `yaml:"rate_limit"`
+	// AdminClaim names the JWT claim that makes a caller an admin of their
+	// customer: only a token whose claim is the boolean true may release
+	// seats (DELETE seats/{user}). Empty: nobody may.
+	AdminClaim string `yaml:"admin_claim"`
+	// SeatsSync makes the quantity of the subscription item of a seat
+	// plan's price follow the seats in use (at least 1), at most once per
+	// customer every SeatsSyncDelay, prorated per SeatProration. With it,
+	// seats: quantity no longer refuses newcomers (the quantity grows);
+	// seats: N still caps at N.
+	SeatsSync      bool          `yaml:"seats_sync"`
+	SeatsSyncDelay time.Duration `yaml:"seats_sync_delay"`
+	// SeatProration is Stripe's proration_behavior for those updates:
+	// create_prorations (the default), always_invoice or none.
+	SeatProration string `yaml:"seat_proration"`
 }
 
 // BillingServed reports whether the billing API is on: it needs Stripe.
@@ -469,6 +507,10 @@ type Metrics struct {
 	// PerCustomer adds series labelled by Stripe customer (high
 	// cardinality: one series per customer and decision or meter).
 	PerCustomer bool `yaml:"per_customer"`
+	// SubscriptionsInterval is how often tollgate_subscriptions and
+	// tollgate_seats_in_use are counted from the store, on one replica at a
+	// time (the others export 0); 0 turns the count off.
+	SubscriptionsInterval time.Duration `yaml:"subscriptions_interval"`
 }
 
 // DefaultMaxUnitsPerRequest is metering.max_units_per_request's default;
@@ -533,9 +575,11 @@ func Default() *Config {
 		Metering: Metering{FlushInterval: time.Second, Window: 60 * time.Second, CountedStatuses: []string{"2xx"},
 			MaxBufferedKeys: 100000, LeaseTTL: 10 * time.Second, RateLimit: 50, MaxUnitsPerRequest: DefaultMaxUnitsPerRequest,
 			Quota: QuotaLeases{LeaseTTL: 10 * time.Second, SyncInterval: time.Second}},
-		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice", RateLimit: 30},
+		Billing: Billing{Prefix: "/_tollgate/billing", UpgradeProration: "always_invoice", RateLimit: 30,
+			SeatsSyncDelay: time.Minute, SeatProration: "create_prorations"},
 		Webhook: Webhook{Path: "/_tollgate/stripe/webhook", ProcessTimeout: 30 * time.Second, DedupTTL: 720 * time.Hour,
 			ForwardTimeout: 10 * time.Second, ForwardMaxAttempts: 15, DeliveryLogSize: 10000, DeliveryLogAge: 168 * time.Hour},
+		Metrics: Metrics{SubscriptionsInterval: time.Minute},
 	}
 }
 

@@ -255,6 +255,27 @@ func TestValidateRules(t *testing.T) {
 			c.Stripe.SecretKey, c.Billing.SuccessURL, c.Billing.CancelURL, c.Billing.ReturnURL = "sk_test_x", "/ok", "https://a/c", "https://a/r"
 		}, "billing.success_url: \"/ok\" is not an absolute http(s) URL"},
 		{"billing proration", func(c *Config) { c.Billing.UpgradeProration = "later" }, "billing.upgrade_proration"},
+		{"seats", func(c *Config) { c.Plans["starter"].Seats = "5" }, ""},
+		{"seats from quantity", func(c *Config) { c.Plans["starter"].Seats = SeatsQuantity }, ""},
+		{"zero seats", func(c *Config) { c.Plans["starter"].Seats = "0" }, `plans.starter.seats: "0" is not a whole number of seats from 1 to 1000000, nor quantity`},
+		{"negative seats", func(c *Config) { c.Plans["starter"].Seats = "-3" }, `plans.starter.seats: "-3" is not a whole number`},
+		{"seats beyond the bound", func(c *Config) { c.Plans["starter"].Seats = "1000001" }, `plans.starter.seats: "1000001"`},
+		{"seats as a word", func(c *Config) { c.Plans["starter"].Seats = "many" }, `plans.starter.seats: "many"`},
+		{"seat proration", func(c *Config) { c.Billing.SeatProration = "later" }, "billing.seat_proration: \"later\" is not create_prorations, always_invoice or none"},
+		{"seat sync delay", func(c *Config) { c.Billing.SeatsSyncDelay = 0 }, "billing.seats_sync_delay: must be 100ms..24h, got 0s"},
+		{"seat sync without Stripe", func(c *Config) {
+			c.Billing.SeatsSync, c.Plans["starter"].Seats = true, "3"
+		}, "billing.seats_sync: needs stripe.secret_key"},
+		{"seat sync without a seat plan", func(c *Config) {
+			c.Stripe.SecretKey, c.Stripe.TrustedPayloads, c.Billing.Prefix, c.Billing.SeatsSync = "sk_test_x", false, "", true
+		}, "billing.seats_sync: no plan sets seats"},
+		{"seat sync", func(c *Config) {
+			c.Stripe.SecretKey, c.Stripe.TrustedPayloads, c.Billing.Prefix, c.Billing.SeatsSync = "sk_test_x", false, "", true
+			c.Plans["starter"].Seats = SeatsQuantity
+		}, ""},
+		{"admin claim with spaces", func(c *Config) { c.Billing.AdminClaim = " admin" }, "billing.admin_claim"},
+		{"subscriptions count off", func(c *Config) { c.Metrics.SubscriptionsInterval = 0 }, ""},
+		{"subscriptions count every 10ms", func(c *Config) { c.Metrics.SubscriptionsInterval = 10 * time.Millisecond }, "metrics.subscriptions_interval: must be 0 (off) or 1s..1h, got 10ms"},
 		{"upgrades none", func(c *Config) { c.Proxy.Upgrades = []string{} }, ""},
 		{"upgrades with a version", func(c *Config) { c.Proxy.Upgrades = []string{"websocket", "foo/2"} }, ""},
 		// h2c upgrade smuggling: allowing h2c would open a tunnel nothing in it is judged in.
@@ -369,6 +390,29 @@ func TestEmptySecretsNameTheirVariable(t *testing.T) {
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load with empty secrets = %v; want a problem containing %q", err, want)
+		}
+	}
+}
+
+func TestParseSeats(t *testing.T) {
+	for _, c := range []struct {
+		yaml  string
+		want  Seats
+		fixed int64
+	}{
+		{"seats: 3", "3", 3},
+		{"seats: quantity", SeatsQuantity, 0},
+		{`seats: "12"`, "12", 12},
+	} {
+		in := strings.Replace(minimal, "limits: { calls: 100 } }", "limits: { calls: 100 }, "+c.yaml+" }", 1)
+		cfg, err := Load(strings.NewReader(in), env(map[string]string{"SECRET": strings.Repeat("s", 32)}))
+		if err != nil {
+			t.Fatalf("%s: %v", c.yaml, err)
+		}
+		got := cfg.Plans["starter"].Seats
+		n, _ := got.Fixed()
+		if got != c.want || n != c.fixed || !got.Limited() {
+			t.Errorf("%s: seats = %q (fixed %d); want %q (fixed %d)", c.yaml, got, n, c.want, c.fixed)
 		}
 	}
 }

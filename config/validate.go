@@ -64,6 +64,7 @@ func (c *Config) Validate() error {
 	c.validateMetering(&p)
 	c.validateRoutes(&p)
 	c.validateEndpoints(&p)
+	c.validateMetrics(&p)
 	return errors.Join(p.errs...)
 }
 

@@ -115,6 +115,7 @@ func (c *Config) validatePlans(p *problems) {
 				p.add(fmt.Sprintf("%s.features[%d]", path, i), "%q is not a valid feature name", f)
 			}
 		}
+		validateSeats(p, path+".seats", pl.Seats)
 		for _, meter := range sortedNames(pl.Limits) {
 			limit := pl.Limits[meter]
 			if _, ok := c.Metering.Meters[meter]; !ok {
@@ -342,6 +343,7 @@ func (c *Config) validateBilling(p *problems) {
 	default:
 		p.add("billing.upgrade_proration", "%q is not always_invoice or create_prorations", b.UpgradeProration)
 	}
+	c.validateSeatBilling(p)
 	if !c.BillingServed() {
 		return
 	}

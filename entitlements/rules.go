@@ -40,6 +40,8 @@ type Decision struct {
 	Grants []Grant
 	// limits are the per-period meter limits of the entitled plans.
 	limits map[string]int64
+	// seats is the seat limit of the entitled plans; nil: none.
+	seats *SeatLimit
 }
 
 // Limit returns the per-period limit the customer's plans put on a meter,
@@ -60,18 +62,20 @@ type Plans struct {
 	byPrice   map[string]string
 	features  map[string][]string
 	limits    map[string]map[string]int64
+	seats     map[string]config.Seats
 }
 
 // NewPlans indexes the configured plans.
 func NewPlans(cfg map[string]*config.Plan) *Plans {
 	p := &Plans{byPrice: map[string]string{}, features: map[string][]string{}, limits: map[string]map[string]int64{},
-		onlyKnown: len(cfg) > 0}
+		seats: map[string]config.Seats{}, onlyKnown: len(cfg) > 0}
 	for name, pl := range cfg {
 		for _, price := range pl.Prices {
 			p.byPrice[price] = name
 		}
 		p.features[name] = pl.Features
 		p.limits[name] = pl.Limits
+		p.seats[name] = pl.Seats
 	}
 	return p
 }
@@ -123,6 +127,7 @@ type subView struct {
 	limits      map[string]int64
 	// granted marks the subscription a granted plan stands for.
 	granted bool
+	seats       *SeatLimit // nil: seats not limited
 }
 
 // view is a State, and the grants in force, prepared for decisions.
@@ -227,6 +232,7 @@ func stripeSubs(v *view, st *State, u granted, plans *Plans) []subView {
 		sort.Strings(sv.plans)
 		sv.features = sortedUnique(feats)
 		sv.limits = raise(plans.limitsOf(sv.plans), u.limits)
+		sv.seats = plans.seatsOf(s, sv.plans)
 		sv.planHeader = strings.Join(sv.plans, ",")
 		sv.featHeader = strings.Join(sv.features, ",")
 		subs = append(subs, sv)
@@ -317,6 +323,7 @@ func (r Rules) resolve(v *view, now time.Time) (Decision, bool) {
 			// its quotas in, so they run by calendar month.
 			d.PeriodStart, d.PeriodEnd = calendarMonth(now)
 		}
+		d.seats = first.seats
 	default:
 		d = r.merge(v, now)
 	}
@@ -357,11 +364,13 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 	var d Decision
 	var plans, feats []string
 	grantedPlan := false
+	var seats []*SeatLimit
 	for i := range v.subs {
 		s := &v.subs[i]
 		if !s.entitled(now, r.Grace) {
 			continue
 		}
+		seats = append(seats, s.seats)
 		if d.Status == "" {
 			d.Status = s.status
 		}
@@ -376,6 +385,7 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 		d.PeriodStart, d.PeriodEnd = calendarMonth(now)
 	}
 	d.limits = raise(v.plans.limitsOf(sortedUnique(plans)), v.grantLimits)
+	d.seats = mergeSeats(seats)
 	d.Plan = strings.Join(sortedUnique(plans), ",")
 	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
 	return d

@@ -12,6 +12,9 @@
 // Operator grants (Grant) are stored beside the state, announced on the same
 // feed and merged into every decision; they only ever add to what Stripe
 // entitles.
+//
+// Seats holds plans' seat limits exactly across replicas, and SeatSync makes
+// a subscription's quantity follow the seats in use.
 package entitlements
 
 import (
@@ -86,10 +89,26 @@ type FailedInvoice struct {
 }
 
 // Item is one subscription item: the metering of legacy usage records
-// needs the item id of a price.
+// needs the item id of a price, seats (plans' seats: quantity) its
+// quantity.
 type Item struct {
 	ID    string `json:"id"`
 	Price string `json:"price"`
+	// Quantity is the item's quantity; a metered price has none (0).
+	Quantity int64 `json:"quantity,omitempty"`
+	Metered  bool  `json:"metered,omitempty"`
+}
+
+// Ended is a subscription that Stripe listed as ended (canceled or
+// incomplete_expired), which a State does not keep: it is carried, never
+// stored, from a read of Stripe (or an event) to the write that drops the
+// subscription, so that the write can tell how a trial ended.
+type Ended struct {
+	ID        string
+	Status    string
+	EndedAt   time.Time // when it ended; zero when Stripe did not say
+	TrialEnd  time.Time
+	Requested bool // the customer asked to cancel (cancellation_details.reason)
 }
 
 // State is everything tollgate knows about one customer.
@@ -112,6 +131,9 @@ type State struct {
 	// "webhook:evt_…", "sync", "lookup", "checkout:…".
 	UpdatedAt time.Time `json:"updated_at"`
 	Source    string    `json:"source"`
+	// Ended lists the subscriptions the read this state comes from saw
+	// ended; never stored (see Ended).
+	Ended []Ended `json:"-"`
 }
 
 // SameAs reports whether two states agree on everything gating uses,

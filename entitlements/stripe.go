@@ -84,6 +84,7 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 	st.Subscriptions = slices.DeleteFunc(st.Subscriptions, func(s Subscription) bool { return s.ID == sub.ID })
 	switch string(sub.Status) {
 	case StatusCanceled, StatusIncompleteExpired:
+		st.Ended = append(st.Ended, endedOf(sub))
 		return
 	}
 	s := Subscription{
@@ -105,7 +106,7 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 		for _, it := range sub.Items.Data {
 			if it.Price != nil {
 				s.Prices = append(s.Prices, it.Price.ID)
-				s.Items = append(s.Items, Item{ID: it.ID, Price: it.Price.ID})
+				s.Items = append(s.Items, Item{ID: it.ID, Price: it.Price.ID, Quantity: it.Quantity, Metered: metered(it.Price)})
 			}
 		}
 	}
@@ -113,4 +114,25 @@ func PutSubscription(st *State, sub *stripe.Subscription) {
 	slices.SortFunc(s.Items, func(a, b Item) int { return strings.Compare(a.ID, b.ID) })
 	st.Subscriptions = append(st.Subscriptions, s)
 	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// metered reports whether a price bills usage (it has no quantity).
+func metered(p *stripe.Price) bool {
+	return p.Recurring != nil && p.Recurring.UsageType == stripe.PriceRecurringUsageTypeMetered
+}
+
+// endedOf is what a trial's end is told from: when the subscription
+// ended, its trial's end, and whether the customer asked for it.
+func endedOf(sub *stripe.Subscription) Ended {
+	e := Ended{ID: sub.ID, Status: string(sub.Status), TrialEnd: stripeapi.Time(sub.TrialEnd)}
+	switch {
+	case sub.EndedAt != 0:
+		e.EndedAt = stripeapi.Time(sub.EndedAt)
+	case sub.CanceledAt != 0:
+		e.EndedAt = stripeapi.Time(sub.CanceledAt)
+	}
+	if cd := sub.CancellationDetails; cd != nil {
+		e.Requested = cd.Reason == stripe.SubscriptionCancellationDetailsReasonCancellationRequested
+	}
+	return e
 }

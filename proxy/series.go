@@ -34,6 +34,7 @@ func (s *Server) initSeries(c *config.Config) {
 			s.metrics.Requests.WithLabelValues(rt.label, d)
 		}
 	}
+	s.initSeatSeries(c, limited)
 	for _, m := range s.mounts {
 		s.metrics.RequestDuration.WithLabelValues(m.Path)
 		s.metrics.Requests.WithLabelValues(m.Path, decisionInternal)

@@ -30,8 +30,10 @@ const (
 	demoHMACSecret    = "tollgate-demo-hmac-secret-DO-NOT-USE-IN-PRODUCTION"
 	demoWebhookSecret = "whsec_tollgate_demo_DO_NOT_USE_IN_PRODUCTION"
 	demoUser          = "user_demo"
+	demoUser2         = "user_demo_2" // a second user of the same customer, for the seat walk
 	demoCustomer      = "cus_demo"
 	demoPrice         = "price_demo_starter" // the starter plan of demo.yaml
+	demoTeamPrice     = "price_demo_team"    // the team plan of demo.yaml: one seat
 )
 
 // demoEnv fills the ${DEMO_*} values of the embedded demo configuration.
@@ -84,10 +86,10 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-func demoToken(cfg *config.Config, ttl time.Duration) string {
+func demoToken(cfg *config.Config, user string, ttl time.Duration) string {
 	now := time.Now()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub":                      demoUser,
+		"sub":                      user,
 		cfg.Auth.JWT.CustomerClaim: demoCustomer,
 		"iss":                      cfg.Auth.JWT.Issuer,
 		"aud":                      cfg.Auth.JWT.Audience,
@@ -102,15 +104,16 @@ func demoToken(cfg *config.Config, ttl time.Duration) string {
 
 func printDemoHelp(w io.Writer, sc *sidecar.Sidecar, cfg *config.Config) {
 	base := "http://" + sc.ProxyAddr()
-	tok := demoToken(cfg, 24*time.Hour)
+	tok, tok2 := demoToken(cfg, demoUser, 24*time.Hour), demoToken(cfg, demoUser2, 24*time.Hour)
 	fmt.Fprintf(w, `tollgate demo is running (embedded store, demo upstream, demo secrets; Ctrl-C stops it).
 
   proxy:   %[1]s
   admin:   http://%[2]s  (/metrics /healthz /readyz)
 
-A demo token (user %[3]s, Stripe customer %[4]s, valid 24h):
+Demo tokens (users %[3]s and %[9]s of Stripe customer %[4]s, valid 24h):
 
   export TOKEN=%[5]s
+  export TOKEN2=%[10]s
 
 Try:
 
@@ -128,6 +131,10 @@ Try:
   curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # 402 with payment_url: the invoice to pay
   %[6]s trigger invoice.paid -url %[1]s -customer %[4]s
   %[6]s trigger customer.subscription.updated -url %[1]s -customer %[4]s -price %[7]s -status active   # paid: 200 again
+  # seats: the team plan has one seat, taken by the first user who uses it
+  %[6]s trigger customer.subscription.updated -url %[1]s -customer %[4]s -price %[8]s -status active
+  curl -i -H "Authorization: Bearer $TOKEN" %[1]s/api/hello    # %[3]s takes the seat: 200
+  curl -i -H "Authorization: Bearer $TOKEN2" %[1]s/api/hello   # %[9]s, same customer: 403 seat_limit (limit 1, used 1)
   %[6]s trigger customer.subscription.deleted -url %[1]s -customer %[4]s   # canceled: 402 again
   curl -s http://%[2]s/metrics | grep -E 'tollgate_(requests|webhook_events|usage_units)_total'   # usage counted
 
@@ -136,7 +143,7 @@ endpoint, as Stripe would. The demo has no Stripe key, so tollgate takes the sta
 event itself (trusted payload mode); with stripe.secret_key set it re-reads it from Stripe instead,
 and the billing API's GET subscription shows the failed payment (payment_failed: attempt_count,
 next_payment_attempt, hosted_invoice_url) for the app's "fix your card" banner.
-`, base, sc.AdminAddr(), demoUser, demoCustomer, tok, selfCommand(), demoPrice)
+`, base, sc.AdminAddr(), demoUser, demoCustomer, tok, selfCommand(), demoPrice, demoTeamPrice, demoUser2, tok2)
 }
 
 // selfCommand is how to run this binary again from the same directory:

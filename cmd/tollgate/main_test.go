@@ -100,7 +100,7 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 	out := lineWriter{make(chan string, 1000)}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"demo", "-listen", "127.0.0.1:0"}, out, io.Discard) }()
-	var base, token, admin string
+	var base, token, token2, admin string
 	// event type (and -status, if any) -> the printed command's args from "trigger" on
 	triggers := map[string][]string{}
 	deadline := time.After(30 * time.Second)
@@ -114,6 +114,9 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 			if v, ok := strings.CutPrefix(l, "export TOKEN="); ok {
 				token = v
 			}
+			if v, ok := strings.CutPrefix(l, "export TOKEN2="); ok {
+				token2 = v
+			}
 			if v, ok := strings.CutPrefix(l, "admin:"); ok {
 				admin = strings.Fields(v)[0]
 			}
@@ -122,6 +125,9 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 				args := f[slices.Index(f, "trigger"):]
 				key := args[1]
 				if i := slices.Index(args, "-status"); i > 0 && i+1 < len(args) {
+					key += " " + args[i+1]
+				}
+				if i := slices.Index(args, "-price"); i > 0 && i+1 < len(args) && args[i+1] != demoPrice {
 					key += " " + args[i+1]
 				}
 				triggers[key] = args
@@ -174,6 +180,11 @@ func TestDemoPrintsWorkingCommands(t *testing.T) {
 			`"payment_url":"https://invoice.stripe.com/i/acct_tollgate/test_in_tollgate_demo"`},
 		{"invoice paid", "/api/hello", token, "invoice.paid", 402, "subscription_required"},
 		{"active again", "/api/hello", token, "customer.subscription.updated active", 200, `"X-Tollgate-Status":"active"`},
+		// Seats: the team plan's one seat goes to the first user.
+		{"team plan: the first user takes the seat", "/api/hello", token, "customer.subscription.updated active price_demo_team", 200, `"X-Tollgate-Plan":"team"`},
+		{"team plan: the second user finds it taken", "/api/hello", token2, "", 403,
+			`{"error":{"code":"seat_limit","message":"The one seat of your plan is taken; ask an admin to release it, or upgrade."},"limit":1,"used":1}`},
+		{"team plan: the seat's holder", "/api/hello", token, "", 200, `"X-Tollgate-User":"user_demo"`},
 		{"canceled", "/api/hello", token, "customer.subscription.deleted", 402, "subscription_required"},
 	}
 	for _, c := range steps {

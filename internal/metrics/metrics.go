@@ -41,6 +41,13 @@ type Metrics struct {
 	StripeRequests        *prometheus.CounterVec   // operation, code
 	StripeRequestDuration *prometheus.HistogramVec // operation
 
+	// Subscriptions and SeatsInUse are counted from the store by one
+	// replica at a time (the others export 0); TrialConversions is counted
+	// by the replica whose write stored the trial's end.
+	Subscriptions    *prometheus.GaugeVec   // plan, status
+	SeatsInUse       *prometheus.GaugeVec   // plan
+	TrialConversions *prometheus.CounterVec // plan, result
+
 	// Per-customer series exist only after EnablePerCustomer
 	// (metrics.per_customer); nil otherwise.
 	CustomerRequests   *prometheus.CounterVec // customer, decision
@@ -159,6 +166,18 @@ func New() *Metrics {
 			Help:    "Stripe API request latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}, []string{"operation"}),
+		Subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_subscriptions",
+			Help: "Stored subscriptions by plan and Stripe status, counted from the store every metrics.subscriptions_interval by one replica at a time (the others export 0: use max() or sum() across replicas).",
+		}, []string{"plan", "status"}),
+		SeatsInUse: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_seats_in_use",
+			Help: "Seats held, summed over the customers whose entitled plan limits seats, by that plan; counted like tollgate_subscriptions.",
+		}, []string{"plan"}),
+		TrialConversions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_trial_conversions_total",
+			Help: "Trials that ended, by plan and result: converted (trialing to active), canceled (by the customer, or before the trial's end), expired (the trial ended unpaid: paused, past_due, unpaid, incomplete, or ended at its end). Each once across replicas.",
+		}, []string{"plan", "result"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamDuration, m.JWTValidations,
 		m.JWKSFetches, m.JWKSLastSuccess,
@@ -166,6 +185,7 @@ func New() *Metrics {
 		m.UsageUnits, m.UsageReportedUnits, m.UsagePendingUnits, m.UsageReportErrors, m.UsageDriftUnits,
 		m.UsageInvalid, m.QuotaLeaseRequests,
 		m.StripeRequests, m.StripeRequestDuration,
+		m.Subscriptions, m.SeatsInUse, m.TrialConversions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range QuotaLeaseResults {
 		m.QuotaLeaseRequests.WithLabelValues(r)
@@ -175,6 +195,14 @@ func New() *Metrics {
 	}
 	return m
 }
+
+// SubscriptionStatuses are the status labels of tollgate_subscriptions:
+// the Stripe statuses a stored subscription can have (ended ones, canceled
+// and incomplete_expired, are not kept in the store).
+var SubscriptionStatuses = []string{"active", "trialing", "past_due", "unpaid", "incomplete", "paused"}
+
+// TrialResults are the result labels of tollgate_trial_conversions_total.
+var TrialResults = []string{"converted", "canceled", "expired"}
 
 // LinkResults are the result labels of tollgate_user_links_total.
 var LinkResults = []string{"linked", "conflict", "unverified", "mismatch"}

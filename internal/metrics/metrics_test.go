@@ -35,6 +35,9 @@ func touch(m *Metrics) {
 	m.QuotaLeaseRequests.WithLabelValues("granted").Inc()
 	m.StripeRequests.WithLabelValues("POST /v1/billing/meter_events", "200").Inc()
 	m.StripeRequestDuration.WithLabelValues("POST /v1/billing/meter_events").Observe(0.1)
+	m.Subscriptions.WithLabelValues("pro", "active").Set(1)
+	m.SeatsInUse.WithLabelValues("team").Set(1)
+	m.TrialConversions.WithLabelValues("pro", "converted").Inc()
 }
 
 // The metric names, types, labels and help are a contract (the SPEC's

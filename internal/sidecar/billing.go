@@ -18,6 +18,9 @@ func newBilling(s *Sidecar, source entitlements.Source) ([]proxy.Mount, error) {
 	}
 	o := billing.Options{Config: cfg, Stripe: s.Stripe, Store: s.Customers, Source: source, Gate: s.Gate,
 		Checkouts: billing.NewRedisCheckouts(s.Store), Replays: billing.NewRedisReplays(s.Store), Logger: s.log, Now: s.now}
+	if s.seats != nil {
+		o.Seats = s.seats.seats
+	}
 	if s.meter != nil {
 		// What the meter counted (in Redis, buffered and in memory): what
 		// the customer is billed for.

@@ -19,6 +19,7 @@ import (
 type gateAdapter struct {
 	g       *entitlements.Gate
 	limited map[string]bool // meters some plan limits
+	seats   *seatGate       // nil: no plan limits seats
 }
 
 var _ proxy.Gate = gateAdapter{}
@@ -31,6 +32,9 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial != nil {
 		return pd, httpDenial(d.Denial)
+	}
+	if herr := a.seats.check(ctx, route, id, d); herr != nil {
+		return pd, herr
 	}
 	if limit, ok := d.Limit(route.Meter); ok && route.Meter != "" && id.Customer != "" && !d.PeriodStart.IsZero() {
 		pd.Limit = proxy.Limit{Set: true, Units: limit, PeriodStart: d.PeriodStart, PeriodEnd: d.PeriodEnd}

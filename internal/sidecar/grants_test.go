@@ -60,7 +60,7 @@ func newGrantsRig(t *testing.T, mutate func(*config.Config)) *grantsRig {
 	}
 	g.a, g.b = start(t, newCfg()), start(t, newCfg())
 	waitReady(t, g.a, g.b)
-	g.grants = g.a.sc.Customers.(*entitlements.RedisStore)
+	g.grants = entitlements.NewRedisStore(g.a.sc.Store)
 	return g
 }
 

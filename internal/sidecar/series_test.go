@@ -65,7 +65,7 @@ func seriesConfig(t *testing.T, upstream, redisURL, stripeURL string) *config.Co
 	cfg := meteringConfig(t, upstream, redisURL, stripeURL)
 	cfg.Stripe.WebhookSecrets = []string{"whsec_test"}
 	cfg.Plans = map[string]*config.Plan{"pro": {Prices: []string{"price_pro"}, Features: []string{"exports"},
-		Limits: map[string]int64{"calls": 100}}}
+		Limits: map[string]int64{"calls": 100}}, "team": {Prices: []string{"price_team"}, Seats: "5"}}
 	cfg.Routes = []*config.Route{
 		{Name: "public", Path: "/healthz", Auth: config.AuthNone},
 		{Name: "api", Path: "/api/**", Require: config.Require{Subscription: true}, Meter: "calls"},
@@ -118,6 +118,13 @@ func TestLabelledSeriesExistAtZeroFromStart(t *testing.T) {
 		{"tollgate_usage_report_errors_total", "meter=calls,reason=unknown_customer"},
 		{"tollgate_usage_report_errors_total", "meter=calls,reason=buffer_full_dropped"},
 		{"tollgate_usage_report_errors_total", "meter=calls,reason=lost_at_shutdown"},
+		{"tollgate_requests_total", "decision=seat_limit,route=api"},
+		{"tollgate_subscriptions", "plan=pro,status=active"},
+		{"tollgate_subscriptions", "plan=team,status=incomplete"},
+		{"tollgate_trial_conversions_total", "plan=pro,result=converted"},
+		{"tollgate_trial_conversions_total", "plan=team,result=canceled"},
+		{"tollgate_trial_conversions_total", "plan=team,result=expired"},
+		{"tollgate_seats_in_use", "plan=team"},
 	}
 	for _, w := range wants {
 		v, ok := seriesValue(fams, w.name, w.labels)

@@ -41,6 +41,7 @@ type Sidecar struct {
 	reconciler *entitlements.Reconciler // nil without a Stripe key
 	meter      meterService             // nil when no meters are configured
 	quotas     *meter.Quotas            // nil when no plan limits a meter
+	seats      *seatGate                // nil when no plan limits seats
 	now        func() time.Time
 	handler    *proxy.Server
 
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		s.Metrics.EnablePerCustomer()
 	}
 	initOperatorMetrics(s.Metrics, cfg)
+	initLifecycleMetrics(s.Metrics, cfg)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -82,7 +84,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 	}
 	s.Stripe = stripeapi.New(cfg.Stripe, s.Metrics, log)
 	customers := entitlements.NewRedisStore(s.Store)
-	s.Customers = customers
+	s.Customers = observeTrials(customers, cfg, s.Metrics, log)
 	var source entitlements.Source
 	if cfg.Stripe.SecretKey != "" {
 		src := entitlements.NewStripeSource(s.Stripe)
@@ -116,6 +118,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 			MaxShares: cfg.Gating.CacheSize, Metrics: s.Metrics, Logger: log, Now: s.now,
 		})
 	}
+	s.seats = newSeatGate(s)
 	mounts, err := newWebhook(ctx, s)
 	if err != nil {
 		s.close()
@@ -131,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Mounts:        mounts,
 		Config:        cfg,
 		Authenticator: s.verifier,
-		Gate:          gateAdapter{g: s.Gate, limited: limited},
+		Gate:          gateAdapter{g: s.Gate, limited: limited, seats: s.seats},
 		Metrics:       s.Metrics,
 		Logger:        log,
 	}
@@ -248,6 +251,10 @@ func (s *Sidecar) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	s.startWebhookWorkers(ctx, wg)
 	s.startReconcile(ctx, wg)
+	s.startCensus(ctx, wg)
+	if s.seats != nil {
+		s.seats.run(ctx, wg)
+	}
 }
 
 func (s *Sidecar) shutdown(now bool, stopWorkers context.CancelFunc) {

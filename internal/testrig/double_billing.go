@@ -45,6 +45,7 @@ func (d *StripeDouble) registerBillingRoutes() {
 	d.registerCheckoutExpireRoute()
 	d.registerSubscriptionRoutes()
 	d.registerScheduleRoutes()
+	d.registerItemRoutes()
 }
 
 // PutCheckoutSession adds or replaces a Checkout Session (keyed by s.ID).
