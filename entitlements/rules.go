@@ -127,7 +127,7 @@ type subView struct {
 	limits      map[string]int64
 	// granted marks the subscription a granted plan stands for.
 	granted bool
-	seats       *SeatLimit // nil: seats not limited
+	seats   *SeatLimit // nil: seats not limited
 }
 
 // view is a State, and the grants in force, prepared for decisions.

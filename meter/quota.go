@@ -433,7 +433,6 @@ func (q *Quotas) Overrun(c Claim) (*Share, error) {
 // SettleOverrun ends an Overrun: used units were served.
 func (s *Share) SettleOverrun(used int64) { s.settle(0, used, 1) }
 
-//
 // Sums are saturating (issue 9): used is at most MaxTotal, and what the
 // share served stops at MaxTotal, which closes any quota; a reservation
 // is at most what is in flight, so no caller can make units out of nothing.
