@@ -47,8 +47,13 @@ type Gate struct {
 	now     func() time.Time
 	// confirmed is when the watcher last proved the cache current: every
 	// change announced before it has been applied (unix nanoseconds; 0
-	// while the feed is down).
+	// until the first proof). It is kept while the feed is down: decisions
+	// on last-known state age from it (issue 11: resetting it made them
+	// age from each customer's load instead).
 	confirmed atomic.Int64
+	// live is set while the change feed is subscribed and has confirmed
+	// the cache since (readiness).
+	live atomic.Bool
 	// announced counts the announcements the watcher has seen, so that a
 	// load that raced one (read before the write, cached after the
 	// announcement was skipped as "not cached") reads again.
@@ -246,7 +251,7 @@ func (g *Gate) Apply(st *State) {
 func (g *Gate) Forget(customer string) { g.cache.remove(customer) }
 
 // Live reports whether the change feed is up and has confirmed the cache.
-func (g *Gate) Live() bool { return g.confirmed.Load() != 0 }
+func (g *Gate) Live() bool { return g.live.Load() }
 
 // Cached returns the number of customers in memory.
 func (g *Gate) Cached() int { return g.cache.len() }

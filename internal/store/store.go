@@ -78,10 +78,12 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 			o := opts.Simple()
 			o.Network = "unix"
 			s.Client = redis.NewClient(o)
+			promptRedial(s.Client)
 			return s, nil
 		}
 	}
 	s.Client = redis.NewUniversalClient(opts)
+	promptRedial(s.Client)
 	return s, nil
 }
 
