@@ -170,6 +170,7 @@ func (g *Gate) markConfirmed(t time.Time) {
 		g.confirmed.Store(t.UnixNano())
 	}
 }
+
 // reload applies one announced change, if the customer is in memory.
 func (g *Gate) reload(ctx context.Context, customer string) error {
 	if !g.cache.has(customer) {
