@@ -21,24 +21,30 @@ import (
 // bounded by the pool (MaxConcurrentDials), and a refused dial costs a few
 // microseconds, so nothing storms while Redis is down; callers pace their
 // own retries (the change feed pings every 100 ms).
-func promptRedial(c redis.UniversalClient) {
+//
+// The hook also tells sw (when not nil) the server each dial reached.
+func promptRedial(c redis.UniversalClient, sw *switchWatch) {
+	h := redialHook{sw}
 	switch c := c.(type) {
 	case *redis.ClusterClient:
 		// Hooks on a Cluster client wrap commands; dials belong to the
 		// node clients, created as nodes are discovered.
-		c.OnNewNode(func(n *redis.Client) { n.AddHook(redialHook{}) })
+		c.OnNewNode(func(n *redis.Client) { n.AddHook(h) })
 	default:
-		c.AddHook(redialHook{})
+		c.AddHook(h)
 	}
 }
 
-type redialHook struct{}
+type redialHook struct{ sw *switchWatch }
 
-func (redialHook) DialHook(next redis.DialHook) redis.DialHook {
+func (h redialHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
 		if err != nil {
 			return failedConn{err: dialError{err}}, nil
+		}
+		if h.sw != nil {
+			h.sw.reached(conn.RemoteAddr().String())
 		}
 		return conn, nil
 	}

@@ -25,6 +25,7 @@ type Store struct {
 	Client   redis.UniversalClient
 	Keys     Keys
 	embedded *miniredis.Miniredis
+	switches *switchWatch // Sentinel only
 }
 
 // Open connects to the configured Redis, or starts the embedded store when
@@ -78,12 +79,15 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 			o := opts.Simple()
 			o.Network = "unix"
 			s.Client = redis.NewClient(o)
-			promptRedial(s.Client)
+			promptRedial(s.Client, nil)
 			return s, nil
 		}
 	}
 	s.Client = redis.NewUniversalClient(opts)
-	promptRedial(s.Client)
+	if _, ok := s.Client.(*redis.Client); ok && cfg.MasterName != "" {
+		s.switches = newSwitchWatch() // a failover client: dials reach the current primary
+	}
+	promptRedial(s.Client, s.switches)
 	return s, nil
 }
 

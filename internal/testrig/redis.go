@@ -37,6 +37,12 @@ type RedisOption func(*redisConfig)
 type redisConfig struct {
 	persistence bool // AOF with appendfsync always
 	cluster     bool // a Redis Cluster node (StartRedisCluster)
+	// replicaOf is the primary's "127.0.0.1:port" for a replica
+	// (StartRedisSentinel); empty for a primary.
+	replicaOf string
+	// sentinel, when set, makes the process a Sentinel monitoring it
+	// (StartRedisSentinel).
+	sentinel *sentinelMonitor
 }
 
 func newRedisConfig(opts []RedisOption) redisConfig {
@@ -234,13 +240,23 @@ func (r *Redis) launchLocked() error {
 }
 
 func (r *Redis) args(logPath string) []string {
-	args := []string{
+	var args []string
+	if r.cfg.sentinel != nil {
+		args = []string{r.sentinelConf(), "--sentinel"}
+	}
+	args = append(args,
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--dir", r.dir,
 		"--logfile", logPath,
 		"--daemonize", "no",
+	)
+	if r.cfg.sentinel != nil {
+		return args
+	}
+	if host, port, ok := strings.Cut(r.cfg.replicaOf, ":"); ok {
+		args = append(args, "--replicaof", host, port)
 	}
 	if r.cfg.cluster {
 		args = append(args,
