@@ -255,8 +255,11 @@ func (f *fleet) firstTimes(timeout time.Duration, cond func(i int) error) []time
 // served for every customer, and no meter event identifier twice.
 func (f *fleet) meteredExactly(customers []string) {
 	f.t.Helper()
+	total := int64(0)
+	defer func() { f.t.Logf("%d units served and reported once", total) }()
 	for _, c := range customers {
 		served := f.ledger.sum(c, time.Time{})
+		total += served
 		testrig.WaitFor(f.t, 40*time.Second, func() error {
 			if got := reportedUnits(f.double, c); got != served {
 				return fmt.Errorf("%s: %d units reported to Stripe, %d served", c, got, served)
