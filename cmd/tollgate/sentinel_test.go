@@ -74,7 +74,9 @@ func TestSentinelFailoverWithThreeReplicas(t *testing.T) {
 		within(t, fmt.Sprintf("replica %d: a first-seen customer served", i), switched, firstSeen[i], time.Second)
 		within(t, fmt.Sprintf("replica %d: the webhook's cancellation enforced", i), acked, enforced[i], time.Second)
 	}
-	known := func(o outcome) bool { return slices.Contains(paying, o.customer) && (o.customer != changed || o.sent.Before(acked)) }
+	known := func(o outcome) bool {
+		return slices.Contains(paying, o.customer) && (o.customer != changed || o.sent.Before(acked))
+	}
 	for _, o := range f.record.where(known) {
 		if o.status != http.StatusOK {
 			t.Errorf("replica %d: %s at %v from the switch got %d %s; want 200 throughout the failover",
