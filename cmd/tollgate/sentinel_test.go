@@ -95,8 +95,8 @@ type webhooks struct {
 }
 
 // webhookStream activates a new customer by webhook every 100 ms, at the
-// replicas in turn, each event posted until it gets 200, until stop is
-// closed.
+// replicas in turn, until stop is closed. Each event is posted until it
+// gets 200, on its own, as Stripe retries each delivery on its own.
 func (f *fleet) webhookStream(stop <-chan struct{}) *webhooks {
 	h := &webhooks{}
 	h.wg.Go(func() {
@@ -108,11 +108,13 @@ func (f *fleet) webhookStream(stop <-chan struct{}) *webhooks {
 			}
 			c := "cus_W" + strconv.Itoa(n)
 			f.subscribe(c, stripe.SubscriptionStatusActive)
-			f.postWebhook(n%len(f.replicas), "evt_stream_"+strconv.Itoa(n), "customer.subscription.created",
-				map[string]any{"id": "sub_" + c, "object": "subscription", "customer": c, "status": "active"})
-			h.mu.Lock()
-			h.customers = append(h.customers, c)
-			h.mu.Unlock()
+			h.wg.Go(func() {
+				f.postWebhook(n%len(f.replicas), "evt_stream_"+strconv.Itoa(n), "customer.subscription.created",
+					map[string]any{"id": "sub_" + c, "object": "subscription", "customer": c, "status": "active"})
+				h.mu.Lock()
+				h.customers = append(h.customers, c)
+				h.mu.Unlock()
+			})
 		}
 	})
 	return h
