@@ -103,7 +103,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	now := g.now()
 	e := g.cache.get(customer)
-	if e != nil && !e.negativeUntil.IsZero() && now.After(e.negativeUntil) {
+	if e != nil && e.negative() && now.UnixNano() > e.negativeUntil {
 		e = nil // a negative answer expired: ask again
 	}
 	result := "hit"
@@ -116,7 +116,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 		}
 		result = "miss"
 	}
-	if !e.negativeUntil.IsZero() {
+	if e.negative() {
 		g.metrics.EntitlementCache.WithLabelValues("negative").Inc()
 		if !req.Any() {
 			return Decision{}
@@ -133,7 +133,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	g.metrics.EntitlementCache.WithLabelValues(result).Inc()
 	g.metrics.EntitlementAge.Observe(age.Seconds())
-	d := g.rules.decide(e.view, req, now)
+	d := g.rules.decide(&e.view, req, now)
 	d.Age = age
 	return d
 }
@@ -160,10 +160,7 @@ func (g *Gate) withUpgrade(d *Denial) *Denial {
 
 // confirmedSince is the time the entry was last known to be current.
 func (g *Gate) confirmedSince(e *entry) time.Time {
-	if c := g.confirmed.Load(); c > e.loadedAt.UnixNano() {
-		return time.Unix(0, c)
-	}
-	return e.loadedAt
+	return time.Unix(0, max(g.confirmed.Load(), e.loadedAt))
 }
 
 // load reads a customer not in memory: from the store, else from Stripe
@@ -204,7 +201,8 @@ func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 	case errors.Is(err, ErrNotFound):
 		if st, err = g.fetch(ctx, customer); err != nil {
 			if errors.Is(err, ErrUnknownCustomer) {
-				e := &entry{view: &view{}, loadedAt: start, negativeUntil: start.Add(g.cfg.NegativeTTL)}
+				e := &entry{view: view{stripe: noFeatures}, loadedAt: start.UnixNano(),
+					negativeUntil: start.Add(g.cfg.NegativeTTL).UnixNano()}
 				g.cache.put(customer, e)
 				return e, nil
 			}
@@ -213,7 +211,7 @@ func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 	default:
 		return nil, err
 	}
-	e := &entry{view: g.viewOf(st, true), loadedAt: start}
+	e := newEntry(g.viewOf(st, true), start)
 	g.cache.put(customer, e)
 	return e, nil
 }
@@ -244,7 +242,7 @@ func (g *Gate) fetch(ctx context.Context, customer string) (*State, error) {
 // Apply puts a state written by this replica into its own cache at once
 // (the announcement reaches the other replicas).
 func (g *Gate) Apply(st *State) {
-	g.cache.put(st.Customer, &entry{view: g.viewOf(st, true), loadedAt: g.now()})
+	g.cache.put(st.Customer, newEntry(g.viewOf(st, true), g.now()))
 }
 
 // Forget drops a customer from this replica's cache.
@@ -266,11 +264,12 @@ func newGatePlans(cfg map[string]*config.Plan, anyPrice bool) *Plans {
 // change, not the periodic refresh), a running subscription ignored for
 // holding no configured price is logged: its customer is being denied,
 // most likely because a new price is missing from plans.
-func (g *Gate) viewOf(st *State, tell bool) *view {
-	v := newView(st, g.plans)
-	if tell && len(v.ignored) > 0 {
-		g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
-			"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", v.ignored)
+func (g *Gate) viewOf(st *State, tell bool) view {
+	if tell {
+		if ignored := ignoredSubscriptions(st, g.plans); len(ignored) > 0 {
+			g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
+				"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", ignored)
+		}
 	}
-	return v
+	return newView(st, g.plans)
 }

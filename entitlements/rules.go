@@ -3,7 +3,6 @@ package entitlements
 import (
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -54,6 +53,7 @@ type Plans struct {
 	byPrice   map[string]string
 	features  map[string][]string
 	limits    map[string]map[string]int64
+	interned  interned // what cached customers share (view.go)
 }
 
 // NewPlans indexes the configured plans.
@@ -102,84 +102,6 @@ func (p *Plans) limitsOf(plans []string) map[string]int64 {
 	return out
 }
 
-// subView is one subscription, resolved against the configured plans once,
-// when the state enters the cache, so that a decision does no allocation.
-type subView struct {
-	status      string
-	plans       []string
-	periodStart time.Time
-	periodEnd   time.Time
-	cancelAtEnd bool
-	features    []string // sorted: plan features ∪ Stripe entitlements
-	planHeader  string
-	featHeader  string
-	limits      map[string]int64
-}
-
-// view is a State prepared for decisions.
-type view struct {
-	plans *Plans
-	subs  []subView
-	// ignored lists running subscriptions left out for holding no
-	// configured price, for the operator to hear of.
-	ignored        []string
-	stripeFeatures []string
-	stripeHeader   string
-}
-
-func newView(st *State, plans *Plans) *view {
-	v := &view{plans: plans, stripeFeatures: sortedUnique(st.Features)}
-	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
-	if st.Deleted {
-		return v
-	}
-	for _, s := range st.Subscriptions {
-		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd, cancelAtEnd: s.CancelAtPeriodEnd}
-		feats := append([]string(nil), st.Features...)
-		for _, price := range s.Prices {
-			if name, ok := plans.byPrice[price]; ok && !slices.Contains(sv.plans, name) {
-				sv.plans = append(sv.plans, name)
-				feats = append(feats, plans.features[name]...)
-			}
-		}
-		if len(sv.plans) == 0 && plans.onlyKnown {
-			// Another product's subscription: not this app's to honour.
-			if s.Status == StatusActive || s.Status == StatusTrialing || s.Status == StatusPastDue {
-				v.ignored = append(v.ignored, s.ID)
-			}
-			continue
-		}
-		sort.Strings(sv.plans)
-		sv.features = sortedUnique(feats)
-		sv.limits = plans.limitsOf(sv.plans)
-		sv.planHeader = strings.Join(sv.plans, ",")
-		sv.featHeader = strings.Join(sv.features, ",")
-		v.subs = append(v.subs, sv)
-	}
-	return v
-}
-
-func sortedUnique(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return slices.Compact(out)
-}
-
-// entitled applies the SPEC's status rules at time now.
-func (s *subView) entitled(now time.Time, grace time.Duration) bool {
-	switch s.status {
-	case StatusActive, StatusTrialing:
-		// cancel_at_period_end keeps access until the period ends, and no
-		// longer, even if the deletion webhook is late.
-		return !s.cancelAtEnd || s.periodEnd.IsZero() || now.Before(s.periodEnd)
-	case StatusPastDue:
-		// Grace runs from the end of the unpaid period; with no known
-		// period there is nothing to run from, so it fails closed.
-		return !s.periodEnd.IsZero() && now.Before(s.periodEnd.Add(grace))
-	}
-	return false
-}
-
 // Rules holds what a decision needs besides the state.
 type Rules struct {
 	Grace      time.Duration
@@ -204,18 +126,18 @@ func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 	}
 	switch {
 	case first == nil:
-		d.Features = v.stripeHeader
+		d.Features = v.stripe.header
 		if len(v.subs) > 0 {
 			d.Status = v.subs[0].status
 		}
 	case extra == 0:
-		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
-		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
-		d.limits = first.limits
+		d.Plan, d.Status, d.Features = first.shape.planHeader, first.status, first.shape.featHeader
+		d.PeriodStart, d.PeriodEnd = unixTime(first.periodStart), unixTime(first.periodEnd)
+		d.limits = first.shape.limits
 	default:
 		d = r.merge(v, now)
 	}
-	if first == nil && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
+	if first == nil && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripe.names, req.Features)) {
 		d.Denial = r.deny(http.StatusPaymentRequired, "subscription_required", subscriptionMessage(v))
 		return d
 	}
@@ -244,6 +166,8 @@ func subscriptionMessage(v *view) string {
 func (r Rules) merge(v *view, now time.Time) Decision {
 	var d Decision
 	var plans, feats []string
+	var index *Plans
+	var start, end int64
 	for i := range v.subs {
 		s := &v.subs[i]
 		if !s.entitled(now, r.Grace) {
@@ -252,22 +176,24 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 		if d.Status == "" {
 			d.Status = s.status
 		}
-		plans = append(plans, s.plans...)
-		feats = append(feats, s.features...)
-		if s.periodEnd.After(d.PeriodEnd) {
-			d.PeriodStart, d.PeriodEnd = s.periodStart, s.periodEnd
+		index = s.shape.index
+		plans = append(plans, s.shape.plans...)
+		feats = append(feats, s.shape.features...)
+		if s.periodEnd > end {
+			start, end = s.periodStart, s.periodEnd
 		}
 	}
-	d.limits = v.plans.limitsOf(sortedUnique(plans))
+	d.PeriodStart, d.PeriodEnd = unixTime(start), unixTime(end)
+	d.limits = index.limitsOf(sortedUnique(plans))
 	d.Plan = strings.Join(sortedUnique(plans), ",")
-	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
+	d.Features = strings.Join(sortedUnique(append(feats, v.stripe.names...)), ",")
 	return d
 }
 
 func (r Rules) anyPlan(v *view, want []string, now time.Time) bool {
 	for i := range v.subs {
 		if s := &v.subs[i]; s.entitled(now, r.Grace) {
-			for _, p := range s.plans {
+			for _, p := range s.shape.plans {
 				if slices.Contains(want, p) {
 					return true
 				}
@@ -281,10 +207,10 @@ func (r Rules) anyPlan(v *view, want []string, now time.Time) bool {
 // subscription (nor Stripe) grants, or "".
 func (r Rules) missingFeature(v *view, want []string, now time.Time) string {
 	for _, f := range want {
-		found := has(v.stripeFeatures, f)
+		found := has(v.stripe.names, f)
 		for i := 0; i < len(v.subs) && !found; i++ {
 			s := &v.subs[i]
-			found = s.entitled(now, r.Grace) && has(s.features, f)
+			found = s.entitled(now, r.Grace) && has(s.shape.features, f)
 		}
 		if !found {
 			return f

@@ -66,7 +66,7 @@ func TestDecideRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := c.state
 			r := Rules{Grace: grace, UpgradeURL: "https://app.example/upgrade"}
-			d := r.decide(newView(&st, NewPlans(testPlans)), c.req, c.now)
+			d := r.decide(prepared(&st, NewPlans(testPlans)), c.req, c.now)
 			gotCode := ""
 			if d.Denial != nil {
 				gotCode = d.Denial.Code
@@ -105,7 +105,7 @@ func TestUnknownPrices(t *testing.T) {
 			func() Subscription { s := sub("active", "price_pro"); s.ID = "sub_2"; return s }()}}, "", "pro"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := Rules{}.decide(newView(&c.state, c.plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
+			d := Rules{}.decide(prepared(&c.state, c.plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
 			code := ""
 			if d.Denial != nil {
 				code = d.Denial.Code
@@ -158,10 +158,16 @@ func TestDecisionLimits(t *testing.T) {
 			s.ID = fmt.Sprint("sub_", i)
 			st.Subscriptions = append(st.Subscriptions, s)
 		}
-		d := Rules{}.decide(newView(&st, NewPlans(plans)), config.Require{}, now)
+		d := Rules{}.decide(prepared(&st, NewPlans(plans)), config.Require{}, now)
 		got, ok := d.Limit(c.meter)
 		if got != c.want || ok != c.wantOK {
 			t.Errorf("%s: Limit(%q) = %d, %v; want %d, %v", c.name, c.meter, got, ok, c.want, c.wantOK)
 		}
 	}
+}
+
+// prepared is the view a decision reads.
+func prepared(st *State, plans *Plans) *view {
+	v := newView(st, plans)
+	return &v
 }

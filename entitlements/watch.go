@@ -185,7 +185,7 @@ func (g *Gate) reload(ctx context.Context, customer string) error {
 	if err != nil {
 		return err
 	}
-	g.cache.put(customer, &entry{view: g.viewOf(st, true), loadedAt: start})
+	g.cache.put(customer, newEntry(g.viewOf(st, true), start))
 	return nil
 }
 
@@ -203,8 +203,8 @@ func (g *Gate) refreshAll(ctx context.Context) error {
 		}
 		for _, c := range batch {
 			if st, ok := states[c]; ok {
-				g.cache.put(c, &entry{view: g.viewOf(st, false), loadedAt: start})
-			} else if e := g.cache.get(c); e != nil && e.negativeUntil.IsZero() {
+				g.cache.put(c, newEntry(g.viewOf(st, false), start))
+			} else if e := g.cache.get(c); e != nil && !e.negative() {
 				g.cache.remove(c) // deleted meanwhile: load afresh on next use
 			}
 		}

@@ -1,0 +1,182 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/entitlements"
+	"github.com/tollgate-dev/tollgate/internal/store"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
+)
+
+// memoryCustomers is how many customers BenchmarkCachedCustomerMemory
+// loads: the default gating.cache_size.
+const memoryCustomers = 100_000
+
+// BenchmarkCachedCustomerMemory is the live heap a running sidecar holds
+// per customer in its entitlement cache (issue 11: the earlier figure came
+// from a one-price state). 100,000 realistic states (three items, Stripe
+// entitlement features, schedules, a past subscription for some) are in
+// Redis; a running sidecar loads each one the way a first request does
+// (Gate.Decide), and the heap in use after a GC, minus the heap before the
+// loads, is divided by the customers now cached. The customer ids are made
+// during the loads, so the cache's own copy of each key is counted.
+//
+//	go test -run '^$' -bench CachedCustomerMemory -benchtime 1x ./internal/sidecar/
+func BenchmarkCachedCustomerMemory(b *testing.B) {
+	rd := testrig.StartRedis(b, testrig.WithoutPersistence())
+	cfg := memoryConfig(rd.URL())
+	seedRealisticStates(b, rd, cfg.Redis.Prefix, memoryCustomers)
+	for range b.N {
+		perCustomer := measureCachedCustomers(b, cfg, memoryCustomers)
+		b.ReportMetric(perCustomer, "B/customer")
+		b.ReportMetric(perCustomer*memoryCustomers/1e6, "MB/100k")
+	}
+}
+
+// measureCachedCustomers starts a sidecar, loads n customers into its
+// cache and returns the live heap per cached customer.
+func measureCachedCustomers(b *testing.B, cfg *config.Config, n int) float64 {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sc.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sc.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	testrig.Eventually(b, "the change feed to be live", sc.Gate.Live)
+
+	before := liveHeap()
+	req := config.Require{Subscription: true}
+	var wg sync.WaitGroup
+	const loaders = 8
+	for w := range loaders {
+		wg.Go(func() {
+			for i := w; i < n; i += loaders {
+				if d := sc.Gate.Decide(ctx, customerID(i), req, false); d.Denial != nil && d.Denial.Status == 503 {
+					b.Errorf("customer %d: %s", i, d.Denial.Code)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	after := liveHeap()
+	if got := sc.Gate.Cached(); got != n {
+		b.Fatalf("cached %d customers; want %d", got, n)
+	}
+	return float64(after-before) / float64(n)
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func customerID(i int) string { return fmt.Sprintf("cus_Q%013d", i) }
+
+// memoryConfig is a sidecar on redisURL with a realistic price list: three
+// plans sold monthly and yearly, a metered price, a seat price and an
+// add-on, with features and a quota.
+func memoryConfig(redisURL string) *config.Config {
+	cfg := config.Default()
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Upstream = "http://127.0.0.1:1"
+	cfg.Server.DrainDelay = 0
+	cfg.Redis.URL = redisURL
+	cfg.Redis.Prefix = "tgm:"
+	cfg.Auth.JWT.Algorithms, cfg.Auth.JWT.Audience = []string{"HS256"}, []string{"api"}
+	cfg.Auth.JWT.HMACSecret = "memory-benchmark-secret-0123456789"
+	cfg.Plans = map[string]*config.Plan{
+		"starter": {Prices: []string{"price_1QStarterMonthly", "price_1QStarterYearly"}, Features: []string{"reports"},
+			Limits: map[string]int64{"api_calls": 10_000}},
+		"pro": {Prices: []string{"price_1QProMonthly", "price_1QProYearly"}, Features: []string{"reports", "exports", "webhooks"},
+			Limits: map[string]int64{"api_calls": 100_000}},
+		"team":  {Prices: []string{"price_1QTeamMonthly", "price_1QTeamYearly"}, Features: []string{"reports", "exports", "webhooks", "sso"}},
+		"calls": {Prices: []string{"price_1QApiCallsMetered"}},
+		"seats": {Prices: []string{"price_1QSeat"}, Features: []string{"shared-dashboards"}},
+	}
+	cfg.Routes = []*config.Route{{Path: "/api/**", Require: config.Require{Subscription: true}}}
+	return cfg
+}
+
+var basePrices = []string{"price_1QStarterMonthly", "price_1QProMonthly", "price_1QTeamYearly", "price_1QProYearly"}
+
+// realisticState is customer i as Stripe would make it: one subscription
+// of three items (a plan, the metered calls price, seats), Stripe active
+// entitlements for most, a schedule for some, a trial or a cancellation
+// for others, and a past canceled subscription for one in five.
+func realisticState(i int, now time.Time) *entitlements.State {
+	id := customerID(i)
+	start := now.Add(-time.Duration(i%28) * 24 * time.Hour).Truncate(time.Second).UTC()
+	base := basePrices[i%len(basePrices)]
+	sub := entitlements.Subscription{
+		ID: fmt.Sprintf("sub_1Q%014d", i), Status: []string{"active", "active", "active", "trialing", "past_due"}[i%5],
+		Prices: []string{base, "price_1QApiCallsMetered", "price_1QSeat"},
+		Items: []entitlements.Item{{ID: fmt.Sprintf("si_Q%014da", i), Price: base},
+			{ID: fmt.Sprintf("si_Q%014db", i), Price: "price_1QApiCallsMetered"}, {ID: fmt.Sprintf("si_Q%014dc", i), Price: "price_1QSeat"}},
+		CurrentPeriodStart: start, CurrentPeriodEnd: start.AddDate(0, 1, 0), CancelAtPeriodEnd: i%10 == 0,
+		Created: start.AddDate(0, -i%12, 0),
+	}
+	if sub.Status == "trialing" {
+		sub.TrialEnd = start.Add(14 * 24 * time.Hour)
+	}
+	if i%4 == 0 {
+		sub.Schedule = fmt.Sprintf("sub_sched_1Q%010d", i)
+	}
+	st := &entitlements.State{Customer: id, Subscriptions: []entitlements.Subscription{sub},
+		Features: []string{"audit-log", "beta-insights", "priority-support"}[:i%4], HadTrial: i%2 == 0,
+		UpdatedAt: now, Source: fmt.Sprintf("webhook:evt_1Q%016d", i)}
+	if i%7 == 0 {
+		st.PaymentFailures = 1
+	}
+	if i%5 == 0 {
+		old := start.AddDate(-1, 0, 0)
+		st.Subscriptions = append(st.Subscriptions, entitlements.Subscription{ID: fmt.Sprintf("sub_1Q%014dx", i),
+			Status: "canceled", Prices: []string{"price_1QStarterMonthly"},
+			Items:              []entitlements.Item{{ID: fmt.Sprintf("si_Q%014dx", i), Price: "price_1QStarterMonthly"}},
+			CurrentPeriodStart: old, CurrentPeriodEnd: old.AddDate(0, 1, 0), Created: old})
+	}
+	return st
+}
+
+// seedRealisticStates writes n states straight into Redis, as webhooks
+// would have stored them, in pipelines of 1,000.
+func seedRealisticStates(b *testing.B, rd *testrig.Redis, prefix string, n int) {
+	ctx := context.Background()
+	keys := store.Keys{Prefix: prefix}
+	rdb := rd.Client()
+	now := time.Now()
+	for lo := 0; lo < n; lo += 1000 {
+		pipe := rdb.Pipeline()
+		for i := lo; i < min(n, lo+1000); i++ {
+			st := realisticState(i, now)
+			enc, err := json.Marshal(st)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pipe.Set(ctx, keys.Customer(st.Customer, "state"), enc, 0)
+			pipe.SAdd(ctx, keys.Global("customers"), st.Customer)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
