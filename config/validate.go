@@ -32,7 +32,7 @@ type problems struct {
 // add records a problem, with the line of its field (or of the nearest
 // enclosing field that was written in the file).
 func (p *problems) add(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Path: path, Line: p.line(path), Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, fieldError(path, p.line(path), format, args...))
 }
 
 func (p *problems) line(path string) int {
