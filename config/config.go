@@ -171,7 +171,11 @@ type Plan struct {
 
 // Gating tunes entitlement decisions.
 type Gating struct {
-	GracePeriod  time.Duration `yaml:"grace_period"`
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// MaxStaleness is how long decisions may use last-known state while
+	// the store is unreachable, counted from the replica's last proof that
+	// its copy was current (not from when each customer was loaded); then
+	// they fail closed (503) unless a route is fail_open.
 	MaxStaleness time.Duration `yaml:"max_staleness"`
 	UpgradeURL   string        `yaml:"upgrade_url"`
 	// CacheSize bounds the customers each replica keeps in memory.
