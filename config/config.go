@@ -114,8 +114,12 @@ type Redis struct {
 	Cluster  bool   `yaml:"cluster"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
-	DB       int    `yaml:"db"`
-	TLS      bool   `yaml:"tls"`
+	// SentinelPassword is the sentinels' own password (their requirepass),
+	// with master_name; empty when they have none. Password is the data
+	// nodes'.
+	SentinelPassword string `yaml:"sentinel_password"`
+	DB               int    `yaml:"db"`
+	TLS              bool   `yaml:"tls"`
 	// Prefix is put before every key, so several deployments can share one
 	// Redis. Customer keys also carry a {cus_...} hash tag for Cluster.
 	Prefix       string        `yaml:"prefix"`

@@ -71,19 +71,19 @@ plans:
 // message). A value or key from the file is quoted up to maxShown bytes,
 // with its length; the message's own text (lists of known keys) is whole.
 func TestMessagesCutLongValues(t *testing.T) {
-	huge := strings.Repeat("é", 5<<20) // 10 MB, two bytes a character
+	huge := strings.Repeat("é", 1<<19) // 1 MiB, two bytes a character
 	for _, c := range []struct {
 		name, yaml string
 		want       []string
 	}{
 		{"parse: a bad duration", "gating: { max_staleness: \"" + huge + "\" }\n",
-			[]string{`"` + strings.Repeat("é", maxShown/2) + `"… (10485760 bytes) is not a duration`}},
+			[]string{`"` + strings.Repeat("é", maxShown/2) + `"… (1048576 bytes) is not a duration`}},
 		{"parse: an unknown key", "server: { " + huge[:1000] + ": 1 }\n",
 			[]string{"… (1007 bytes): unknown key (known keys: drain_delay, idle_timeout,"}},
 		{"validate: a plan name", "plans: { " + huge[:1000] + ": { prices: [price_1] } }\n",
 			[]string{`… (1006 bytes): plan name "` + strings.Repeat("é", maxShown/2) + `"… (1000 bytes) must be letters`}},
 		{"validate: a bad listen address", "listen: \"" + huge + "\"\n",
-			[]string{`listen: "` + strings.Repeat("é", maxShown/2) + `"… (10485760 bytes) is not host:port`}},
+			[]string{`listen: "` + strings.Repeat("é", maxShown/2) + `"… (1048576 bytes) is not host:port`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Load(strings.NewReader(c.yaml), env(nil))

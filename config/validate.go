@@ -175,6 +175,9 @@ func (c *Config) validateRedis(p *problems) {
 	if r.MasterName != "" && len(r.Addrs) == 0 {
 		p.add("redis.master_name", "Sentinel needs redis.addrs (the sentinels' addresses)")
 	}
+	if r.SentinelPassword != "" && r.MasterName == "" {
+		p.add("redis.sentinel_password", "only used with Sentinel (redis.master_name)")
+	}
 	if r.DB < 0 || r.DB > 15 {
 		p.add("redis.db", "must be 0..15, got %d", r.DB)
 	}

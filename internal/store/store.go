@@ -55,10 +55,13 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 		IsClusterMode: cfg.Cluster,
 		Username:      cfg.Username,
 		Password:      cfg.Password,
-		DB:            cfg.DB,
-		DialTimeout:   cfg.DialTimeout,
-		ReadTimeout:   cfg.ReadTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
+		// Sentinels answer to their own password; go-redis sends none
+		// unless told (issue 11).
+		SentinelPassword: cfg.SentinelPassword,
+		DB:               cfg.DB,
+		DialTimeout:      cfg.DialTimeout,
+		ReadTimeout:      cfg.ReadTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
 	}
 	if cfg.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

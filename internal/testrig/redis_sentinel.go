@@ -29,8 +29,9 @@ const (
 
 // sentinelMonitor is what a Sentinel process watches.
 type sentinelMonitor struct {
-	name    string
-	primary string // "127.0.0.1:port"
+	name     string
+	primary  string // "127.0.0.1:port"
+	authPass string // the data nodes' password, "" for none
 }
 
 // RedisSentinel is a Redis Sentinel deployment of real redis-server
@@ -54,29 +55,43 @@ type sentinelMonitor struct {
 // skipped, or fails when TOLLGATE_TEST_REQUIRE_REDIS=1.
 type RedisSentinel struct {
 	tb        testing.TB
+	password  string   // of every process; "" for none
 	data      []*Redis // [0] the first primary, [1] the first replica
 	sentinels []*Redis
 }
 
+// SentinelOption configures StartRedisSentinel.
+type SentinelOption func(*RedisSentinel)
+
+// WithPassword protects every data node and every Sentinel with password
+// (requirepass; masterauth on the replica; auth-pass in the Sentinels), as
+// charts such as Bitnami's do by default.
+func WithPassword(password string) SentinelOption {
+	return func(s *RedisSentinel) { s.password = password }
+}
+
 // StartRedisSentinel starts a Sentinel deployment for the test.
-func StartRedisSentinel(tb testing.TB) *RedisSentinel {
+func StartRedisSentinel(tb testing.TB, opts ...SentinelOption) *RedisSentinel {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missingRedisServer(tb, "sentinel", err)
 	}
 	s := &RedisSentinel{tb: tb}
-	primary := startRedisServer(tb, bin, redisConfig{persistence: true})
-	replica := startRedisServer(tb, bin, redisConfig{persistence: true, replicaOf: primary.Addr()})
+	for _, o := range opts {
+		o(s)
+	}
+	primary := startRedisServer(tb, bin, redisConfig{persistence: true, password: s.password})
+	replica := startRedisServer(tb, bin, redisConfig{persistence: true, replicaOf: primary.Addr(), password: s.password})
 	s.data = []*Redis{primary, replica}
 	ctx, cancel := context.WithTimeout(context.Background(), sentinelReadyTimeout)
 	defer cancel()
-	if err := pollCtx(ctx, func() error { return replicaInSync(ctx, replica.Addr()) }); err != nil {
+	if err := pollCtx(ctx, func() error { return s.replicaInSync(ctx, replica.Addr()) }); err != nil {
 		tb.Fatalf("testrig: replica %s of %s: %v%s", replica.Addr(), primary.Addr(), err, s.logs())
 	}
-	mon := &sentinelMonitor{name: sentinelMasterName, primary: primary.Addr()}
+	mon := &sentinelMonitor{name: sentinelMasterName, primary: primary.Addr(), authPass: s.password}
 	for range 3 {
-		s.sentinels = append(s.sentinels, startRedisServer(tb, bin, redisConfig{sentinel: mon}))
+		s.sentinels = append(s.sentinels, startRedisServer(tb, bin, redisConfig{sentinel: mon, password: s.password}))
 	}
 	if err := pollCtx(ctx, func() error { return s.settled(ctx) }); err != nil {
 		tb.Fatalf("testrig: sentinels did not settle: %v%s", err, s.logs())
@@ -98,6 +113,9 @@ sentinel down-after-milliseconds %[1]s %[5]d
 sentinel failover-timeout %[1]s %[6]d
 sentinel parallel-syncs %[1]s 1
 `, m.name, host, port, sentinelQuorum, sentinelDownAfter.Milliseconds(), sentinelFailoverTime.Milliseconds())
+	if m.authPass != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", m.name, m.authPass)
+	}
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		r.tb.Fatalf("testrig: write %s: %v", path, err)
 	}
@@ -119,7 +137,8 @@ func (s *RedisSentinel) Addrs() []string {
 // Client returns a new Sentinel-aware client of the current primary,
 // closed at cleanup.
 func (s *RedisSentinel) Client() *redis.Client {
-	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: sentinelMasterName, SentinelAddrs: s.Addrs()})
+	c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: sentinelMasterName, SentinelAddrs: s.Addrs(),
+		Password: s.password, SentinelPassword: s.password})
 	s.tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -155,7 +174,7 @@ func (s *RedisSentinel) Replica() *Redis {
 func (s *RedisSentinel) Failover() *Redis {
 	s.tb.Helper()
 	old := s.Primary()
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.sentinels[0].Addr()})
+	c := s.sentinelClient(s.sentinels[0])
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), failoverTimeout)
 	defer cancel()
@@ -189,7 +208,7 @@ func (s *RedisSentinel) awaitNewPrimary(ctx context.Context, old *Redis) *Redis 
 		if a == old.Addr() {
 			return fmt.Errorf("the sentinels still name %s", a)
 		}
-		if err := isPrimary(ctx, a); err != nil {
+		if err := s.isPrimary(ctx, a); err != nil {
 			return err
 		}
 		addr = a
@@ -206,7 +225,7 @@ func (s *RedisSentinel) awaitNewPrimary(ctx context.Context, old *Redis) *Redis 
 func (s *RedisSentinel) agreedPrimary(ctx context.Context) (string, error) {
 	var agreed string
 	for _, n := range s.sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: n.Addr()})
+		c := s.sentinelClient(n)
 		hp, err := c.GetMasterAddrByName(ctx, sentinelMasterName).Result()
 		c.Close()
 		if err != nil {
@@ -225,7 +244,7 @@ func (s *RedisSentinel) agreedPrimary(ctx context.Context) (string, error) {
 // and the two other Sentinels, and sees nothing down.
 func (s *RedisSentinel) settled(ctx context.Context) error {
 	for _, n := range s.sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: n.Addr()})
+		c := s.sentinelClient(n)
 		m, err := c.Master(ctx, sentinelMasterName).Result()
 		c.Close()
 		if err != nil {
@@ -243,8 +262,8 @@ func (s *RedisSentinel) settled(ctx context.Context) error {
 
 // replicaInSync reports whether the node at addr is a replica whose link
 // to its primary is up.
-func replicaInSync(ctx context.Context, addr string) error {
-	info, err := nodeInfo(ctx, addr)
+func (s *RedisSentinel) replicaInSync(ctx context.Context, addr string) error {
+	info, err := s.nodeInfo(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -255,8 +274,8 @@ func replicaInSync(ctx context.Context, addr string) error {
 }
 
 // isPrimary reports whether the node at addr says it is a primary.
-func isPrimary(ctx context.Context, addr string) error {
-	info, err := nodeInfo(ctx, addr)
+func (s *RedisSentinel) isPrimary(ctx context.Context, addr string) error {
+	info, err := s.nodeInfo(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -266,14 +285,21 @@ func isPrimary(ctx context.Context, addr string) error {
 	return nil
 }
 
-func nodeInfo(ctx context.Context, addr string) (string, error) {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+func (s *RedisSentinel) nodeInfo(ctx context.Context, addr string) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, Password: s.password})
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
 		return "", fmt.Errorf("INFO replication on %s: %w", addr, err)
 	}
 	return info, nil
+}
+
+// Password is every process's password ("" for none).
+func (s *RedisSentinel) Password() string { return s.password }
+
+func (s *RedisSentinel) sentinelClient(n *Redis) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: n.Addr(), Password: s.password})
 }
 
 // node is the data node listening on addr.

@@ -41,7 +41,7 @@ func TestRedisSentinel(t *testing.T) {
 
 		// The old primary becomes a replica of the new one only after
 		// Sentinel's own delay; wait for that before killing the new one.
-		if err := pollCtx(ctx, func() error { return replicaInSync(ctx, first.Addr()) }); err != nil {
+		if err := pollCtx(ctx, func() error { return s.replicaInSync(ctx, first.Addr()) }); err != nil {
 			t.Fatalf("the old primary did not become a replica: %v", err)
 		}
 		if err := c.Set(ctx, "k", "after", 0).Err(); err != nil {
