@@ -54,6 +54,10 @@ type Gate struct {
 	// live is set while the change feed is subscribed and has confirmed
 	// the cache since (readiness).
 	live atomic.Bool
+	// storeUp is cleared when the change feed is lost and set again when
+	// the store answers a ping: stale entries are re-read on demand only
+	// while it is set.
+	storeUp atomic.Bool
 	// announced counts the announcements the watcher has seen, so that a
 	// load that raced one (read before the write, cached after the
 	// announcement was skipped as "not cached") reads again.
@@ -82,6 +86,7 @@ func New(o Options) *Gate {
 	if g.metrics == nil {
 		g.metrics = metrics.New()
 	}
+	g.storeUp.Store(true)
 	return g
 }
 
@@ -125,8 +130,11 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	age := now.Sub(g.confirmedSince(e))
 	if age > g.cfg.MaxStaleness {
-		g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
-		return g.unavailable(failOpen)
+		if e = g.reread(ctx, customer); e == nil {
+			g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
+			return g.unavailable(failOpen)
+		}
+		age, result = now.Sub(g.confirmedSince(e)), "miss"
 	}
 	if age > staleAfter {
 		result = "stale"
@@ -136,6 +144,22 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	d := g.rules.decide(&e.view, req, now)
 	d.Age = age
 	return d
+}
+
+// reread loads a customer whose cached state is too old to use, once the
+// store answers again (after an outage longer than max_staleness, while the
+// change feed is still reloading every cached customer: with a large cache
+// that takes longer than the SPEC's 1 s). It returns nil while the store is
+// known to be down, without asking it, or when the load fails.
+func (g *Gate) reread(ctx context.Context, customer string) *entry {
+	if !g.storeUp.Load() {
+		return nil
+	}
+	e, err := g.load(ctx, customer)
+	if err != nil || e.negative() {
+		return nil
+	}
+	return e
 }
 
 // staleAfter is the age past which a decision counts as made on stale

@@ -329,3 +329,66 @@ func TestIgnoredSubscriptionIsLogged(t *testing.T) {
 		t.Errorf("warned about an ended subscription; logs:\n%s", out)
 	}
 }
+
+// slowRefreshStore holds every GetMany (the feed's reload of the whole
+// cache) until released, and counts Gets (loads of one customer).
+type slowRefreshStore struct {
+	Store
+	gets     atomic.Int64
+	hold     atomic.Bool
+	heldOnce sync.Once
+	held     chan struct{} // closed when a GetMany is first held
+	release  chan struct{}
+}
+
+func (s *slowRefreshStore) Get(ctx context.Context, customer string) (*State, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, customer)
+}
+
+func (s *slowRefreshStore) GetMany(ctx context.Context, customers []string) (map[string]*State, error) {
+	if s.hold.Load() {
+		s.heldOnce.Do(func() { close(s.held) })
+		<-s.release
+	}
+	return s.Store.GetMany(ctx, customers)
+}
+
+// After an outage longer than max_staleness, the feed reloads every cached
+// customer before it proves them current, which takes seconds for a large
+// cache. A customer who asks meanwhile is read again on its own as soon as
+// the store answers, rather than refused until the reload reaches it; while
+// the store is down, nobody asks it.
+func TestStaleCustomerReadAgainWhileTheFeedReloads(t *testing.T) {
+	rd := testrig.StartRedis(t)
+	inner := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, inner, &State{Customer: "cus_s", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	s := &slowRefreshStore{Store: inner, held: make(chan struct{}), release: make(chan struct{})}
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	g, _ := newGate(t, s, nil, clk)
+	runGate(t, g)
+	if !g.Decide(context.Background(), "cus_s", reqSub, false).Allowed() {
+		t.Fatal("denied before the outage")
+	}
+	rd.Kill()
+	testrig.Eventually(t, "the gate to notice the outage", func() bool { return !g.Live() })
+	clk.advance(gating().MaxStaleness + time.Minute)
+	gets := s.gets.Load()
+	if dec := g.Decide(context.Background(), "cus_s", reqSub, false); dec.Allowed() || dec.Denial.Code != "entitlements_unavailable" {
+		t.Fatalf("past max_staleness during the outage: %+v; want 503", dec.Denial)
+	}
+	if n := s.gets.Load() - gets; n != 0 {
+		t.Errorf("%d store reads for a stale customer while the store was down; want none", n)
+	}
+
+	s.hold.Store(true)
+	rd.Restart()
+	<-s.held // the feed is back and reloading
+	dec := g.Decide(context.Background(), "cus_s", reqSub, false)
+	close(s.release)
+	if !dec.Allowed() {
+		t.Errorf("stale customer while the feed reloads: %+v; want it read again and served", dec.Denial)
+	}
+	testrig.Eventually(t, "the feed to be live again", g.Live)
+}

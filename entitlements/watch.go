@@ -39,6 +39,7 @@ func (g *Gate) Run(ctx context.Context) {
 		attempt := time.Now()
 		err := g.watch(ctx, &lostAt)
 		g.live.Store(false)
+		g.storeUp.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -66,6 +67,7 @@ func (g *Gate) awaitStore(ctx context.Context) bool {
 		err := g.store.Ping(pctx)
 		cancel()
 		if err == nil {
+			g.storeUp.Store(true)
 			return true
 		}
 		if !sleep(ctx, reconnectInterval-time.Since(start)) {
