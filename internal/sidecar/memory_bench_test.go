@@ -6,15 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/entitlements"
 	"github.com/tollgate-dev/tollgate/internal/store"
 	"github.com/tollgate-dev/tollgate/internal/testrig"
+	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
 // memoryCustomers is how many customers BenchmarkCachedCustomerMemory
@@ -30,21 +35,63 @@ const memoryCustomers = 100_000
 // loads, is divided by the customers now cached. The customer ids are made
 // during the loads, so the cache's own copy of each key is counted.
 //
+// The "requests" case sends each customer's first request through the
+// whole request path instead (a JWT minted for it, verified, the route,
+// the gate; the route requires a feature nobody has, so nothing is
+// forwarded), which adds the token cache (auth.jwt.cache_size, 10,000 by
+// default) and the other per-request state to the figure.
+//
 //	go test -run '^$' -bench CachedCustomerMemory -benchtime 1x ./internal/sidecar/
 func BenchmarkCachedCustomerMemory(b *testing.B) {
 	rd := testrig.StartRedis(b, testrig.WithoutPersistence())
 	cfg := memoryConfig(rd.URL())
 	seedRealisticStates(b, rd, cfg.Redis.Prefix, memoryCustomers)
-	for range b.N {
-		perCustomer := measureCachedCustomers(b, cfg, memoryCustomers)
-		b.ReportMetric(perCustomer, "B/customer")
-		b.ReportMetric(perCustomer*memoryCustomers/1e6, "MB/100k")
+	for _, c := range []struct {
+		name  string
+		first func(sc *Sidecar, i int) error
+	}{
+		{"decide", decideFirst},
+		{"requests", requestFirst},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				perCustomer := measureCachedCustomers(b, cfg, memoryCustomers, c.first)
+				b.ReportMetric(perCustomer, "B/customer")
+				b.ReportMetric(perCustomer*memoryCustomers/1e6, "MB/100k")
+			}
+		})
 	}
 }
 
-// measureCachedCustomers starts a sidecar, loads n customers into its
-// cache and returns the live heap per cached customer.
-func measureCachedCustomers(b *testing.B, cfg *config.Config, n int) float64 {
+// decideFirst loads customer i the way a first request's gate does.
+func decideFirst(sc *Sidecar, i int) error {
+	d := sc.Gate.Decide(context.Background(), customerID(i), config.Require{Subscription: true}, false)
+	if d.Denial != nil && d.Denial.Status == http.StatusServiceUnavailable {
+		return fmt.Errorf("customer %d: %s", i, d.Denial.Code)
+	}
+	return nil
+}
+
+// requestFirst sends customer i's first request through the handler.
+func requestFirst(sc *Sidecar, i int) error {
+	tok, err := auth.SignHS256([]byte(sc.cfg.Auth.JWT.HMACSecret), jwt.MapClaims{"sub": "u_" + customerID(i),
+		"stripe_customer_id": customerID(i), "aud": "api", "exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		return err
+	}
+	r := httptest.NewRequest("GET", "/api/x", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	w := httptest.NewRecorder()
+	sc.handler.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden {
+		return fmt.Errorf("customer %d: %d %s; want 403 feature_required", i, w.Code, w.Body)
+	}
+	return nil
+}
+
+// measureCachedCustomers starts a sidecar, gives n customers their first
+// request with first, and returns the live heap per cached customer.
+func measureCachedCustomers(b *testing.B, cfg *config.Config, n int, first func(*Sidecar, int) error) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sc, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))})
@@ -60,14 +107,13 @@ func measureCachedCustomers(b *testing.B, cfg *config.Config, n int) float64 {
 	testrig.Eventually(b, "the change feed to be live", sc.Gate.Live)
 
 	before := liveHeap()
-	req := config.Require{Subscription: true}
 	var wg sync.WaitGroup
 	const loaders = 8
 	for w := range loaders {
 		wg.Go(func() {
 			for i := w; i < n; i += loaders {
-				if d := sc.Gate.Decide(ctx, customerID(i), req, false); d.Denial != nil && d.Denial.Status == 503 {
-					b.Errorf("customer %d: %s", i, d.Denial.Code)
+				if err := first(sc, i); err != nil {
+					b.Error(err)
 					return
 				}
 			}
@@ -113,7 +159,9 @@ func memoryConfig(redisURL string) *config.Config {
 		"calls": {Prices: []string{"price_1QApiCallsMetered"}},
 		"seats": {Prices: []string{"price_1QSeat"}, Features: []string{"shared-dashboards"}},
 	}
-	cfg.Routes = []*config.Route{{Path: "/api/**", Require: config.Require{Subscription: true}}}
+	// Nobody has "nobody-has-this": requestFirst's requests are judged and
+	// refused, never forwarded.
+	cfg.Routes = []*config.Route{{Path: "/api/**", Require: config.Require{Features: []string{"nobody-has-this"}}}}
 	return cfg
 }
 
