@@ -45,9 +45,11 @@ func TestSentinelFailoverWithThreeReplicas(t *testing.T) {
 	wg := f.traffic(paying, stop)
 	hooks := f.webhookStream(stop)
 	time.Sleep(time.Second) // traffic and webhooks run: a timeline
+	killedAt := time.Now()
 	killed, promoted := s.KillPrimary()
 	switched := time.Now()
-	t.Logf("primary %s killed; %s promoted", killed.Addr(), promoted.Addr())
+	t.Logf("primary %s killed; %s promoted and named by every sentinel %v later", killed.Addr(), promoted.Addr(),
+		switched.Sub(killedAt).Round(time.Millisecond))
 
 	ready := make(chan []time.Time, 1)
 	go func() { ready <- f.firstTimes(10*time.Second, f.ready) }()
