@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 
 demo:
 	$(GO) run ./cmd/tollgate demo

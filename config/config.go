@@ -129,8 +129,12 @@ type Redis struct {
 	Cluster  bool   `yaml:"cluster"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
-	DB       int    `yaml:"db"`
-	TLS      bool   `yaml:"tls"`
+	// SentinelPassword is the sentinels' own password (their requirepass),
+	// with master_name; empty when they have none. Password is the data
+	// nodes'.
+	SentinelPassword string `yaml:"sentinel_password"`
+	DB               int    `yaml:"db"`
+	TLS              bool   `yaml:"tls"`
 	// Prefix is put before every key, so several deployments can share one
 	// Redis. Customer keys also carry a {cus_...} hash tag for Cluster.
 	Prefix       string        `yaml:"prefix"`
@@ -239,7 +243,11 @@ const MinMaxStaleness = 2 * time.Second
 
 // Gating tunes entitlement decisions.
 type Gating struct {
-	GracePeriod  time.Duration `yaml:"grace_period"`
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// MaxStaleness is how long decisions may use last-known state while
+	// the store is unreachable, counted from the replica's last proof that
+	// its copy was current (not from when each customer was loaded); then
+	// they fail closed (503) unless a route is fail_open.
 	MaxStaleness time.Duration `yaml:"max_staleness"`
 	UpgradeURL   string        `yaml:"upgrade_url"`
 	// CacheSize bounds the customers each replica keeps in memory.

@@ -182,6 +182,8 @@ func TestValidateRules(t *testing.T) {
 		{"no upstream", func(c *Config) { c.Upstream = "" }, "upstream: required"},
 		{"bad cidr", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/40"} }, "trusted_proxies[0]"},
 		{"unknown plan", func(c *Config) { c.Routes[1].Require.Plans = []string{"gold"} }, "routes[1].require.plans[0]: no plan \"gold\""},
+		{"sentinel password without sentinel", func(c *Config) { c.Redis.URL, c.Redis.SentinelPassword = "redis://127.0.0.1:6379/0", "pw" },
+			"redis.sentinel_password: only used with Sentinel"},
 		{"unknown meter", func(c *Config) { c.Routes[1].Meter = "bytes" }, "routes[1].meter: no meter \"bytes\""},
 		{"require on public route", func(c *Config) { c.Routes[0].Require.Subscription = true }, "routes[0].require: needs auth: required"},
 		{"meter on optional route", func(c *Config) { c.Routes[1].Auth = AuthOptional }, "routes[1].meter: needs auth: required"},

@@ -30,8 +30,23 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
 }
 
-// ErrEmpty is returned by Parse for a file with no YAML document.
-var ErrEmpty = errors.New("config: empty configuration")
+// Errors Parse returns instead of a configuration.
+var (
+	// ErrEmpty is a file with no YAML document.
+	ErrEmpty = errors.New("config: empty configuration")
+	// ErrTooManyNodes is a file that expands to more than MaxNodes nodes.
+	ErrTooManyNodes = errors.New("config: too many YAML nodes")
+)
+
+// MaxNodes bounds the YAML nodes (values, list items, mappings) a
+// configuration file may hold, counted with its aliases expanded: an alias
+// stands for everything its anchor holds, so a small file of nested
+// anchors can stand for billions of nodes (the "billion laughs"), and an
+// alias inside its own anchor for infinitely many. Issue 11: the decoder
+// followed aliases without a bound (a 33 KB file took seconds and
+// hundreds of MB). A real configuration holds a few hundred nodes; 100,000
+// is far above any, and decoding that many takes milliseconds.
+const MaxNodes = 100_000
 
 // Parse reads YAML on top of Default(). Unknown keys, wrong types and unset
 // ${VAR} references are reported together, each a *FieldError with its path.
@@ -59,6 +74,11 @@ func ParseEnv(r io.Reader, lookup func(string) (string, bool)) (*Config, error) 
 	cfg := Default()
 	d := decoder{lookup: lookup, lines: map[string]int{}, envs: map[string][]string{}}
 	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
+	if d.overflow != nil {
+		return nil, fmt.Errorf("%w: line %d: the file holds more than %d once its aliases are expanded "+
+			"(an alias repeats everything its anchor holds); write the values out, or use fewer aliases",
+			ErrTooManyNodes, d.overflow.Line, MaxNodes)
+	}
 	cfg.lines, cfg.envs = d.lines, d.envs
 	return cfg, errors.Join(d.errs...)
 }
@@ -110,13 +130,17 @@ type decoder struct {
 	errs   []error
 	lines  map[string]int
 	envs   map[string][]string
+	// nodes counts the nodes decoded, aliases expanded; past MaxNodes,
+	// overflow is the node where decoding stopped.
+	nodes    int
+	overflow *yaml.Node
 }
 
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 	if path == "" {
 		path = "(top level)"
 	}
-	d.errs = append(d.errs, &FieldError{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, fieldError(path, n.Line, format, args...))
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
@@ -124,6 +148,13 @@ var durationType = reflect.TypeOf(time.Duration(0))
 // decode walks the YAML tree and the Go value together, so that every error
 // can name the field it is about, and all of them are collected.
 func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
+	if d.overflow != nil {
+		return
+	}
+	if d.nodes++; d.nodes > MaxNodes {
+		d.overflow = n
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -200,6 +231,11 @@ func (d *decoder) decodeMap(path string, n *yaml.Node, v reflect.Value) {
 			continue
 		}
 		elem := reflect.New(v.Type().Elem()).Elem()
+		if elem.Kind() == reflect.Pointer {
+			// An empty entry ("plans: { pro: }") is an empty mapping,
+			// which validation then describes, not a nil to trip on.
+			elem.Set(reflect.New(elem.Type().Elem()))
+		}
 		d.decode(p, val, elem)
 		v.SetMapIndex(reflect.ValueOf(k.Value), elem)
 	}
@@ -270,7 +306,7 @@ func (d *decoder) expand(path string, n *yaml.Node) (string, bool) {
 		name := envRef.FindStringSubmatch(ref)[1]
 		val, set := d.lookup(name)
 		if !set {
-			d.fail(path, n, "environment variable %s is not set", name)
+			d.fail(path, n, "environment variable %s is not set", shown(name))
 			ok = false
 		} else {
 			d.envs[path] = append(d.envs[path], name)
@@ -303,7 +339,7 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
+		return fmt.Sprintf("the value %q", shown(n.Value))
 	}
 	return "something else"
 }

@@ -32,7 +32,7 @@ type problems struct {
 // add records a problem, with the line of its field (or of the nearest
 // enclosing field that was written in the file).
 func (p *problems) add(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Path: path, Line: p.line(path), Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, fieldError(path, p.line(path), format, args...))
 }
 
 func (p *problems) line(path string) int {
@@ -197,6 +197,9 @@ func (c *Config) validateRedis(p *problems) {
 	}
 	if r.MasterName != "" && len(r.Addrs) == 0 {
 		p.add("redis.master_name", "Sentinel needs redis.addrs (the sentinels' addresses)")
+	}
+	if r.SentinelPassword != "" && r.MasterName == "" {
+		p.add("redis.sentinel_password", "only used with Sentinel (redis.master_name)")
 	}
 	if r.DB < 0 || r.DB > 15 {
 		p.add("redis.db", "must be 0..15, got %d", r.DB)

@@ -7,16 +7,23 @@ import (
 	"time"
 )
 
-// entry is one cached customer.
+// entry is one cached customer, in one allocation with its view (see
+// view.go for why it is packed).
 type entry struct {
-	view *view
-	// grants are the customer's grants as read, kept for Apply.
-	grants   []Grant
-	loadedAt time.Time // read from the store (or Stripe) at this time
-	// negativeUntil, when set, marks a customer Stripe does not know; it
-	// is denied without a lookup until then.
-	negativeUntil time.Time
+	view
+	loadedAt int64 // unix nanoseconds: read from the store (or Stripe) then
+	// negativeUntil, when not 0, marks a customer Stripe does not know; it
+	// is denied without a lookup until then (unix nanoseconds).
+	negativeUntil int64
 }
+
+// newEntry caches v, read at loadedAt.
+func newEntry(v view, loadedAt time.Time) *entry {
+	return &entry{view: v, loadedAt: loadedAt.UnixNano()}
+}
+
+// negative reports whether the entry marks a customer Stripe does not know.
+func (e *entry) negative() bool { return e.negativeUntil != 0 }
 
 const shards = 32
 

@@ -55,7 +55,8 @@ func Count(ctx context.Context, o CensusOptions) (Census, error) {
 				continue
 			}
 			c.countSubscriptions(st, plans)
-			d := rules.decide(newView(st, plans), config.Require{Subscription: true}, o.Now)
+			v := newView(st, plans)
+			d := rules.decide(&v, config.Require{Subscription: true}, o.Now)
 			if l, ok := d.Seats(); ok && d.Allowed() {
 				seated[id] = l.Plan
 			}

@@ -49,8 +49,17 @@ type Gate struct {
 	now     func() time.Time
 	// confirmed is when the watcher last proved the cache current: every
 	// change announced before it has been applied (unix nanoseconds; 0
-	// while the feed is down).
+	// until the first proof). It is kept while the feed is down: decisions
+	// on last-known state age from it (issue 11: resetting it made them
+	// age from each customer's load instead).
 	confirmed atomic.Int64
+	// live is set while the change feed is subscribed and has confirmed
+	// the cache since (readiness).
+	live atomic.Bool
+	// storeUp is cleared when the change feed is lost and set again when
+	// the store answers a ping: stale entries are re-read on demand only
+	// while it is set.
+	storeUp atomic.Bool
 	// announced counts the announcements the watcher has seen, so that a
 	// load that raced one (read before the write, cached after the
 	// announcement was skipped as "not cached") reads again.
@@ -85,6 +94,7 @@ func New(o Options) *Gate {
 	for _, r := range cacheResults {
 		g.metrics.EntitlementCache.WithLabelValues(r)
 	}
+	g.storeUp.Store(true)
 	return g
 }
 
@@ -109,7 +119,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	now := g.now()
 	e := g.cache.get(customer)
-	if e != nil && !e.negativeUntil.IsZero() && now.After(e.negativeUntil) {
+	if e != nil && e.negative() && now.UnixNano() > e.negativeUntil {
 		e = nil // a negative answer expired: ask again
 	}
 	result := "hit"
@@ -122,7 +132,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 		}
 		result = "miss"
 	}
-	if !e.negativeUntil.IsZero() {
+	if e.negative() {
 		g.metrics.EntitlementCache.WithLabelValues("negative").Inc()
 		if !req.Any() {
 			return Decision{}
@@ -131,17 +141,36 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	}
 	age := now.Sub(g.confirmedSince(e))
 	if age > g.cfg.MaxStaleness {
-		g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
-		return g.unavailable(failOpen)
+		if e = g.reread(ctx, customer); e == nil {
+			g.metrics.EntitlementCache.WithLabelValues("unavailable").Inc()
+			return g.unavailable(failOpen)
+		}
+		age, result = now.Sub(g.confirmedSince(e)), "miss"
 	}
 	if age > staleAfter {
 		result = "stale"
 	}
 	g.metrics.EntitlementCache.WithLabelValues(result).Inc()
 	g.metrics.EntitlementAge.Observe(age.Seconds())
-	d := g.rules.decide(e.view, req, now)
+	d := g.rules.decide(&e.view, req, now)
 	d.Age = age
 	return d
+}
+
+// reread loads a customer whose cached state is too old to use, once the
+// store answers again (after an outage longer than max_staleness, while the
+// change feed is still reloading every cached customer: with a large cache
+// that takes longer than the SPEC's 1 s). It returns nil while the store is
+// known to be down, without asking it, or when the load fails.
+func (g *Gate) reread(ctx context.Context, customer string) *entry {
+	if !g.storeUp.Load() {
+		return nil
+	}
+	e, err := g.load(ctx, customer)
+	if err != nil || e.negative() {
+		return nil
+	}
+	return e
 }
 
 // staleAfter is the age past which a decision counts as made on stale
@@ -166,10 +195,7 @@ func (g *Gate) withUpgrade(d *Denial) *Denial {
 
 // confirmedSince is the time the entry was last known to be current.
 func (g *Gate) confirmedSince(e *entry) time.Time {
-	if c := g.confirmed.Load(); c > e.loadedAt.UnixNano() {
-		return time.Unix(0, c)
-	}
-	return e.loadedAt
+	return time.Unix(0, max(g.confirmed.Load(), e.loadedAt))
 }
 
 // load reads a customer not in memory: from the store, else from Stripe
@@ -217,7 +243,8 @@ func (g *Gate) loadOnce(ctx context.Context, customer string) (*entry, error) {
 				return nil, err
 			}
 			if len(activeGrants(grants, start)) == 0 {
-				e := &entry{view: &view{}, loadedAt: start, negativeUntil: start.Add(g.cfg.NegativeTTL)}
+				e := &entry{view: view{stripe: noFeatures}, loadedAt: start.UnixNano(),
+					negativeUntil: start.Add(g.cfg.NegativeTTL).UnixNano()}
 				g.cache.put(customer, e)
 				return e, nil
 			}
@@ -244,7 +271,7 @@ func (g *Gate) grantsOf(ctx context.Context, customer string) ([]Grant, error) {
 
 // entryOf prepares a state and its grants for the cache.
 func (g *Gate) entryOf(st *State, grants []Grant, loadedAt time.Time, tell bool) *entry {
-	return &entry{view: g.viewOf(st, grants, tell), grants: grants, loadedAt: loadedAt}
+	return newEntry(g.viewOf(st, grants, tell), loadedAt)
 }
 
 // fetch asks Stripe and stores the answer unless the store got a state in
@@ -281,7 +308,9 @@ func (g *Gate) Apply(st *State) {
 	}
 	var grants []Grant
 	if cur != nil {
-		grants = cur.grants
+		// The grants in force when it was cached: those expired since
+		// are left out again by the new view.
+		grants = cur.grants()
 	}
 	g.cache.put(st.Customer, g.entryOf(st, grants, g.now(), true))
 }
@@ -290,7 +319,7 @@ func (g *Gate) Apply(st *State) {
 func (g *Gate) Forget(customer string) { g.cache.remove(customer) }
 
 // Live reports whether the change feed is up and has confirmed the cache.
-func (g *Gate) Live() bool { return g.confirmed.Load() != 0 }
+func (g *Gate) Live() bool { return g.live.Load() }
 
 // Cached returns the number of customers in memory.
 func (g *Gate) Cached() int { return g.cache.len() }
@@ -305,11 +334,12 @@ func newGatePlans(cfg map[string]*config.Plan, anyPrice bool) *Plans {
 // change, not the periodic refresh), a running subscription ignored for
 // holding no configured price is logged: its customer is being denied,
 // most likely because a new price is missing from plans.
-func (g *Gate) viewOf(st *State, grants []Grant, tell bool) *view {
-	v := newGrantedView(st, grants, g.plans, g.now())
-	if tell && len(v.ignored) > 0 {
-		g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
-			"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", v.ignored)
+func (g *Gate) viewOf(st *State, grants []Grant, tell bool) view {
+	if tell {
+		if ignored := ignoredSubscriptions(st, g.plans); len(ignored) > 0 {
+			g.log.Warn("entitlements: a running subscription holds no price listed in plans and opens nothing; "+
+				"add its price to plans, or set gating.any_price", "customer", st.Customer, "subscriptions", ignored)
+		}
 	}
-	return v
+	return newGrantedView(st, grants, g.plans, g.now())
 }

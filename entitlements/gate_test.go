@@ -43,7 +43,7 @@ func runGate(t *testing.T, g *Gate) {
 	done := make(chan struct{})
 	go func() { g.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	testrig.Eventually(t, "change feed live", func() bool { return g.confirmed.Load() != 0 })
+	testrig.Eventually(t, "change feed live", g.Live)
 }
 
 func stripeSub(customer, id, status, price string, periodEnd time.Time) *stripe.Subscription {
@@ -164,7 +164,7 @@ func TestChangeReachesOtherReplica(t *testing.T) {
 // max_staleness, then fail closed (fail_open routes stay open); when Redis
 // returns, decisions recover by themselves.
 func TestStoreOutage(t *testing.T) {
-	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	rd := testrig.StartRedis(t)
 	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
 	put(t, s, &State{Customer: "cus_o", Subscriptions: []Subscription{sub("active", "price_pro")}})
 	clk := &clock{}
@@ -175,7 +175,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal("denied before the outage")
 	}
 	rd.Kill()
-	testrig.Eventually(t, "the gate to notice the outage", func() bool { return g.confirmed.Load() == 0 })
+	testrig.Eventually(t, "the gate to notice the outage", func() bool { return !g.Live() })
 
 	clk.advance(gating().MaxStaleness - 10*time.Second)
 	if dec := g.Decide(context.Background(), "cus_o", reqSub, false); !dec.Allowed() {
@@ -195,11 +195,57 @@ func TestStoreOutage(t *testing.T) {
 		t.Errorf("unseen customer during outage: %+v; want 503", dec.Denial)
 	}
 
-	rd.Restart()
-	put(t, s, &State{Customer: "cus_o", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	rd.Restart() // on its AOF: the state is still there
+	back := time.Now()
 	testrig.Eventually(t, "decisions to recover", func() bool {
 		return g.Decide(context.Background(), "cus_o", reqSub, false).Allowed()
 	})
+	t.Logf("decisions recovered %v after Redis answered again", time.Since(back).Round(time.Millisecond))
+	testrig.Eventually(t, "the feed to be live again", g.Live)
+}
+
+// Issue 11: staleness is counted from the feed's last proof that the cache
+// was current, not from when the customer was loaded. A customer loaded
+// long before the outage (more than max_staleness ago) keeps its decisions
+// for max_staleness after the last proof; a customer first seen during the
+// outage gets 503, never 402.
+func TestOutageAgesFromLastProofNotFromLoad(t *testing.T) {
+	rd := testrig.StartRedis(t)
+	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_old", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	g, _ := newGate(t, s, nil, clk)
+	g.cfg.RefreshInterval = 0 // no periodic reload renews the load time
+	runGate(t, g)
+	if !g.Decide(context.Background(), "cus_old", reqSub, false).Allowed() {
+		t.Fatal("denied before the outage")
+	}
+	// Time passes, the feed keeps proving the cache current.
+	clk.advance(2 * gating().MaxStaleness)
+	proved := clk.now()
+	testrig.Eventually(t, "a proof after the clock moved", func() bool { return g.confirmed.Load() >= proved.UnixNano() })
+
+	rd.Kill()
+	testrig.Eventually(t, "the gate to notice the outage", func() bool { return !g.Live() })
+	for _, c := range []struct {
+		name      string
+		advance   time.Duration
+		customer  string
+		wantAllow bool
+		wantCode  string
+	}{
+		{"loaded long ago, just after the outage began", 0, "cus_old", true, ""},
+		{"first seen during the outage", 0, "cus_new", false, "entitlements_unavailable"},
+		{"inside max_staleness of the last proof", gating().MaxStaleness - 30*time.Second, "cus_old", true, ""},
+		{"past max_staleness of the last proof", time.Minute, "cus_old", false, "entitlements_unavailable"},
+	} {
+		clk.advance(c.advance)
+		dec := g.Decide(context.Background(), c.customer, reqSub, false)
+		if got := dec.Allowed(); got != c.wantAllow || (!got && dec.Denial.Code != c.wantCode) {
+			t.Errorf("%s: allowed=%v denial=%+v; want allowed=%v code %q", c.name, got, dec.Denial, c.wantAllow, c.wantCode)
+		}
+	}
 }
 
 // A lost announcement is healed by the periodic refresh.
@@ -282,4 +328,67 @@ func TestIgnoredSubscriptionIsLogged(t *testing.T) {
 	if strings.Contains(out, "cus_ended") {
 		t.Errorf("warned about an ended subscription; logs:\n%s", out)
 	}
+}
+
+// slowRefreshStore holds every GetMany (the feed's reload of the whole
+// cache) until released, and counts Gets (loads of one customer).
+type slowRefreshStore struct {
+	Store
+	gets     atomic.Int64
+	hold     atomic.Bool
+	heldOnce sync.Once
+	held     chan struct{} // closed when a GetMany is first held
+	release  chan struct{}
+}
+
+func (s *slowRefreshStore) Get(ctx context.Context, customer string) (*State, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, customer)
+}
+
+func (s *slowRefreshStore) GetMany(ctx context.Context, customers []string) (map[string]*State, error) {
+	if s.hold.Load() {
+		s.heldOnce.Do(func() { close(s.held) })
+		<-s.release
+	}
+	return s.Store.GetMany(ctx, customers)
+}
+
+// After an outage longer than max_staleness, the feed reloads every cached
+// customer before it proves them current, which takes seconds for a large
+// cache. A customer who asks meanwhile is read again on its own as soon as
+// the store answers, rather than refused until the reload reaches it; while
+// the store is down, nobody asks it.
+func TestStaleCustomerReadAgainWhileTheFeedReloads(t *testing.T) {
+	rd := testrig.StartRedis(t)
+	inner := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, inner, &State{Customer: "cus_s", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	s := &slowRefreshStore{Store: inner, held: make(chan struct{}), release: make(chan struct{})}
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour)))
+	g, _ := newGate(t, s, nil, clk)
+	runGate(t, g)
+	if !g.Decide(context.Background(), "cus_s", reqSub, false).Allowed() {
+		t.Fatal("denied before the outage")
+	}
+	rd.Kill()
+	testrig.Eventually(t, "the gate to notice the outage", func() bool { return !g.Live() })
+	clk.advance(gating().MaxStaleness + time.Minute)
+	gets := s.gets.Load()
+	if dec := g.Decide(context.Background(), "cus_s", reqSub, false); dec.Allowed() || dec.Denial.Code != "entitlements_unavailable" {
+		t.Fatalf("past max_staleness during the outage: %+v; want 503", dec.Denial)
+	}
+	if n := s.gets.Load() - gets; n != 0 {
+		t.Errorf("%d store reads for a stale customer while the store was down; want none", n)
+	}
+
+	s.hold.Store(true)
+	rd.Restart()
+	<-s.held // the feed is back and reloading
+	dec := g.Decide(context.Background(), "cus_s", reqSub, false)
+	close(s.release)
+	if !dec.Allowed() {
+		t.Errorf("stale customer while the feed reloads: %+v; want it read again and served", dec.Denial)
+	}
+	testrig.Eventually(t, "the feed to be live again", g.Live)
 }

@@ -134,20 +134,6 @@ func raise(limits, by map[string]int64) map[string]int64 {
 	return out
 }
 
-// grantedSub is the subscription a granted plan stands for: active, with
-// the plans' features (and every other feature the customer has) and
-// their limits, raised by the grants.
-func grantedSub(st *State, u granted, plans *Plans) subView {
-	sv := subView{status: StatusActive, plans: u.plans, granted: true}
-	feats := slices.Concat(st.Features, u.features)
-	for _, p := range u.plans {
-		feats = append(feats, plans.features[p]...)
-	}
-	sv.features = sortedUnique(feats)
-	sv.limits = raise(plans.limitsOf(sv.plans), u.limits)
-	return sv
-}
-
 // calendarMonth is the billing period of a customer entitled by a granted
 // plan alone (no Stripe period to count a quota in): the UTC calendar
 // month holding now.

@@ -69,7 +69,7 @@ func TestGrantsWithPauseAndFailedPayment(t *testing.T) {
 			for k, p := range testPlans {
 				plans[k] = p
 			}
-			v := newGrantedView(&c.state, []Grant{c.grant}, NewPlans(plans), now)
+			v := preparedGrants(&c.state, []Grant{c.grant}, NewPlans(plans), now)
 			d := Rules{Grace: grace}.decide(v, c.req, now.Add(c.at))
 			code, msg, url := "", "", ""
 			if d.Denial != nil {

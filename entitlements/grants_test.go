@@ -92,7 +92,7 @@ func TestGrantRules(t *testing.T) {
 			for i := range c.grants {
 				c.grants[i].ID = "gr_" + string(rune('a'+i))
 			}
-			d := Rules{}.decide(newGrantedView(&c.state, c.grants, NewPlans(grantPlans), now), c.req, now)
+			d := Rules{}.decide(preparedGrants(&c.state, c.grants, NewPlans(grantPlans), now), c.req, now)
 			code := ""
 			if d.Denial != nil {
 				code = d.Denial.Code
@@ -108,12 +108,12 @@ func TestGrantRules(t *testing.T) {
 	}
 
 	// Entitled by a granted plan alone, quotas run by calendar month.
-	d := Rules{}.decide(newGrantedView(&State{}, []Grant{{ID: "gr_a", Plan: "pro"}}, NewPlans(grantPlans), now), reqSub, now)
+	d := Rules{}.decide(preparedGrants(&State{}, []Grant{{ID: "gr_a", Plan: "pro"}}, NewPlans(grantPlans), now), reqSub, now)
 	if !d.PeriodStart.Equal(month0) || !d.PeriodEnd.Equal(month1) || month1.Sub(month0) < 28*24*time.Hour {
 		t.Errorf("granted plan period %v..%v; want the calendar month %v..%v", d.PeriodStart, d.PeriodEnd, month0, month1)
 	}
 	// With a Stripe period, that one counts.
-	d = Rules{}.decide(newGrantedView(&State{Subscriptions: active("price_free")}, []Grant{{ID: "gr_a", Plan: "pro"}}, NewPlans(grantPlans), now), reqSub, now)
+	d = Rules{}.decide(preparedGrants(&State{Subscriptions: active("price_free")}, []Grant{{ID: "gr_a", Plan: "pro"}}, NewPlans(grantPlans), now), reqSub, now)
 	if !d.PeriodEnd.Equal(t0) {
 		t.Errorf("Stripe and granted plan: period end %v; want Stripe's %v", d.PeriodEnd, t0)
 	}
@@ -130,7 +130,7 @@ func TestGrantExpiryAtDecisionTime(t *testing.T) {
 		{ID: "gr_a2", Features: []string{"a2"}, Until: built.Add(time.Hour)},
 		{ID: "gr_gone", Features: []string{"gone"}, Until: built},
 	}
-	v := newGrantedView(&State{}, grants, NewPlans(grantPlans), built)
+	v := preparedGrants(&State{}, grants, NewPlans(grantPlans), built)
 	for _, c := range []struct {
 		at         time.Duration
 		wantFeat   string

@@ -3,7 +3,6 @@ package entitlements
 import (
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -63,6 +62,7 @@ type Plans struct {
 	features  map[string][]string
 	limits    map[string]map[string]int64
 	seats     map[string]config.Seats
+	interned  interned // what cached customers share (view.go)
 }
 
 // NewPlans indexes the configured plans.
@@ -112,159 +112,6 @@ func (p *Plans) limitsOf(plans []string) map[string]int64 {
 	return out
 }
 
-// subView is one subscription, resolved against the configured plans once,
-// when the state enters the cache, so that a decision does no allocation.
-type subView struct {
-	status      string
-	plans       []string
-	periodStart time.Time
-	periodEnd   time.Time
-	cancelAtEnd bool
-	pause       *PauseCollection // nil: collecting
-	features    []string         // sorted: plan features ∪ Stripe entitlements
-	planHeader  string
-	featHeader  string
-	limits      map[string]int64
-	// granted marks the subscription a granted plan stands for.
-	granted bool
-	seats   *SeatLimit // nil: seats not limited
-}
-
-// view is a State, and the grants in force, prepared for decisions.
-type view struct {
-	plans *Plans
-	subs  []subView
-	// ignored lists running subscriptions left out for holding no
-	// configured price, for the operator to hear of.
-	ignored []string
-	// stripeFeatures are the features held without any subscription:
-	// Stripe's active entitlements and granted features.
-	stripeFeatures []string
-	stripeHeader   string
-	// paymentURL is the hosted page of the customer's failed invoice, ""
-	// when none.
-	paymentURL string
-	// grants are the grants this view includes, grantLimits their limits.
-	grants      []Grant
-	grantLimits map[string]int64
-	// next, when set, is the view once the first of the grants expires
-	// (at expires): every replica stops applying a grant at its expiry,
-	// with no timer and no reload.
-	next    *view
-	expires time.Time
-}
-
-func newView(st *State, plans *Plans) *view { return newGrantedView(st, nil, plans, time.Time{}) }
-
-// newGrantedView prepares a state and the grants in force at now. It
-// builds one view per expiry to come, so that a decision only walks to
-// the view of its time.
-func newGrantedView(st *State, grants []Grant, plans *Plans, now time.Time) *view {
-	return chainViews(st, activeGrants(grants, now), plans)
-}
-
-func chainViews(st *State, active []Grant, plans *Plans) *view {
-	v := buildView(st, active, plans)
-	if len(active) == 0 || active[0].Until.IsZero() {
-		return v
-	}
-	i := 0
-	for i < len(active) && active[i].Until.Equal(active[0].Until) {
-		i++
-	}
-	v.expires, v.next = active[0].Until, chainViews(st, active[i:], plans)
-	return v
-}
-
-// at returns the view in force at now.
-func (v *view) at(now time.Time) *view {
-	for v.next != nil && !now.Before(v.expires) {
-		v = v.next
-	}
-	return v
-}
-
-func buildView(st *State, active []Grant, plans *Plans) *view {
-	u := unionOf(active, plans)
-	v := &view{plans: plans, stripeFeatures: sortedUnique(slices.Concat(st.Features, u.features)),
-		grantLimits: u.limits}
-	if len(active) > 0 {
-		v.grants = active
-	}
-	v.stripeHeader = strings.Join(v.stripeFeatures, ",")
-	if !st.Deleted {
-		v.subs = stripeSubs(v, st, u, plans)
-		if fi := st.FailedInvoice; fi != nil && strings.HasPrefix(fi.HostedInvoiceURL, "https://") {
-			v.paymentURL = fi.HostedInvoiceURL
-		}
-	}
-	// Granted plans apply whatever Stripe says of the customer: they are
-	// the operator's explicit choice.
-	if len(u.plans) > 0 {
-		sv := grantedSub(st, u, plans)
-		sv.planHeader, sv.featHeader = strings.Join(sv.plans, ","), strings.Join(sv.features, ",")
-		v.subs = append(v.subs, sv)
-	}
-	return v
-}
-
-// stripeSubs resolves the customer's Stripe subscriptions, with the
-// grants' features added and their limits raised.
-func stripeSubs(v *view, st *State, u granted, plans *Plans) []subView {
-	var subs []subView
-	for _, s := range st.Subscriptions {
-		sv := subView{status: s.Status, periodStart: s.CurrentPeriodStart, periodEnd: s.CurrentPeriodEnd,
-			cancelAtEnd: s.CancelAtPeriodEnd, pause: s.PauseCollection}
-		feats := slices.Concat(st.Features, u.features)
-		for _, price := range s.Prices {
-			if name, ok := plans.byPrice[price]; ok && !slices.Contains(sv.plans, name) {
-				sv.plans = append(sv.plans, name)
-				feats = append(feats, plans.features[name]...)
-			}
-		}
-		if len(sv.plans) == 0 && plans.onlyKnown {
-			// Another product's subscription: not this app's to honour.
-			if s.Status == StatusActive || s.Status == StatusTrialing || s.Status == StatusPastDue {
-				v.ignored = append(v.ignored, s.ID)
-			}
-			continue
-		}
-		sort.Strings(sv.plans)
-		sv.features = sortedUnique(feats)
-		sv.limits = raise(plans.limitsOf(sv.plans), u.limits)
-		sv.seats = plans.seatsOf(s, sv.plans)
-		sv.planHeader = strings.Join(sv.plans, ",")
-		sv.featHeader = strings.Join(sv.features, ",")
-		subs = append(subs, sv)
-	}
-	return subs
-}
-
-func sortedUnique(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return slices.Compact(out)
-}
-
-// entitled applies the SPEC's status rules at time now. A subscription
-// whose payment collection is paused is not entitled until it resumes.
-func (s *subView) entitled(now time.Time, grace time.Duration) bool {
-	if s.pause.pausedAt(now) {
-		return false
-	}
-	switch s.status {
-	case StatusActive, StatusTrialing:
-		// cancel_at_period_end keeps access until the period ends, and no
-		// longer, even if the deletion webhook is late.
-		return !s.cancelAtEnd || s.periodEnd.IsZero() || now.Before(s.periodEnd)
-	case StatusPastDue:
-		// Grace runs from the end of the unpaid period; with no known
-		// period there is nothing to run from, so it fails closed.
-		return !s.periodEnd.IsZero() && now.Before(s.periodEnd.Add(grace))
-	}
-	return false
-}
-
 // Rules holds what a decision needs besides the state.
 type Rules struct {
 	Grace      time.Duration
@@ -275,8 +122,8 @@ type Rules struct {
 func (r Rules) decide(v *view, req config.Require, now time.Time) Decision {
 	v = v.at(now)
 	d, entitled := r.resolve(v, now)
-	d.Grants = v.grants
-	if !entitled && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripeFeatures, req.Features)) {
+	d.Grants = v.grants()
+	if !entitled && (req.Subscription || len(req.Plans) > 0 || !hasAll(v.stripe.names, req.Features)) {
 		d.Denial = r.subscriptionRequired(v, now)
 		return d
 	}
@@ -309,15 +156,15 @@ func (r Rules) resolve(v *view, now time.Time) (Decision, bool) {
 	}
 	switch {
 	case first == nil:
-		d.Features = v.stripeHeader
+		d.Features = v.stripe.header
 		if len(v.subs) > 0 {
 			d.Status = v.subs[0].status
 		}
 		return d, false
 	case extra == 0:
-		d.Plan, d.Status, d.Features = first.planHeader, first.status, first.featHeader
-		d.PeriodStart, d.PeriodEnd = first.periodStart, first.periodEnd
-		d.limits = first.limits
+		d.Plan, d.Status, d.Features = first.shape.planHeader, first.status, first.shape.featHeader
+		d.PeriodStart, d.PeriodEnd = unixTime(first.periodStart), unixTime(first.periodEnd)
+		d.limits = first.shape.limits
 		if first.granted {
 			// Entitled by a granted plan alone: no Stripe period to count
 			// its quotas in, so they run by calendar month.
@@ -339,13 +186,14 @@ func (r Rules) deny(status int, code, msg string) *Denial {
 // subscription's status.
 func (r Rules) subscriptionRequired(v *view, now time.Time) *Denial {
 	d := r.deny(http.StatusPaymentRequired, "subscription_required", subscriptionMessage(v))
+	payment := v.paymentURL()
 	for i := range v.subs {
 		s := &v.subs[i]
-		if (s.status == StatusPastDue || s.status == StatusUnpaid) && v.paymentURL != "" {
-			d.Message, d.PaymentURL = "The last payment failed; pay the open invoice to restore access.", v.paymentURL
+		if (s.status == StatusPastDue || s.status == StatusUnpaid) && payment != "" {
+			d.Message, d.PaymentURL = "The last payment failed; pay the open invoice to restore access.", payment
 			return d
 		}
-		if s.pause.pausedAt(now) {
+		if s.pausedAt(now) {
 			d.Message = "The subscription is paused; resume it to restore access."
 		}
 	}
@@ -363,6 +211,8 @@ func subscriptionMessage(v *view) string {
 func (r Rules) merge(v *view, now time.Time) Decision {
 	var d Decision
 	var plans, feats []string
+	var index *Plans
+	var start, end int64
 	grantedPlan := false
 	var seats []*SeatLimit
 	for i := range v.subs {
@@ -374,27 +224,29 @@ func (r Rules) merge(v *view, now time.Time) Decision {
 		if d.Status == "" {
 			d.Status = s.status
 		}
-		plans = append(plans, s.plans...)
-		feats = append(feats, s.features...)
-		if s.periodEnd.After(d.PeriodEnd) {
-			d.PeriodStart, d.PeriodEnd = s.periodStart, s.periodEnd
+		index = s.shape.index
+		plans = append(plans, s.shape.plans...)
+		feats = append(feats, s.shape.features...)
+		if s.periodEnd > end {
+			start, end = s.periodStart, s.periodEnd
 		}
 		grantedPlan = grantedPlan || s.granted
 	}
-	if d.PeriodEnd.IsZero() && grantedPlan {
+	d.PeriodStart, d.PeriodEnd = unixTime(start), unixTime(end)
+	if end == 0 && grantedPlan {
 		d.PeriodStart, d.PeriodEnd = calendarMonth(now)
 	}
-	d.limits = raise(v.plans.limitsOf(sortedUnique(plans)), v.grantLimits)
+	d.limits = raise(index.limitsOf(sortedUnique(plans)), v.grantLimits())
 	d.seats = mergeSeats(seats)
 	d.Plan = strings.Join(sortedUnique(plans), ",")
-	d.Features = strings.Join(sortedUnique(append(feats, v.stripeFeatures...)), ",")
+	d.Features = strings.Join(sortedUnique(append(feats, v.stripe.names...)), ",")
 	return d
 }
 
 func (r Rules) anyPlan(v *view, want []string, now time.Time) bool {
 	for i := range v.subs {
 		if s := &v.subs[i]; s.entitled(now, r.Grace) {
-			for _, p := range s.plans {
+			for _, p := range s.shape.plans {
 				if slices.Contains(want, p) {
 					return true
 				}
@@ -408,10 +260,10 @@ func (r Rules) anyPlan(v *view, want []string, now time.Time) bool {
 // subscription (nor Stripe) grants, or "".
 func (r Rules) missingFeature(v *view, want []string, now time.Time) string {
 	for _, f := range want {
-		found := has(v.stripeFeatures, f)
+		found := has(v.stripe.names, f)
 		for i := 0; i < len(v.subs) && !found; i++ {
 			s := &v.subs[i]
-			found = s.entitled(now, r.Grace) && has(s.features, f)
+			found = s.entitled(now, r.Grace) && has(s.shape.features, f)
 		}
 		if !found {
 			return f

@@ -67,7 +67,7 @@ func TestDecideRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := c.state
 			r := Rules{Grace: grace, UpgradeURL: "https://app.example/upgrade"}
-			d := r.decide(newView(&st, NewPlans(testPlans)), c.req, c.now)
+			d := r.decide(prepared(&st, NewPlans(testPlans)), c.req, c.now)
 			gotCode := ""
 			if d.Denial != nil {
 				gotCode = d.Denial.Code
@@ -106,7 +106,7 @@ func TestUnknownPrices(t *testing.T) {
 			func() Subscription { s := sub("active", "price_pro"); s.ID = "sub_2"; return s }()}}, "", "pro"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := Rules{}.decide(newView(&c.state, c.plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
+			d := Rules{}.decide(prepared(&c.state, c.plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
 			code := ""
 			if d.Denial != nil {
 				code = d.Denial.Code
@@ -159,7 +159,7 @@ func TestDecisionLimits(t *testing.T) {
 			s.ID = fmt.Sprint("sub_", i)
 			st.Subscriptions = append(st.Subscriptions, s)
 		}
-		d := Rules{}.decide(newView(&st, NewPlans(plans)), config.Require{}, now)
+		d := Rules{}.decide(prepared(&st, NewPlans(plans)), config.Require{}, now)
 		got, ok := d.Limit(c.meter)
 		if got != c.want || ok != c.wantOK {
 			t.Errorf("%s: Limit(%q) = %d, %v; want %d, %v", c.name, c.meter, got, ok, c.want, c.wantOK)
@@ -211,7 +211,7 @@ func TestPauseAndFailedPaymentRules(t *testing.T) {
 			t0, "subscription_required", "canceled", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := Rules{Grace: grace}.decide(newView(&c.state, NewPlans(testPlans)), config.Require{Subscription: true}, c.now)
+			d := Rules{Grace: grace}.decide(prepared(&c.state, NewPlans(testPlans)), config.Require{Subscription: true}, c.now)
 			code, msg, url := "", "", ""
 			if d.Denial != nil {
 				code, msg, url = d.Denial.Code, d.Denial.Message, d.Denial.PaymentURL
@@ -254,4 +254,16 @@ func TestStateComparesPauseAndFailedInvoice(t *testing.T) {
 	if got := Merge(failedSt, base()); got.FailedInvoice == nil || got.FailedInvoice.ID != "in_1" {
 		t.Errorf("Merge dropped the failed invoice: %+v", got.FailedInvoice)
 	}
+}
+
+// prepared is the view a decision reads.
+func prepared(st *State, plans *Plans) *view {
+	v := newView(st, plans)
+	return &v
+}
+
+// preparedGrants is the view a decision reads, with grants.
+func preparedGrants(st *State, grants []Grant, plans *Plans, now time.Time) *view {
+	v := newGrantedView(st, grants, plans, now)
+	return &v
 }

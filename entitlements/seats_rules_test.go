@@ -50,7 +50,8 @@ func TestDecisionSeats(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := &State{Customer: "cus_1", Subscriptions: c.subs}
-			d := Rules{}.decide(newView(st, plans), config.Require{Subscription: true}, t0.Add(-time.Hour))
+			v := newView(st, plans)
+			d := Rules{}.decide(&v, config.Require{Subscription: true}, t0.Add(-time.Hour))
 			got, ok := d.Seats()
 			if got != c.want || ok != c.limit {
 				t.Errorf("Seats() = %+v, %v; want %+v, %v", got, ok, c.want, c.limit)

@@ -6,7 +6,8 @@
 // serves decisions without a network round trip; a change written by any
 // replica is published and applied by every replica within a second, with a
 // periodic refresh as a backstop. When the store is unreachable, decisions
-// use the last known state up to gating.max_staleness, then fail closed.
+// use the last known state for gating.max_staleness after the change feed
+// last proved it current, then fail closed; docs/outages.md has the bounds.
 // A customer seen for the first time is loaded once (single-flight) from the
 // store, or from Stripe. Reconciliation (Sync) repairs any drift from Stripe.
 // Operator grants (Grant) are stored beside the state, announced on the same

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,10 +74,9 @@ type RedisStore struct {
 	// state's MULTI/EXEC (CROSSSLOT): Update maintains it around the
 	// transaction instead (see reindex).
 	cluster bool
-	// embedded is set on the embedded store (miniredis), whose PING reply
-	// can overtake a message published before it: Probe publishes a
-	// marker on the channel instead, which messages cannot overtake.
-	embedded bool
+	// switched, when set (Sentinel), returns a channel closed when the
+	// store's primary next changes; see Watch.
+	switched func() <-chan struct{}
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -87,7 +84,7 @@ var _ Store = (*RedisStore)(nil)
 // NewRedisStore returns a Store on an open store connection.
 func NewRedisStore(s *store.Store) *RedisStore {
 	_, cluster := s.Client.(*redis.ClusterClient)
-	return &RedisStore{rdb: s.Client, keys: s.Keys, cluster: cluster, embedded: s.Embedded()}
+	return &RedisStore{rdb: s.Client, keys: s.Keys, cluster: cluster, switched: s.PrimarySwitched}
 }
 
 func (r *RedisStore) stateKey(customer string) string { return r.keys.Customer(customer, "state") }
@@ -331,70 +328,3 @@ func (r *RedisStore) Acquire(ctx context.Context, name string, ttl time.Duration
 
 // Ping implements Store.
 func (r *RedisStore) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
-
-// Watch implements Store with Redis pub/sub. Redis delivers a PONG on the
-// subscriber connection only after every message published before the
-// PING, which is what makes Probe a sound "caught up" signal.
-func (r *RedisStore) Watch(ctx context.Context) Watcher {
-	ps := r.rdb.Subscribe(ctx, r.channel())
-	// A blocked receive does not watch ctx; closing the connection ends it.
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
-	w := &redisWatcher{ps: ps, stop: stop}
-	if r.embedded {
-		w.store, w.marker = r, syncMarker+strconv.FormatUint(rand.Uint64(), 36)
-	}
-	return w
-}
-
-// syncMarker starts a Probe's message on the embedded store; customer ids
-// never hold a NUL.
-const syncMarker = "\x00sync:"
-
-type redisWatcher struct {
-	ps   *redis.PubSub
-	stop func() bool
-	// store and marker are set on the embedded store: Probe publishes
-	// marker, and its arrival is the Sync event.
-	store  *RedisStore
-	marker string
-}
-
-func (w *redisWatcher) Next(ctx context.Context, timeout time.Duration) (WatchEvent, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		msg, err := w.ps.ReceiveTimeout(ctx, time.Until(deadline))
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				return WatchEvent{Timeout: true}, nil
-			}
-			return WatchEvent{}, err
-		}
-		switch m := msg.(type) {
-		case *redis.Message:
-			if strings.HasPrefix(m.Payload, syncMarker) {
-				if m.Payload == w.marker {
-					return WatchEvent{Sync: true}, nil
-				}
-				continue // another watcher's probe
-			}
-			return WatchEvent{Customer: m.Payload}, nil
-		case *redis.Subscription:
-			return WatchEvent{Subscribed: m.Kind == "subscribe"}, nil
-		case *redis.Pong:
-			return WatchEvent{Sync: true}, nil
-		}
-		return WatchEvent{Timeout: true}, nil
-	}
-}
-
-func (w *redisWatcher) Probe(ctx context.Context) error {
-	if w.marker != "" {
-		return w.store.publish(ctx, w.marker)
-	}
-	return w.ps.Ping(ctx)
-}
-func (w *redisWatcher) Close() error {
-	w.stop()
-	return w.ps.Close()
-}

@@ -63,7 +63,9 @@ metering:
 type binary struct {
 	cmd       *exec.Cmd
 	proxyAddr string
+	adminAddr string
 	exited    chan struct{}
+	logs      testrig.LogBuffer // its log, printed if the test fails
 }
 
 // startTollgate runs `tollgate serve` and waits until it serves. Its log is
@@ -80,14 +82,15 @@ func startTollgate(t *testing.T, bin, cfgPath string) *binary {
 		t.Fatal(err)
 	}
 	b := &binary{cmd: cmd, exited: make(chan struct{})}
-	serving := make(chan string, 1)
+	serving := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			b.logs.Write(append(sc.Bytes(), '\n'))
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "tollgate serving" {
-				serving <- m["listen"].(string)
+				serving <- m
 			}
 		}
 		cmd.Wait()
@@ -96,15 +99,25 @@ func startTollgate(t *testing.T, bin, cfgPath string) *binary {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-b.exited
+		if t.Failed() {
+			t.Logf("--- end of the log of tollgate pid %d ---\n%s", cmd.Process.Pid, lastLines(b.logs.String(), 60))
+		}
 	})
 	select {
-	case b.proxyAddr = <-serving:
+	case m := <-serving:
+		b.proxyAddr, b.adminAddr = m["listen"].(string), m["admin_listen"].(string)
 	case <-b.exited:
 		t.Fatal("tollgate exited before serving")
 	case <-time.After(15 * time.Second):
 		t.Fatal("tollgate did not start serving within 15s")
 	}
 	return b
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // servedEvent is one answer the upstream billed.

@@ -25,6 +25,7 @@ type Store struct {
 	Client   redis.UniversalClient
 	Keys     Keys
 	embedded *miniredis.Miniredis
+	switches *switchWatch // Sentinel only
 }
 
 // Open connects to the configured Redis, or starts the embedded store when
@@ -54,10 +55,13 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 		IsClusterMode: cfg.Cluster,
 		Username:      cfg.Username,
 		Password:      cfg.Password,
-		DB:            cfg.DB,
-		DialTimeout:   cfg.DialTimeout,
-		ReadTimeout:   cfg.ReadTimeout,
-		WriteTimeout:  cfg.WriteTimeout,
+		// Sentinels answer to their own password; go-redis sends none
+		// unless told (issue 11).
+		SentinelPassword: cfg.SentinelPassword,
+		DB:               cfg.DB,
+		DialTimeout:      cfg.DialTimeout,
+		ReadTimeout:      cfg.ReadTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
 	}
 	if cfg.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -89,10 +93,15 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 			o := opts.Simple()
 			o.Network = "unix"
 			s.Client = redis.NewClient(o)
+			promptRedial(s.Client, nil)
 			return s, nil
 		}
 	}
 	s.Client = redis.NewUniversalClient(opts)
+	if _, ok := s.Client.(*redis.Client); ok && cfg.MasterName != "" {
+		s.switches = newSwitchWatch() // a failover client: dials reach the current primary
+	}
+	promptRedial(s.Client, s.switches)
 	return s, nil
 }
 

@@ -37,6 +37,15 @@ type RedisOption func(*redisConfig)
 type redisConfig struct {
 	persistence bool // AOF with appendfsync always
 	cluster     bool // a Redis Cluster node (StartRedisCluster)
+	// replicaOf is the primary's "127.0.0.1:port" for a replica
+	// (StartRedisSentinel); empty for a primary.
+	replicaOf string
+	// sentinel, when set, makes the process a Sentinel monitoring it
+	// (StartRedisSentinel).
+	sentinel *sentinelMonitor
+	// password, when set, is the server's requirepass (and, on a replica,
+	// its masterauth).
+	password string
 }
 
 func newRedisConfig(opts []RedisOption) redisConfig {
@@ -138,7 +147,7 @@ func (r *Redis) Embedded() bool { return r.mini != nil }
 
 // Client returns a new go-redis client for the server, closed at cleanup.
 func (r *Redis) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.addr})
+	c := redis.NewClient(&redis.Options{Addr: r.addr, Password: r.cfg.password})
 	r.tb.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -219,7 +228,7 @@ func (r *Redis) launchLocked() error {
 		if p.exited() {
 			return permanent(fmt.Errorf("redis-server exited: %v", p.err))
 		}
-		return pingRedis(r.addr)
+		return pingRedis(r.addr, r.cfg.password)
 	})
 	if err == nil {
 		r.proc = p
@@ -234,13 +243,29 @@ func (r *Redis) launchLocked() error {
 }
 
 func (r *Redis) args(logPath string) []string {
-	args := []string{
+	var args []string
+	if r.cfg.sentinel != nil {
+		args = []string{r.sentinelConf(), "--sentinel"}
+	}
+	args = append(args,
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--dir", r.dir,
 		"--logfile", logPath,
 		"--daemonize", "no",
+	)
+	if r.cfg.password != "" {
+		args = append(args, "--requirepass", r.cfg.password)
+	}
+	if r.cfg.sentinel != nil {
+		return args
+	}
+	if host, port, ok := strings.Cut(r.cfg.replicaOf, ":"); ok {
+		args = append(args, "--replicaof", host, port)
+		if r.cfg.password != "" {
+			args = append(args, "--masterauth", r.cfg.password)
+		}
 	}
 	if r.cfg.cluster {
 		args = append(args,
@@ -255,9 +280,10 @@ func (r *Redis) args(logPath string) []string {
 	return append(args, "--appendonly", "no")
 }
 
-// pingRedis sends an inline PING and expects +PONG: a server still loading
-// its AOF answers -LOADING and is not ready yet.
-func pingRedis(addr string) error {
+// pingRedis sends an inline PING (after AUTH, with a password) and
+// expects +PONG: a server still loading its AOF answers -LOADING and is not
+// ready yet.
+func pingRedis(addr, password string) error {
 	conn, err := net.DialTimeout("tcp", addr, 250*time.Millisecond)
 	if err != nil {
 		return err
@@ -266,15 +292,22 @@ func pingRedis(addr string) error {
 	if err := conn.SetDeadline(time.Now().Add(time.Second)); err != nil {
 		return err
 	}
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+	req, want := "PING\r\n", []string{"+PONG"}
+	if password != "" {
+		req, want = "AUTH "+password+"\r\n"+req, []string{"+OK", "+PONG"}
+	}
+	if _, err := conn.Write([]byte(req)); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line = strings.TrimSpace(line); line != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
+	rd := bufio.NewReader(conn)
+	for _, w := range want {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line = strings.TrimSpace(line); line != w {
+			return fmt.Errorf("PING answered %q", line)
+		}
 	}
 	return nil
 }

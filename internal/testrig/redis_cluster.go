@@ -55,10 +55,10 @@ func StartRedisCluster(tb testing.TB, n int) *RedisCluster {
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		missingRedisCluster(tb, err)
+		missingRedisServer(tb, "a cluster", err)
 	}
 	if err := checkClusterVersion(bin); err != nil {
-		missingRedisCluster(tb, err)
+		missingRedisServer(tb, "a cluster", err)
 	}
 	c := &RedisCluster{tb: tb}
 	for range n {
@@ -72,15 +72,16 @@ func StartRedisCluster(tb testing.TB, n int) *RedisCluster {
 	return c
 }
 
-// missingRedisCluster handles a missing or too old redis-server: a failure
-// when EnvRequireRedis is set, a skip otherwise (StartRedis would fall back
-// to miniredis, which has no cluster mode).
-func missingRedisCluster(tb testing.TB, why error) {
+// missingRedisServer handles a missing or too old redis-server for a
+// topology (what: "a cluster"): a failure when EnvRequireRedis is set, a
+// skip otherwise (StartRedis would fall back to miniredis, which has no
+// cluster or sentinel mode).
+func missingRedisServer(tb testing.TB, what string, why error) {
 	tb.Helper()
 	if required(EnvRequireRedis) {
-		tb.Fatalf("testrig: no redis-server for a cluster (%v) and %s=1; %s", why, EnvRequireRedis, redisInstallHint)
+		tb.Fatalf("testrig: no redis-server for %s (%v) and %s=1; %s", what, why, EnvRequireRedis, redisInstallHint)
 	}
-	tb.Skipf("testrig: no redis-server for a cluster (%v); miniredis has no cluster mode; %s", why, redisInstallHint)
+	tb.Skipf("testrig: no redis-server for %s (%v); miniredis has none; %s", what, why, redisInstallHint)
 }
 
 var redisVersionRe = regexp.MustCompile(`v=(\d+)\.`)
@@ -238,10 +239,18 @@ func pollCtx(ctx context.Context, cond func() error) error {
 }
 
 // logs is every node's log, for a failure message.
-func (c *RedisCluster) logs() string {
+func (c *RedisCluster) logs() string { return nodeLogs(c.nodes, 0) }
+
+// nodeLogs is the log of every node (its last tail bytes; 0 for all), for
+// a failure message.
+func nodeLogs(nodes []*Redis, tail int) string {
 	var b strings.Builder
-	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "\n--- redis-server %s log ---\n%s", n.Addr(), readFrom(filepath.Join(n.dir, "redis.log"), 0))
+	for _, n := range nodes {
+		log := readFrom(filepath.Join(n.dir, "redis.log"), 0)
+		if tail > 0 && len(log) > tail {
+			log = log[len(log)-tail:]
+		}
+		fmt.Fprintf(&b, "\n--- redis-server %s log ---\n%s", n.Addr(), log)
 	}
 	return b.String()
 }
