@@ -25,10 +25,6 @@ func newWebhook(_ context.Context, s *Sidecar) ([]proxy.Mount, error) {
 	}
 	o := s.webhookOptions()
 	o.Secrets = cfg.Stripe.WebhookSecrets
-	if cfg.Stripe.SecretKey == "" {
-		s.log.Warn("stripe.secret_key is not set: webhooks run in trusted payload mode, taking state from the signed event " +
-			"instead of re-reading it from Stripe (for the demo and offline tests, not for production)")
-	}
 	h, err := webhook.New(o)
 	if err != nil {
 		return nil, err
