@@ -126,7 +126,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	if [ -n "$OUT" ]; then
-		mkdir -p "$OUT" && cp -r "$W"/*.conf "$W"/*.yaml "$W"/*.txt "$W"/Caddyfile "$OUT"/ 2>/dev/null || true
+		mkdir -p "$OUT" && cp -r "$W"/*.conf "$W"/*.yaml "$W"/*.txt "$W"/Caddyfile "$W"/cg-*.out.* "$OUT"/ 2>/dev/null || true
 		echo "measurements kept in $OUT"
 	fi
 	rm -rf "$W"
