@@ -11,17 +11,29 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 )
 
-type requestIDKey struct{}
+// RequestIDKey is the context key RequestID looks up. Its value is the id
+// (a string, as WithRequestID stores it) or an IDCarrier: a context type
+// of its own can answer for it without the layer WithRequestID adds (the
+// proxy's per-request context does, one allocation fewer per request).
+type RequestIDKey struct{}
+
+// IDCarrier is a RequestIDKey value that knows its request's id.
+type IDCarrier interface{ RequestID() string }
 
 // WithRequestID returns ctx carrying the request id.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return context.WithValue(ctx, RequestIDKey{}, id)
 }
 
 // RequestID returns the request id carried by ctx, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	switch v := ctx.Value(RequestIDKey{}).(type) {
+	case string:
+		return v
+	case IDCarrier:
+		return v.RequestID()
+	}
+	return ""
 }
 
 // New returns the logger for a log config, writing to w.
