@@ -192,17 +192,18 @@ func (v *Verifier) Authenticate(r *http.Request) (Identity, error) {
 }
 
 func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
-	tok, e := extractToken(r, v.o.Cookie, v.o.MaxTokenBytes)
+	tok, e := extractCandidate(r, v.o.Cookie, v.o.MaxTokenBytes)
 	if e != nil {
 		return Identity{}, e
 	}
-	ver, e := v.verifyCached(r.Context(), tok)
+	now := v.o.Now()
+	ver, e := v.verifyCached(r.Context(), tok, now)
 	if e != nil {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, Customer: ver.customer, ExpiresAt: ver.exp, Claims: ver.claims}
 	if id.Customer == "" && v.o.Links != nil {
-		id.Customer, e = v.linkedCustomer(r.Context(), id.User)
+		id.Customer, e = v.linkedCustomer(r.Context(), id.User, now)
 		if e != nil {
 			return id, e
 		}
@@ -210,18 +211,18 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 	return id, nil
 }
 
-// verifyCached serves a token from the cache, re-checking its time claims
-// against Now, or verifies it and caches the result.
-func (v *Verifier) verifyCached(ctx context.Context, tok string) (*verified, *Error) {
+// verifyCached serves a token (extractCandidate's) from the cache,
+// re-checking its time claims against now, or checks its shape, verifies
+// it and caches the result.
+func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (*verified, *Error) {
 	if v.tokens == nil {
-		return v.verify(ctx, tok)
+		return v.verifyShaped(ctx, tok)
 	}
 	key := v.tokens.key(tok)
-	now := v.o.Now()
 	if ver, rej, ok := v.tokens.get(key, tok, now); ok {
 		return ver, rej
 	}
-	ver, e := v.verify(ctx, tok)
+	ver, e := v.verifyShaped(ctx, tok)
 	if e == nil {
 		// A copy: tok is part of the request's header, which the entry
 		// must not keep alive.
@@ -229,6 +230,14 @@ func (v *Verifier) verifyCached(ctx context.Context, tok string) (*verified, *Er
 		v.tokens.put(key, ver, now)
 	}
 	return ver, e
+}
+
+// verifyShaped is verify of a token that passes checkShape.
+func (v *Verifier) verifyShaped(ctx context.Context, tok string) (*verified, *Error) {
+	if _, e := checkShape(tok); e != nil {
+		return nil, e
+	}
+	return v.verify(ctx, tok)
 }
 
 // verify checks signature and claims with golang-jwt and extracts the
