@@ -83,6 +83,9 @@ func isCanonicalPath(p string) bool {
 // rejects encoded '/', decoding cannot merge segments. An escaped string that
 // does not decode (never a NormalizePath result) is returned unchanged.
 func DecodePath(escaped string) string {
+	if strings.IndexByte(escaped, '%') < 0 {
+		return escaped // nothing to decode (the usual case), without url's scan
+	}
 	p, err := url.PathUnescape(escaped)
 	if err != nil {
 		return escaped

@@ -276,10 +276,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 
 	// 2. Header hygiene, before anything reads headers.
-	StripReserved(r.Header)
-	if !s.allowOverride {
-		StripMethodOverrides(r.Header)
-	}
+	stripInbound(r.Header, !s.allowOverride)
 
 	defer func() { s.observe(ctx, r, x, start) }()
 

@@ -370,11 +370,11 @@ callgrind_target() {
 	until_ok 180 "$name" fire_one "$port"
 	"$RIG" fire -n 2000 -c 8 -H "$HOST_H" -H "$AUTH_H" "http://127.0.0.1:$port$PATH_" >/dev/null
 	for i in $(seq "$CG_REPS"); do
-		callgrind_control -z "$pid" >/dev/null
-		callgrind_control -i on "$pid" >/dev/null
+		callgrind_control -z "$pid" >/dev/null 2>&1
+		callgrind_control -i on "$pid" >/dev/null 2>&1
 		"$RIG" fire -n "$CG_N" -c 8 -H "$HOST_H" -H "$AUTH_H" "http://127.0.0.1:$port$PATH_" >/dev/null
-		callgrind_control -i off "$pid" >/dev/null
-		callgrind_control -d "$pid" >/dev/null
+		callgrind_control -i off "$pid" >/dev/null 2>&1
+		callgrind_control -d "$pid" >/dev/null 2>&1
 		f="$W/$name.out.$i"
 		until_ok 60 "$name" test -s "$f"
 		echo "target=$t rep=$i n=$CG_N ir=$(awk '/^totals:/ {print $2}' "$f")" | tee -a "$W/callgrind.txt"

@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -91,10 +90,34 @@ func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, re
 }
 
 // sameToken compares two tokens in constant time (for tokens of one
-// length; the length is not secret). The byte views share the strings'
-// memory, read only: converting would copy the token on every request.
+// length; the length is not secret), as crypto/subtle.ConstantTimeCompare
+// does, eight bytes at a step: byte by byte, the comparison of a 1 KB
+// token cost more than the rest of the cache hit (issue 13). Every byte
+// is read whatever the others hold, and nothing branches on their values.
 func sameToken(a, b string) bool {
-	return subtle.ConstantTimeCompare(unsafe.Slice(unsafe.StringData(a), len(a)), unsafe.Slice(unsafe.StringData(b), len(b))) == 1
+	if len(a) != len(b) {
+		return false
+	}
+	var diff uint64
+	for len(a) >= 8 {
+		diff |= load64(a) ^ load64(b)
+		a, b = a[8:], b[8:]
+	}
+	for i := 0; i < len(a); i++ {
+		diff |= uint64(a[i] ^ b[i])
+	}
+	diff |= diff >> 32
+	diff |= diff >> 16
+	diff |= diff >> 8
+	return subtle.ConstantTimeByteEq(uint8(diff), 0) == 1
+}
+
+// load64 reads s[:8] as a little-endian word (the compiler makes it one
+// load).
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // put stores e, verified for e.token, under key.

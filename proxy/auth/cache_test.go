@@ -205,3 +205,38 @@ func TestCacheCollisionIsNotAHit(t *testing.T) {
 		t.Errorf("Authenticate(valid) = %q, %v", id.User, err)
 	}
 }
+
+// sameToken must tell apart tokens that differ in any one bit of any
+// byte, in the words and in the tail.
+func TestSameToken(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 23, 600} {
+		a := strings.Repeat("x", n)
+		if !sameToken(a, strings.Clone(a)) {
+			t.Errorf("sameToken of two copies of %d bytes = false", n)
+		}
+		if n > 0 && sameToken(a, a[:n-1]) {
+			t.Errorf("sameToken of %d and %d bytes = true", n, n-1)
+		}
+		for i := range n {
+			for bit := range 8 {
+				b := []byte(a)
+				b[i] ^= 1 << bit
+				if sameToken(a, string(b)) {
+					t.Fatalf("sameToken(%d bytes, bit %d of byte %d flipped) = true", n, bit, i)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSameToken is the comparison a cache hit makes, for a 600-byte
+// token (an RS256 JWT with a few claims).
+func BenchmarkSameToken(b *testing.B) {
+	a := strings.Repeat("eyJhbGciOiJSUzI1NiJ9.", 30)
+	c := strings.Clone(a)
+	for b.Loop() {
+		if !sameToken(a, c) {
+			b.Fatal("different")
+		}
+	}
+}
