@@ -81,7 +81,7 @@ func removeCookie(h http.Header, name string) {
 // setForwarded rebuilds X-Forwarded-*: a client's values are dropped unless
 // the peer is a trusted proxy, whose values are kept and extended.
 func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
-	pr.Out.Header.Del("X-Real-Ip")
+	delete(pr.Out.Header, "X-Real-Ip") // Header.Del of a canonical name
 	if !s.trustedPeer(pr.In.RemoteAddr) {
 		pr.SetXForwarded()
 		return

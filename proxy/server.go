@@ -218,6 +218,11 @@ func NewTransport(c config.ProxyTimeouts) *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
+		// Encodings are for the client and the app to agree on. Otherwise
+		// the transport asks for gzip on the client's behalf and
+		// decompresses the answer itself: CPU in the proxy, and a body
+		// that is not what the app sent.
+		DisableCompression: true,
 	}
 }
 

@@ -20,7 +20,7 @@ CONNS=64
 THREADS=2
 TARGETS="direct bare nginx haproxy caddy tollgate tollgate-public tollgate-nolog"
 CG=1
-CG_N=5000
+CG_N=4000
 CG_REPS=3
 CG_TARGETS="bare tollgate tollgate-public tollgate-nolog"
 OL=1
@@ -44,7 +44,7 @@ Closed loop (wrk, alternating rounds, order reversed every other round):
                      (default: all; bare is always measured, ratios are paired with it)
 Instructions per request (valgrind callgrind, GODEBUG=asyncpreemptoff=1):
   -callgrind-n N     requests per measurement, after a warm-up not counted (default $CG_N)
-  -callgrind-reps N  measurements per target; the median is reported (default $CG_REPS)
+  -callgrind-reps N  measurements per target, reported together (default $CG_REPS)
   -callgrind "A B"   targets (default: $CG_TARGETS)
   -no-callgrind      skip
 Open loop (fixed schedule, latency from each request's scheduled time):
@@ -368,7 +368,7 @@ callgrind_target() {
 	esac
 	pid=$(pid_of "$name")
 	until_ok 180 "$name" fire_one "$port"
-	"$RIG" fire -n 2000 -c 8 -H "$HOST_H" -H "$AUTH_H" "http://127.0.0.1:$port$PATH_" >/dev/null
+	"$RIG" fire -n 1000 -c 8 -H "$HOST_H" -H "$AUTH_H" "http://127.0.0.1:$port$PATH_" >/dev/null
 	for i in $(seq "$CG_REPS"); do
 		callgrind_control -z "$pid" >/dev/null 2>&1
 		callgrind_control -i on "$pid" >/dev/null 2>&1
