@@ -138,10 +138,10 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		s.metrics.UpstreamDuration.Observe(time.Since(x.upstreamStart).Seconds())
 	}
 	s.meterAnswer(resp, x)
+	StripReserved(resp.Header)
 	if b := x.bill; b != nil && b.hold != nil {
 		setRateLimit(resp.Header, b.meter, b.hold.State())
 	}
-	StripReserved(resp.Header)
 	if s.cors != nil {
 		// tollgate owns CORS: the app's own headers would duplicate ours,
 		// and browsers refuse an answer with two Access-Control-Allow-Origin.

@@ -99,11 +99,11 @@ func sameToken(a, b string) bool {
 		return false
 	}
 	var diff uint64
-	for len(a) >= 8 {
-		diff |= load64(a) ^ load64(b)
-		a, b = a[8:], b[8:]
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		diff |= load64(a[i:i+8]) ^ load64(b[i:i+8])
 	}
-	for i := 0; i < len(a); i++ {
+	for ; i < len(a); i++ {
 		diff |= uint64(a[i] ^ b[i])
 	}
 	diff |= diff >> 32
