@@ -1,10 +1,10 @@
-# tollgate: make build | test | bench | lint | fuzz
+# tollgate: make build | test | bench | bench-compare | lint | fuzz
 GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 
-.PHONY: build test bench lint fuzz demo load
+.PHONY: build test bench bench-compare lint fuzz demo load
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/tollgate ./cmd/tollgate
@@ -16,6 +16,12 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Side by side with a bare Go proxy, nginx, HAProxy and Caddy on loopback
+# (docs/performance.md). Installs its Debian packages if missing. Flags in
+# ARGS, e.g. make bench-compare ARGS="-rounds 3 -d 10s".
+bench-compare:
+	scripts/bench-compare.sh $(ARGS)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

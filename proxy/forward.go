@@ -28,35 +28,33 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x.upgrades = s.upgrades.filter(pr.Out.Header)
 
 	h := pr.Out.Header
-	h.Set(HeaderRequestID, x.rid)
 	if !s.fwdAuth {
 		h.Del("Authorization")
 		if s.cookie != "" {
 			removeCookie(h, s.cookie)
 		}
 	}
-	if x.id.User != "" {
-		h.Set(HeaderUser, x.id.User)
-	}
-	if x.id.Customer != "" {
-		h.Set(HeaderCustomer, x.id.Customer)
-	}
-	if x.decision.Plan != "" {
-		h.Set(HeaderPlan, x.decision.Plan)
-	}
-	if x.decision.Status != "" {
-		h.Set(HeaderStatus, x.decision.Status)
-	}
-	if x.decision.Features != "" {
-		h.Set(HeaderFeatures, x.decision.Features)
-	}
-	if x.shadowDenial != "" {
-		h.Set(HeaderShadowDenial, x.shadowDenial)
-	}
-	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), upstreamStartKey{}, time.Now()))
+	x.setIdentity(h)
+	x.upstreamStart = time.Now()
 }
 
-type upstreamStartKey struct{}
+// identityHeaders are the headers setIdentity writes, in its order.
+var identityHeaders = [...]string{HeaderRequestID, HeaderUser, HeaderCustomer, HeaderPlan, HeaderStatus, HeaderFeatures, HeaderShadowDenial}
+
+// setIdentity sets the request id and the verified identity on the
+// outbound request, each header only when it has a value. It is
+// Header.Set for each, with one allocation holding every value instead of
+// one per header (the names are canonical already).
+func (x *exchange) setIdentity(h http.Header) {
+	vals := [len(identityHeaders)]string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial}
+	backing := make([]string, len(vals))
+	for i, v := range vals {
+		if v != "" {
+			backing[i] = v
+			h[identityHeaders[i]] = backing[i : i+1 : i+1] // capacity 1: an Add copies
+		}
+	}
+}
 
 // removeCookie drops every cookie called name from the Cookie headers,
 // keeping the others as sent.
@@ -83,7 +81,7 @@ func removeCookie(h http.Header, name string) {
 // setForwarded rebuilds X-Forwarded-*: a client's values are dropped unless
 // the peer is a trusted proxy, whose values are kept and extended.
 func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
-	pr.Out.Header.Del("X-Real-Ip")
+	delete(pr.Out.Header, "X-Real-Ip") // Header.Del of a canonical name
 	if !s.trustedPeer(pr.In.RemoteAddr) {
 		pr.SetXForwarded()
 		return
@@ -136,14 +134,14 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		return err // 502: the tunnel is never opened
 	}
 	x.status = resp.StatusCode
-	if t, ok := resp.Request.Context().Value(upstreamStartKey{}).(time.Time); ok {
-		s.metrics.UpstreamDuration.Observe(time.Since(t).Seconds())
+	if !x.upstreamStart.IsZero() {
+		s.metrics.UpstreamDuration.Observe(time.Since(x.upstreamStart).Seconds())
 	}
 	s.meterAnswer(resp, x)
+	StripReserved(resp.Header)
 	if b := x.bill; b != nil && b.hold != nil {
 		setRateLimit(resp.Header, b.meter, b.hold.State())
 	}
-	StripReserved(resp.Header)
 	if s.cors != nil {
 		// tollgate owns CORS: the app's own headers would duplicate ours,
 		// and browsers refuse an answer with two Access-Control-Allow-Origin.
@@ -158,10 +156,18 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	// and the values at EOF, after the usage trailer was read.
 	StripReserved(resp.Trailer)
 	// (A 101 body is the upgraded connection itself and must stay as is.)
-	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
+	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols && mayHaveTrailers(resp) {
 		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp, s: s, x: x}
 	}
 	return nil
+}
+
+// mayHaveTrailers reports whether an answer's body can end with trailers:
+// in HTTP/1 only a chunked one (net/http reads trailers of nothing else;
+// a body of known length has none), in HTTP/2 any. The others need no
+// trailerFilter, which is an allocation and an indirection per read.
+func mayHaveTrailers(resp *http.Response) bool {
+	return resp.ProtoMajor != 1 || resp.ContentLength < 0 || len(resp.Trailer) > 0
 }
 
 // trailerFilter bills a declared usage trailer and removes reserved

@@ -62,6 +62,16 @@ func StripMethodOverrides(h http.Header) {
 	}
 }
 
+// stripInbound is StripReserved and, with overrides set,
+// StripMethodOverrides, in one pass over the request's header.
+func stripInbound(h http.Header, overrides bool) {
+	for name := range h {
+		if IsReserved(name) || overrides && IsMethodOverride(name) {
+			delete(h, name)
+		}
+	}
+}
+
 // checkOverride makes sure the app sees the method the route allowed. With
 // proxy.allow_method_override the override headers stay, but the method
 // they name must lead to the same route. A _method field (query or form)

@@ -33,6 +33,14 @@ func NormalizePath(requestURI string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if isCanonicalPath(p) {
+		return p, nil // what the steps below return for it, without their allocations
+	}
+	return normalizeSlow(p)
+}
+
+// normalizeSlow is NormalizePath of a path that is not canonical already.
+func normalizeSlow(p string) (string, error) {
 	if err := checkRawPath(p); err != nil {
 		return "", err
 	}
@@ -43,11 +51,41 @@ func NormalizePath(requestURI string) (string, error) {
 	return encodePath(segs, trailingSlash), nil
 }
 
+// isCanonicalPath reports whether p (a path starting with '/') is its own
+// normal form: only bytes appendSegment writes raw (so no escape, nothing
+// checkRawPath or checkUnicode refuses), no empty segment but a trailing
+// one, no dot segment. Most requests' paths are; for them NormalizePath
+// costs one scan. FuzzNormalizePath checks that the slow path agrees.
+func isCanonicalPath(p string) bool {
+	seg := 1 // where the current segment starts
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			if !isPchar(p[i]) {
+				return false
+			}
+			continue
+		}
+		switch p[seg:i] {
+		case ".", "..":
+			return false
+		case "":
+			if i < len(p) { // "//": an empty segment
+				return false
+			}
+		}
+		seg = i + 1
+	}
+	return true
+}
+
 // DecodePath returns the decoded form of a NormalizePath result, the value
 // for url.URL.Path when RawPath is the escaped form. Because NormalizePath
 // rejects encoded '/', decoding cannot merge segments. An escaped string that
 // does not decode (never a NormalizePath result) is returned unchanged.
 func DecodePath(escaped string) string {
+	if strings.IndexByte(escaped, '%') < 0 {
+		return escaped // nothing to decode (the usual case), without url's scan
+	}
 	p, err := url.PathUnescape(escaped)
 	if err != nil {
 		return escaped

@@ -195,6 +195,12 @@ func FuzzNormalizePath(f *testing.F) {
 			return
 		}
 		checkCanonical(t, in, out)
+		// The fast path must return what the full normalisation returns.
+		if p, err := requestPath(in); err == nil && isCanonicalPath(p) {
+			if slow, err := normalizeSlow(p); err != nil || slow != out {
+				t.Fatalf("NormalizePath(%q) = %q by the fast path; the full steps give %q, %v", in, out, slow, err)
+			}
+		}
 	})
 }
 
@@ -231,5 +237,39 @@ func checkCanonical(t *testing.T, in, out string) {
 	redo := strings.ReplaceAll(dec, " ", "%20")
 	if again, err := NormalizePath(redo); err != nil || again != out {
 		t.Fatalf("NormalizePath(%q) = %q, %v; want %q (decoded form of %q)", redo, again, err, out, in)
+	}
+}
+
+// The fast path takes only paths the full steps leave unchanged.
+func TestIsCanonicalPath(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"/", true},
+		{"/api/bench", true},
+		{"/api/bench/", true},
+		{"/a.b/~c-d_e/!$&'()*+,=:@", true},
+		{"//", false},
+		{"/a//b", false},
+		{"/a/./b", false},
+		{"/a/../b", false},
+		{"/a/..", false},
+		{"/.", false},
+		{"/%41", false},
+		{"/a;b", false},
+		{"/a b", false},
+		{"/é", false},
+		{"/a\\b", false},
+	}
+	for _, tt := range tests {
+		if got := isCanonicalPath(tt.in); got != tt.want {
+			t.Errorf("isCanonicalPath(%q) = %v; want %v", tt.in, got, tt.want)
+		}
+		if tt.want {
+			if slow, err := normalizeSlow(tt.in); err != nil || slow != tt.in {
+				t.Errorf("normalizeSlow(%q) = %q, %v; want it unchanged", tt.in, slow, err)
+			}
+		}
 	}
 }

@@ -86,7 +86,8 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 		// with no customer yet: nobody could be billed for the answer.
 		return errNoCustomerToBill
 	}
-	x.bill = &bill{meter: rc.Meter, units: rc.Units()}
+	x.owed = bill{meter: rc.Meter, units: rc.Units()}
+	x.bill = &x.owed
 	if !x.decision.Limit.Set || s.quota == nil {
 		return nil
 	}
@@ -128,14 +129,49 @@ func quotaDenial(meter string, ex *QuotaExceeded) *HTTPError {
 // draft-ietf-httpapi-ratelimit-headers (-08 and later): the policy is
 // named after the meter, q is the limit, w the billing period in seconds,
 // r what remains and t the seconds to the period's end. Fields are added,
-// so an application's own policies are kept beside tollgate's.
+// so an application's own policies are kept beside tollgate's. Every
+// answer on a limited route carries them, so both values are built in one
+// buffer and share one string and one value slice (two allocations, not
+// nine).
 func setRateLimit(h http.Header, meter string, st QuotaState) {
-	name := strconv.Quote(meter) // meter names are [A-Za-z0-9_.-]: a valid sf-string
-	h.Add("RateLimit-Policy", name+";q="+strconv.FormatInt(st.Limit, 10)+";w="+seconds(st.Window))
-	h.Add("RateLimit", name+";r="+strconv.FormatInt(max(0, st.Remaining), 10)+";t="+seconds(st.Reset))
+	var buf [192]byte
+	b := appendQuoted(buf[:0], meter)
+	name := len(b)
+	b = strconv.AppendInt(append(b, ";q="...), st.Limit, 10)
+	b = appendSeconds(append(b, ";w="...), st.Window)
+	policy := len(b)
+	b = append(b, b[:name]...)
+	b = strconv.AppendInt(append(b, ";r="...), max(0, st.Remaining), 10)
+	b = appendSeconds(append(b, ";t="...), st.Reset)
+	v := string(b)
+	vals := []string{v[:policy], v[policy:]}
+	addValue(h, "Ratelimit-Policy", vals[0:1:1]) // the canonical forms of RateLimit-Policy
+	addValue(h, "Ratelimit", vals[1:2:2])        // and RateLimit, as Header.Add stores them
 }
 
-// seconds rounds up to whole non-negative seconds.
-func seconds(d time.Duration) string {
-	return strconv.FormatInt(max(0, int64(math.Ceil(d.Seconds()))), 10)
+// appendQuoted appends meter as an sf-string. Meter names are
+// [A-Za-z0-9_.-] (config), which need no escape; strconv.AppendQuote, for
+// anything else, costs more than the rest of the two fields together.
+func appendQuoted(b []byte, meter string) []byte {
+	for i := 0; i < len(meter); i++ {
+		if c := meter[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return strconv.AppendQuote(b, meter)
+		}
+	}
+	return append(append(append(b, '"'), meter...), '"')
+}
+
+// addValue is Header.Add of vv's one value, for a canonical name: vv
+// itself becomes the field's values when it has none.
+func addValue(h http.Header, name string, vv []string) {
+	if old := h[name]; len(old) > 0 {
+		h[name] = append(old, vv[0])
+		return
+	}
+	h[name] = vv
+}
+
+// appendSeconds appends d rounded up to whole non-negative seconds.
+func appendSeconds(b []byte, d time.Duration) []byte {
+	return strconv.AppendInt(b, max(0, int64(math.Ceil(d.Seconds()))), 10)
 }

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
 )
 
 // Decision labels of tollgate_requests_total that are not a denial code.
@@ -28,11 +31,14 @@ func (s *Server) initSeries(c *config.Config) {
 			limited[m] = true
 		}
 	}
-	for _, rt := range s.routes {
-		s.metrics.RequestDuration.WithLabelValues(rt.label)
+	for i := range s.routes {
+		rt := &s.routes[i]
+		rt.series = routeSeries{duration: s.metrics.RequestDuration.WithLabelValues(rt.label),
+			byDecision: map[string]prometheus.Counter{}}
 		for _, d := range routeDecisions(rt.cfg, limited[rt.cfg.Meter]) {
-			s.metrics.Requests.WithLabelValues(rt.label, d)
+			rt.series.byDecision[d] = s.metrics.Requests.WithLabelValues(rt.label, d)
 		}
+		rt.series.allowed = rt.series.byDecision[decisionAllowed]
 	}
 	s.initSeatSeries(c, limited)
 	for _, m := range s.mounts {
@@ -69,4 +75,23 @@ func routeDecisions(rc *config.Route, limitedMeter bool) []string {
 		out = append(out, "quota_exceeded")
 	}
 	return out
+}
+
+// routeSeries are a route's request metrics, resolved once: WithLabelValues
+// hashes its labels and takes the vector's lock on every call.
+type routeSeries struct {
+	duration   prometheus.Observer
+	allowed    prometheus.Counter
+	byDecision map[string]prometheus.Counter // the decisions routeDecisions lists
+}
+
+// counter is the route's tollgate_requests_total series for decision.
+func (rs *routeSeries) counter(m *metrics.Metrics, label, decision string) prometheus.Counter {
+	if decision == decisionAllowed {
+		return rs.allowed
+	}
+	if c, ok := rs.byDecision[decision]; ok {
+		return c
+	}
+	return m.Requests.WithLabelValues(label, decision)
 }

@@ -110,6 +110,7 @@ type Server struct {
 	upgrades upgrades   // proxy.upgrades
 	metrics  *metrics.Metrics
 	log      *slog.Logger
+	logh     slog.Handler // log's, for the access line (see accessLog)
 	rp       *httputil.ReverseProxy
 
 	// allowOverride keeps the method-override headers
@@ -122,7 +123,8 @@ type route struct {
 	pattern Pattern
 	methods []string
 	label   string
-	shadow  bool // entitlement denials are forwarded, not answered (see shadow)
+	shadow  bool        // entitlement denials are forwarded, not answered (see shadow)
+	series  routeSeries // its request metrics, resolved at start
 }
 
 func init() {
@@ -159,6 +161,7 @@ func New(o Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.logh = s.log.Handler()
 	if s.metrics == nil {
 		s.metrics = metrics.New()
 	}
@@ -201,6 +204,7 @@ func New(o Options) (*Server, error) {
 		ModifyResponse: s.modifyResponse,
 		ErrorHandler:   s.upstreamError,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BufferPool:     copyBuffers,
 	}
 	return s, nil
 }
@@ -216,12 +220,20 @@ func NewTransport(c config.ProxyTimeouts) *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
+		// Encodings are for the client and the app to agree on. Otherwise
+		// the transport asks for gzip on the client's behalf and
+		// decompresses the answer itself: CPU in the proxy, and a body
+		// that is not what the app sent.
+		DisableCompression: true,
 	}
 }
 
 // exchange is what one request carries from ServeHTTP to the
 // ReverseProxy callbacks, through the request context.
 type exchange struct {
+	// ctx is the request's context from step 1 on; it finds this exchange
+	// and the request id (see exchangeContext).
+	ctx      exchangeContext
 	path     string // the one normalised path: matched, gated, forwarded
 	rid      string
 	route    *route
@@ -230,7 +242,12 @@ type exchange struct {
 	decision Decision
 	status   int    // upstream status, 0 if none
 	bill     *bill  // nil: the route is not metered for this caller
+	owed     bill   // what bill points to, kept here to save an allocation
 	outcome  string // metrics decision label
+	// upstreamStart is when the request left for the upstream (rewrite).
+	upstreamStart time.Time
+	// info is the ResponseWriter forwarding writes to (see forward).
+	info informationalFilter
 	// clientGone is set when the client left before the upstream answered.
 	clientGone bool
 
@@ -253,21 +270,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{outcome: decisionAllowed}
 
 	// 1. Request id: keep a well-formed client id, or make one.
-	x.rid = r.Header.Get(HeaderRequestID)
+	if vv := r.Header[HeaderRequestID]; len(vv) > 0 { // Header.Get, for a canonical name
+		x.rid = vv[0]
+	}
 	if !ValidRequestID(x.rid) {
 		x.rid = NewRequestID()
 	}
-	r.Header.Set(HeaderRequestID, x.rid)
-	w.Header().Set(HeaderRequestID, x.rid)
+	// (Header.Set, with one value slice for both: its capacity of 1 makes
+	// an Add to either header copy it.)
+	rid := []string{x.rid}
+	r.Header[HeaderRequestID], w.Header()[HeaderRequestID] = rid, rid
 	// Every line logged for this request, in any package, carries its id.
-	r = r.WithContext(logging.WithRequestID(r.Context(), x.rid))
+	x.ctx = exchangeContext{Context: r.Context(), x: x}
+	r = r.WithContext(&x.ctx)
 	ctx := r.Context()
 
 	// 2. Header hygiene, before anything reads headers.
-	StripReserved(r.Header)
-	if !s.allowOverride {
-		StripMethodOverrides(r.Header)
-	}
+	stripInbound(r.Header, !s.allowOverride)
 
 	defer func() { s.observe(ctx, r, x, start) }()
 
@@ -384,7 +403,8 @@ func (s *Server) decide(ctx context.Context, x *exchange) *HTTPError {
 // forward hands the request to ReverseProxy (step 11); rewrite,
 // modifyResponse and upstreamError find the exchange in its context.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
-	s.rp.ServeHTTP(informationalFilter{w}, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+	x.info = informationalFilter{w}
+	s.rp.ServeHTTP(&x.info, r)
 }
 
 func (s *Server) authenticate(r *http.Request, x *exchange) *HTTPError {
@@ -482,21 +502,42 @@ func (s *Server) deny(ctx context.Context, w http.ResponseWriter, x *exchange, e
 }
 
 func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, start time.Time) {
+	end := time.Now()
+	d := end.Sub(start)
 	label := labelNoRoute
 	switch {
 	case x.route != nil:
 		label = x.route.label
+		x.route.series.counter(s.metrics, label, x.outcome).Inc()
+		x.route.series.duration.Observe(d.Seconds())
 	case x.mount != nil:
 		label = x.mount.Path // tollgate's own endpoint
 	}
-	d := time.Since(start)
-	s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
+	if x.route == nil {
+		s.metrics.Requests.WithLabelValues(label, x.outcome).Inc()
+		s.metrics.RequestDuration.WithLabelValues(label).Observe(d.Seconds())
+	}
 	if cr := s.metrics.CustomerRequests; cr != nil && x.id.Customer != "" {
 		cr.WithLabelValues(x.id.Customer, x.outcome).Inc()
 	}
-	s.metrics.RequestDuration.WithLabelValues(label).Observe(d.Seconds())
-	s.log.InfoContext(ctx, "request", "method", r.Method, "path", x.path, "route", label,
-		"decision", x.outcome, "status", x.status, "duration_ms", float64(d.Microseconds())/1000)
+	s.accessLog(ctx, r, x, label, end, d)
+}
+
+// accessLog writes the request's line at info. It is on by default, so it
+// is kept cheap (issue 13): nothing is built when info is filtered out,
+// the attributes are typed (no boxing into any), the request id is added
+// here rather than by the handler (one attribute slice, not two), and the
+// record goes to the handler without slog.Logger's runtime.Callers (the
+// handler adds no source).
+func (s *Server) accessLog(ctx context.Context, r *http.Request, x *exchange, label string, end time.Time, d time.Duration) {
+	if !s.logh.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	rec.AddAttrs(slog.String("method", r.Method), slog.String("path", x.path), slog.String("route", label),
+		slog.String("decision", x.outcome), slog.Int("status", x.status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("request_id", x.rid))
+	_ = s.logh.Handle(ctx, rec)
 }
 
 // RequestID returns the id of the request being served, from its context

@@ -45,7 +45,9 @@ func (u upgrades) allows(token string) bool {
 // (h2c smuggling). HTTP2-Settings only means something with h2c, which is
 // never allowed, so it is always removed.
 func (u upgrades) filter(h http.Header) []string {
-	h.Del("Http2-Settings")
+	// (delete and direct reads of canonical names are Header.Del and Get
+	// without canonicalising them again, on every request.)
+	delete(h, "Http2-Settings")
 	var kept []string
 	for _, t := range headerTokens(h["Upgrade"]) {
 		if u.allows(t) {
@@ -53,11 +55,11 @@ func (u upgrades) filter(h http.Header) []string {
 		}
 	}
 	if len(kept) == 0 {
-		h.Del("Upgrade")
+		delete(h, "Upgrade")
 		dropToken(h, "Connection", "upgrade")
 		return nil
 	}
-	h.Set("Upgrade", strings.Join(kept, ", "))
+	h["Upgrade"] = []string{strings.Join(kept, ", ")}
 	return kept
 }
 
@@ -105,10 +107,10 @@ func dropToken(h http.Header, name, token string) {
 		}
 	}
 	if len(kept) == 0 {
-		h.Del(name)
+		delete(h, name) // name is canonical
 		return
 	}
-	h.Set(name, strings.Join(kept, ", "))
+	h[name] = []string{strings.Join(kept, ", ")}
 }
 
 func containsFold(list []string, s string) bool {

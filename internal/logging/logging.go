@@ -11,24 +11,40 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 )
 
-type requestIDKey struct{}
+// RequestIDKey is the context key RequestID looks up. Its value is the id
+// (a string, as WithRequestID stores it) or an IDCarrier: a context type
+// of its own can answer for it without the layer WithRequestID adds (the
+// proxy's per-request context does, one allocation fewer per request).
+type RequestIDKey struct{}
+
+// IDCarrier is a RequestIDKey value that knows its request's id.
+type IDCarrier interface{ RequestID() string }
 
 // WithRequestID returns ctx carrying the request id.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return context.WithValue(ctx, RequestIDKey{}, id)
 }
 
 // RequestID returns the request id carried by ctx, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	switch v := ctx.Value(RequestIDKey{}).(type) {
+	case string:
+		return v
+	case IDCarrier:
+		return v.RequestID()
+	}
+	return ""
 }
 
 // New returns the logger for a log config, writing to w.
 func New(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
+	// No ReplaceAttr: with one, slog passes every attribute through it and
+	// writes the level through encoding/json, which more than doubled the
+	// cost of a line (issue 13: the access line is on every request).
+	// contextHandler writes durations as strings instead.
+	opts := &slog.HandlerOptions{Level: lvl}
 	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.Format == "text" {
 		h = slog.NewTextHandler(w, opts)
@@ -37,40 +53,85 @@ func New(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // contextHandler adds request_id to every record logged with a context
-// that carries one (log.InfoContext(ctx, ...)).
+// that carries one (log.InfoContext(ctx, ...)), and writes every
+// time.Duration as "1.5s" rather than slog's raw nanoseconds
+// (1500000000), which read as seconds to a human and as a plain number to
+// a log pipeline.
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" && !hasAttr(r, "request_id") {
-		r.AddAttrs(slog.String("request_id", id))
+	hasID, durations := false, false
+	r.Attrs(func(a slog.Attr) bool {
+		hasID = hasID || a.Key == "request_id"
+		durations = durations || hasDuration(a.Value)
+		return true
+	})
+	if durations {
+		r = withDurationStrings(r)
+	}
+	// The id is never written twice (Elasticsearch and other JSON
+	// pipelines refuse a line with a duplicate key).
+	if !hasID {
+		if id := RequestID(ctx); id != "" {
+			r.AddAttrs(slog.String("request_id", id))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
-// hasAttr reports whether a record already carries key, so the request id
-// is never written twice (Elasticsearch and other JSON pipelines refuse a
-// line with a duplicate key).
-func hasAttr(r slog.Record, key string) bool {
-	found := false
-	r.Attrs(func(a slog.Attr) bool {
-		found = a.Key == key
-		return !found
-	})
-	return found
+// hasDuration reports whether v is, or holds in a group, a duration.
+func hasDuration(v slog.Value) bool {
+	switch v.Kind() {
+	case slog.KindDuration:
+		return true
+	case slog.KindLogValuer:
+		return hasDuration(v.Resolve())
+	case slog.KindGroup:
+		for _, a := range v.Group() {
+			if hasDuration(a.Value) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-// durationString writes a time.Duration as "1.5s" rather than slog's raw
-// nanoseconds (1500000000), which read as seconds to a human and as a
-// plain number to a log pipeline.
-func durationString(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
+// durationString is a with every duration in it written as a string.
+func durationString(a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
 		return slog.String(a.Key, a.Value.Duration().String())
+	case slog.KindLogValuer:
+		a.Value = a.Value.Resolve()
+		if hasDuration(a.Value) {
+			return durationString(a)
+		}
+	case slog.KindGroup:
+		g := a.Value.Group()
+		out := make([]slog.Attr, len(g))
+		for i, x := range g {
+			out[i] = durationString(x)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
 	}
 	return a
 }
 
+func withDurationStrings(r slog.Record) slog.Record {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(durationString(a))
+		return true
+	})
+	return out
+}
+
 func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return contextHandler{h.Handler.WithAttrs(as)}
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = durationString(a)
+	}
+	return contextHandler{h.Handler.WithAttrs(out)}
 }
 
 func (h contextHandler) WithGroup(name string) slog.Handler {

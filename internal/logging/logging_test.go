@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +60,51 @@ func TestDurationsAndNoDuplicateRequestID(t *testing.T) {
 	}
 	if got := line["retry_in"]; got != "1.5s" {
 		t.Errorf("retry_in = %v (%T); want \"1.5s\"", got, got)
+	}
+}
+
+// Durations are strings wherever they are: in a group, in a logger's
+// attributes, behind a LogValuer.
+func TestDurationsEverywhere(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(config.Log{Level: "info", Format: "json"}, &buf).With("ttl", 2*time.Second)
+	log.Info("x", slog.Group("g", "wait", 250*time.Millisecond), "lazy", lazyDuration(time.Minute))
+	var line struct {
+		TTL  any                `json:"ttl"`
+		G    struct{ Wait any } `json:"g"`
+		Lazy any                `json:"lazy"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	for _, tt := range []struct {
+		name string
+		got  any
+		want string
+	}{{"ttl", line.TTL, "2s"}, {"g.wait", line.G.Wait, "250ms"}, {"lazy", line.Lazy, "1m0s"}} {
+		if tt.got != tt.want {
+			t.Errorf("%s = %v (%T); want %q", tt.name, tt.got, tt.got, tt.want)
+		}
+	}
+}
+
+type lazyDuration time.Duration
+
+func (d lazyDuration) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
+
+// BenchmarkRequestLine is the proxy's access line (one per request, at
+// info), written as the proxy writes it.
+func BenchmarkRequestLine(b *testing.B) {
+	h := New(config.Log{Level: "info", Format: "json"}, io.Discard).Handler()
+	ctx := WithRequestID(context.Background(), "0123456789abcdef0123456789abcdef")
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+		rec.AddAttrs(slog.String("method", "GET"), slog.String("path", "/api/bench"), slog.String("route", "/api/**"),
+			slog.String("decision", "allowed"), slog.Int("status", 200), slog.Float64("duration_ms", 0.123),
+			slog.String("request_id", "0123456789abcdef0123456789abcdef"))
+		if err := h.Handle(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -102,7 +102,7 @@ func alertExprs(t *testing.T) []string {
 
 // jwksServer publishes one RSA key, so that the tollgate under test runs
 // with a JWKS (its series exist only then).
-func jwksServer(t *testing.T) (*rsa.PrivateKey, string) {
+func jwksServer(t testing.TB) (*rsa.PrivateKey, string) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

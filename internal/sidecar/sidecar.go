@@ -61,6 +61,9 @@ type Options struct {
 	// Now is the clock used for token checks and to place the month the
 	// periodic usage reconciliation checks; nil means time.Now.
 	Now func() time.Time
+	// Transport carries requests to the upstream; nil means one built from
+	// the proxy section (benchmarks put an in-memory upstream here).
+	Transport http.RoundTripper
 }
 
 // New builds every part from a validated configuration. Nothing listens yet.
@@ -137,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Gate:          gateAdapter{g: s.Gate, limited: limited, seats: s.seats},
 		Metrics:       s.Metrics,
 		Logger:        log,
+		Transport:     o.Transport,
 	}
 	if s.meter != nil {
 		po.Counter = s.meter

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto/subtle"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ const evictScan = 8
 // and claims were checked. Claims is shared by every hit and must be treated
 // as read-only.
 type verified struct {
+	token    string // the whole token: a hit must be this token, not one that hashes alike
 	user     string
 	customer string // from the customer claim only; links are resolved per request
 	exp      time.Time
@@ -39,38 +42,86 @@ func (e *verified) checkTimes(now time.Time, leeway time.Duration) *Error {
 	return nil
 }
 
-// tokenCache maps SHA-256(token) to its verification. Only verified tokens
-// are stored, so an attacker cannot fill it with garbage.
+// tokenCache maps a token to its verification. Only verified tokens are
+// stored, so an attacker cannot fill it with garbage.
+//
+// The map key is a keyed 64-bit hash of the token (hash/maphash, with a
+// random seed per process): the lookup is on every request, and a
+// cryptographic hash of a 1 KB token cost more than the rest of the cache
+// hit (issue 13). The hash only finds the entry. What makes it a hit is
+// the comparison of the whole token with the one the entry was verified
+// for, in constant time, so a forged token whose hash collides with a
+// valid one (by chance, or by someone who learned the seed) misses and is
+// verified like any other; two valid tokens that collide just take turns
+// in one entry.
 type tokenCache struct {
 	mu      sync.RWMutex
 	max     int
 	leeway  time.Duration
-	entries map[[32]byte]*verified
+	seed    maphash.Seed
+	entries map[uint64]*verified
 }
 
 func newTokenCache(max int, leeway time.Duration) *tokenCache {
-	return &tokenCache{max: max, leeway: leeway, entries: make(map[[32]byte]*verified)}
+	return &tokenCache{max: max, leeway: leeway, seed: maphash.MakeSeed(), entries: make(map[uint64]*verified)}
 }
 
-// get returns the entry for key, or ok false. A hit whose time claims no
+// key is where tok is looked up.
+func (c *tokenCache) key(tok string) uint64 { return maphash.String(c.seed, tok) }
+
+// get returns the entry for tok, or ok false. A hit whose time claims no
 // longer pass returns the rejection; an expired entry is also dropped so no
 // entry outlives exp.
-func (c *tokenCache) get(key [32]byte, now time.Time) (e *verified, rej *Error, ok bool) {
+func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, rej *Error, ok bool) {
 	c.mu.RLock()
 	e, ok = c.entries[key]
 	c.mu.RUnlock()
-	if !ok {
+	if !ok || !sameToken(e.token, tok) {
 		return nil, nil, false
 	}
 	if rej = e.checkTimes(now, c.leeway); rej != nil && rej.Reason == ReasonExpired {
 		c.mu.Lock()
-		delete(c.entries, key)
+		if c.entries[key] == e {
+			delete(c.entries, key)
+		}
 		c.mu.Unlock()
 	}
 	return e, rej, true
 }
 
-func (c *tokenCache) put(key [32]byte, e *verified, now time.Time) {
+// sameToken compares two tokens in constant time (for tokens of one
+// length; the length is not secret), as crypto/subtle.ConstantTimeCompare
+// does, eight bytes at a step: byte by byte, the comparison of a 1 KB
+// token cost more than the rest of the cache hit (issue 13). Every byte
+// is read whatever the others hold, and nothing branches on their values.
+func sameToken(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var diff uint64
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		diff |= load64(a[i:i+8]) ^ load64(b[i:i+8])
+	}
+	for ; i < len(a); i++ {
+		diff |= uint64(a[i] ^ b[i])
+	}
+	diff |= diff >> 32
+	diff |= diff >> 16
+	diff |= diff >> 8
+	return subtle.ConstantTimeByteEq(uint8(diff), 0) == 1
+}
+
+// load64 reads s[:8] as a little-endian word (the compiler makes it one
+// load).
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// put stores e, verified for e.token, under key.
+func (c *tokenCache) put(key uint64, e *verified, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
@@ -80,7 +131,7 @@ func (c *tokenCache) put(key [32]byte, e *verified, now time.Time) {
 }
 
 func (c *tokenCache) evictLocked(now time.Time) {
-	var victim [32]byte
+	var victim uint64
 	n := 0
 	for k, e := range c.entries {
 		if n == 0 {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,5 +156,87 @@ func TestCacheBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Forgery by cache collision: a token whose hash lands on a cached valid
+// token's entry (the key is a 64-bit keyed hash) must not be served that
+// entry. The collision is simulated by filing the valid token's entry
+// under the forged token's key.
+func TestCacheCollisionIsNotAHit(t *testing.T) {
+	clock := newClock(t0)
+	v := newVerifier(t, hmacOptions(clock))
+	valid := sign(t, jwt.SigningMethodHS256, testSecret, claimsAt(t0))
+	other := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "sub", "user_other"))
+	// The valid token's header and signature around another payload.
+	parts := strings.Split(valid, ".")
+	forgedClaims := strings.Split(sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "sub", "admin")), ".")[1]
+	forged := parts[0] + "." + forgedClaims + "." + parts[2]
+	if _, err := v.Authenticate(bearer(valid)); err != nil {
+		t.Fatal(err)
+	}
+	entry := v.tokens.entries[v.tokens.key(valid)]
+	tests := []struct {
+		name     string
+		tok      string
+		wantUser string // "" : rejected
+	}{
+		{"forged token on the valid one's entry", forged, ""},
+		{"another valid token on its entry", other, "user_other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v.tokens.put(v.tokens.key(tt.tok), entry, clock.Now())
+			before := v.verifications.Load()
+			id, err := v.Authenticate(bearer(tt.tok))
+			switch {
+			case tt.wantUser == "" && err == nil:
+				t.Fatalf("Authenticate(%s) = user %q; want a rejection", tt.name, id.User)
+			case tt.wantUser != "" && (err != nil || id.User != tt.wantUser):
+				t.Fatalf("Authenticate(%s) = %q, %v; want user %q", tt.name, id.User, err, tt.wantUser)
+			}
+			if got := v.verifications.Load() - before; got != 1 {
+				t.Errorf("verifications = %d; want 1 (a colliding entry is a miss)", got)
+			}
+		})
+	}
+	// The valid token still works, from the cache or verified again.
+	if id, err := v.Authenticate(bearer(valid)); err != nil || id.User != claimsAt(t0)["sub"] {
+		t.Errorf("Authenticate(valid) = %q, %v", id.User, err)
+	}
+}
+
+// sameToken must tell apart tokens that differ in any one bit of any
+// byte, in the words and in the tail.
+func TestSameToken(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 23, 600} {
+		a := strings.Repeat("x", n)
+		if !sameToken(a, strings.Clone(a)) {
+			t.Errorf("sameToken of two copies of %d bytes = false", n)
+		}
+		if n > 0 && sameToken(a, a[:n-1]) {
+			t.Errorf("sameToken of %d and %d bytes = true", n, n-1)
+		}
+		for i := range n {
+			for bit := range 8 {
+				b := []byte(a)
+				b[i] ^= 1 << bit
+				if sameToken(a, string(b)) {
+					t.Fatalf("sameToken(%d bytes, bit %d of byte %d flipped) = true", n, bit, i)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSameToken is the comparison a cache hit makes, for a 600-byte
+// token (an RS256 JWT with a few claims).
+func BenchmarkSameToken(b *testing.B) {
+	a := strings.Repeat("eyJhbGciOiJSUzI1NiJ9.", 30)
+	c := strings.Clone(a)
+	for b.Loop() {
+		if !sameToken(a, c) {
+			b.Fatal("different")
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -89,8 +90,7 @@ func describe(v any) string {
 // linkedCustomer resolves user → customer through Links, with a short cache.
 // When Links fails, a recent answer is used; without one the request fails
 // with ReasonLinkUnavailable (503, not 401: the token is fine).
-func (v *Verifier) linkedCustomer(ctx context.Context, user string) (string, *Error) {
-	now := v.o.Now()
+func (v *Verifier) linkedCustomer(ctx context.Context, user string, now time.Time) (string, *Error) {
 	if e, ok := v.links.fresh(user, now); ok {
 		return e.customer, nil
 	}

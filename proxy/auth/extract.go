@@ -11,6 +11,18 @@ import (
 // header plus cookie, the cookie twice) the proxy and the upstream could each
 // pick a different one, so the request is rejected rather than guessed at.
 func extractToken(r *http.Request, cookie string, maxBytes int) (string, *Error) {
+	tok, e := extractCandidate(r, cookie, maxBytes)
+	if e != nil {
+		return "", e
+	}
+	return checkShape(tok)
+}
+
+// extractCandidate is extractToken without the shape check (checkShape),
+// which the verifier leaves to tokens its cache does not hold: a cached
+// token passed it before it was verified, and a hit is byte for byte that
+// token.
+func extractCandidate(r *http.Request, cookie string, maxBytes int) (string, *Error) {
 	headers := r.Header["Authorization"]
 	var cookies []string
 	if cookie != "" {
@@ -23,9 +35,9 @@ func extractToken(r *http.Request, cookie string, maxBytes int) (string, *Error)
 		return "", failf(ReasonMultipleCredentials, "%d Authorization headers and %d %q cookies", len(headers), len(cookies), cookie)
 	}
 	if len(cookies) == 1 {
-		return checkToken(cookies[0], maxBytes)
+		return checkLength(cookies[0], maxBytes)
 	}
-	return bearerToken(headers[0], maxBytes)
+	return bearerCandidate(headers[0], maxBytes)
 }
 
 // namedCookies returns the non-empty values of every cookie called name,
@@ -52,6 +64,15 @@ func namedCookies(headers []string, name string) []string {
 // scheme is a present-but-invalid credential: an "auth: optional" route must
 // not pass it through as anonymous.
 func bearerToken(h string, maxBytes int) (string, *Error) {
+	tok, e := bearerCandidate(h, maxBytes)
+	if e != nil {
+		return "", e
+	}
+	return checkShape(tok)
+}
+
+// bearerCandidate is bearerToken without the shape check.
+func bearerCandidate(h string, maxBytes int) (string, *Error) {
 	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		// Never log the value: it may be a raw API key sent without a
@@ -62,21 +83,27 @@ func bearerToken(h string, maxBytes int) (string, *Error) {
 		}
 		return "", failf(ReasonMalformed, "Authorization is %s (%d bytes), not Bearer", kind, len(h))
 	}
-	return checkToken(strings.TrimLeft(tok, " "), maxBytes)
+	return checkLength(strings.TrimLeft(tok, " "), maxBytes)
 }
 
-// checkToken rejects, before any decoding, tokens that are too long or not
-// shaped like a JWS compact serialisation: exactly three base64url segments.
-// It is linear in the token with no allocation on success, so a megabyte of
-// dots (CVE-2025-30204) costs one scan.
-func checkToken(tok string, maxBytes int) (string, *Error) {
+// checkLength rejects tokens that are too long, before they are hashed,
+// compared or decoded.
+func checkLength(tok string, maxBytes int) (string, *Error) {
 	if len(tok) > maxBytes {
 		return "", failf(ReasonTooLarge, "token of %d bytes exceeds %d", len(tok), maxBytes)
 	}
+	return tok, nil
+}
+
+// checkShape rejects, before any decoding, tokens not shaped like a JWS
+// compact serialisation: exactly three base64url segments. It is linear in
+// the token with no allocation on success, so a megabyte of dots
+// (CVE-2025-30204) costs one scan.
+func checkShape(tok string) (string, *Error) {
 	if n := strings.Count(tok, "."); n != 2 {
 		return "", failf(ReasonMalformed, "token has %d segments, want 3", n+1)
 	}
-	// Branch-free scan: this runs on every request, cache hits included.
+	// Branch-free scan: this runs on every token the cache does not hold.
 	var bad byte
 	for i := 0; i < len(tok); i++ {
 		bad |= notTokenByte[tok[i]]

@@ -2,12 +2,12 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +37,7 @@ type Verifier struct {
 	tokens  *tokenCache // nil disables caching (benchmarks)
 	links   *linkCache
 	results map[string]prometheus.Counter
+	okCount prometheus.Counter // results[ReasonOK], without the map lookup
 	log     *slog.Logger
 
 	cancel    context.CancelFunc
@@ -89,6 +90,7 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 			// path does no label hashing, and every series exists from 0.
 			v.results[r] = o.Validations.WithLabelValues(r)
 		}
+		v.okCount = v.results[ReasonOK]
 	}
 	ctx, v.cancel = context.WithCancel(ctx)
 	if o.JWKSURL != "" {
@@ -173,35 +175,35 @@ func (v *Verifier) InvalidateUser(userID string) { v.links.forget(userID) }
 // carries User; any other error is a present-but-invalid token (answer 401).
 func (v *Verifier) Authenticate(r *http.Request) (Identity, error) {
 	id, e := v.authenticate(r)
-	reason := ReasonOK
-	if e != nil {
-		reason = e.Reason
-		if reason != ReasonMissing && v.log.Enabled(r.Context(), slog.LevelDebug) {
-			v.log.LogAttrs(r.Context(), slog.LevelDebug, "auth: token rejected",
-				slog.String("reason", reason), slog.String("error", e.Err.Error()))
+	if e == nil {
+		if v.okCount != nil {
+			v.okCount.Inc()
 		}
+		return id, nil
 	}
-	if c := v.results[reason]; c != nil {
+	if e.Reason != ReasonMissing && v.log.Enabled(r.Context(), slog.LevelDebug) {
+		v.log.LogAttrs(r.Context(), slog.LevelDebug, "auth: token rejected",
+			slog.String("reason", e.Reason), slog.String("error", e.Err.Error()))
+	}
+	if c := v.results[e.Reason]; c != nil {
 		c.Inc()
 	}
-	if e != nil {
-		return id, e
-	}
-	return id, nil
+	return id, e
 }
 
 func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
-	tok, e := extractToken(r, v.o.Cookie, v.o.MaxTokenBytes)
+	tok, e := extractCandidate(r, v.o.Cookie, v.o.MaxTokenBytes)
 	if e != nil {
 		return Identity{}, e
 	}
-	ver, e := v.verifyCached(r.Context(), tok)
+	now := v.o.Now()
+	ver, e := v.verifyCached(r.Context(), tok, now)
 	if e != nil {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, Customer: ver.customer, ExpiresAt: ver.exp, Claims: ver.claims}
 	if id.Customer == "" && v.o.Links != nil {
-		id.Customer, e = v.linkedCustomer(r.Context(), id.User)
+		id.Customer, e = v.linkedCustomer(r.Context(), id.User, now)
 		if e != nil {
 			return id, e
 		}
@@ -209,22 +211,33 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 	return id, nil
 }
 
-// verifyCached serves a token from the cache, re-checking its time claims
-// against Now, or verifies it and caches the result.
-func (v *Verifier) verifyCached(ctx context.Context, tok string) (*verified, *Error) {
+// verifyCached serves a token (extractCandidate's) from the cache,
+// re-checking its time claims against now, or checks its shape, verifies
+// it and caches the result.
+func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (*verified, *Error) {
 	if v.tokens == nil {
-		return v.verify(ctx, tok)
+		return v.verifyShaped(ctx, tok)
 	}
-	key := sha256.Sum256([]byte(tok))
-	now := v.o.Now()
-	if ver, rej, ok := v.tokens.get(key, now); ok {
+	key := v.tokens.key(tok)
+	if ver, rej, ok := v.tokens.get(key, tok, now); ok {
 		return ver, rej
 	}
-	ver, e := v.verify(ctx, tok)
+	ver, e := v.verifyShaped(ctx, tok)
 	if e == nil {
+		// A copy: tok is part of the request's header, which the entry
+		// must not keep alive.
+		ver.token = strings.Clone(tok)
 		v.tokens.put(key, ver, now)
 	}
 	return ver, e
+}
+
+// verifyShaped is verify of a token that passes checkShape.
+func (v *Verifier) verifyShaped(ctx context.Context, tok string) (*verified, *Error) {
+	if _, e := checkShape(tok); e != nil {
+		return nil, e
+	}
+	return v.verify(ctx, tok)
 }
 
 // verify checks signature and claims with golang-jwt and extracts the

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The script is not run by CI (too slow and load-sensitive), so at least
+// its syntax and its help are checked on every test run.
+func TestBenchCompareScriptParses(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	const script = "../../../scripts/bench-compare.sh"
+	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v\n%s", err, out)
+	}
+	out, err := exec.Command("bash", script, "-h").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "-rounds N") {
+		t.Fatalf("bench-compare.sh -h = %v\n%s", err, out)
+	}
+	out, err = exec.Command("bash", script, "-rounds", "0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "-rounds must be 1..20") {
+		t.Fatalf("bench-compare.sh -rounds 0 = %v, want a refusal naming the flag\n%s", err, out)
+	}
+}
+
+func TestTargetSendsTheSameBytes(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Host+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write(answer)
+	}))
+	defer srv.Close()
+	tg, err := newTarget(srv.URL+"/api/bench", headers{"Host: bench.invalid", "Authorization: Bearer a.b.c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "GET /api/bench HTTP/1.1\r\nHost: bench.invalid\r\nAuthorization: Bearer a.b.c\r\n\r\n"
+	if string(tg.req) != want {
+		t.Errorf("request = %q; want %q", tg.req, want)
+	}
+	c := &conn{t: tg}
+	defer c.close()
+	for range 3 {
+		if status, err := c.do(); err != nil || status != 200 {
+			t.Fatalf("do = %d, %v; want 200", status, err)
+		}
+	}
+	for _, s := range seen {
+		if s != "bench.invalid /api/bench Bearer a.b.c" {
+			t.Errorf("upstream saw %q", s)
+		}
+	}
+	if len(answer) != 100 {
+		t.Errorf("answer is %d bytes; want 100", len(answer))
+	}
+}
+
+func TestOpenLoopMeasuresFromTheSchedule(t *testing.T) {
+	// A target that stalls every request 20 ms, with one connection, at
+	// 200/s: each request waits for the ones before it, so latencies from
+	// the schedule grow far past 20 ms. A closed-loop tool would report
+	// 20 ms (coordinated omission).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+	}))
+	defer srv.Close()
+	tg, err := newTarget(srv.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := schedule(tg, 200, 500*time.Millisecond, 0, 1)
+	if r.failed != 0 {
+		t.Fatalf("failed = %d (%v)", r.failed, r.firstErr)
+	}
+	if got := r.lat[len(r.lat)-1]; got < 500*time.Millisecond {
+		t.Errorf("max latency = %s; want it to include the queueing behind the stalls (> 500ms)", got)
+	}
+}
+
+func TestReportPairsRounds(t *testing.T) {
+	rs := []record{
+		{"round": "1", "target": "bare", "rps": "1000"},
+		{"round": "1", "target": "tollgate", "rps": "900"},
+		{"round": "2", "target": "bare", "rps": "2000"},
+		{"round": "2", "target": "tollgate", "rps": "2000"},
+		{"round": "3", "target": "bare", "rps": "500"},
+		{"round": "3", "target": "tollgate", "rps": "475"},
+	}
+	got := median(paired(rs, "tollgate", "bare", "rps"))
+	if got != 0.95 {
+		t.Errorf("median paired ratio = %v; want 0.95 (0.90, 1.00, 0.95)", got)
+	}
+	var b bytes.Buffer
+	closedTable(&b, rs, []record{{"target": "bare", "n": "10", "ir": "1000000"}, {"target": "tollgate", "n": "10", "ir": "1100000"}}, "bare")
+	if !strings.Contains(b.String(), "| tollgate | 0.95 | 0.90–1.00 |") || !strings.Contains(b.String(), "| 110.0 k | 1.10 |") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
