@@ -13,9 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/internal/gcgoal"
@@ -210,12 +208,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*sidecar.Sidecar)) int {
 	// A minimum heap goal, unless the operator chose GOGC: see
 	// internal/gcgoal and docs/performance.md.
-	if os.Getenv("GOGC") == "" {
-		gctx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() { gcgoal.Run(gctx, gcgoal.DefaultMinGoal, time.Second) })
-		defer func() { stop(); wg.Wait() }()
-	}
+	stopGC, _ := gcgoal.Start(ctx)
+	defer stopGC()
 	sc, err := sidecar.New(ctx, cfg, sidecar.Options{Logger: log})
 	if err != nil {
 		log.Error("start failed", "err", err)

@@ -13,8 +13,11 @@ package gcgoal
 
 import (
 	"context"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,9 +43,31 @@ func Percent(live, minGoal uint64, base int) int {
 	return int(min(max(p, uint64(base)), MaxPercent))
 }
 
+// Start runs Run with DefaultMinGoal, checking every second, unless the
+// operator set GOGC (then started is false); stop ends it and waits.
+func Start(ctx context.Context) (stop func(), started bool) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}, false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { Run(ctx, DefaultMinGoal, time.Second) })
+	return func() { cancel(); wg.Wait() }, true
+}
+
+// running is set while a Run owns the process's GC percent.
+var running atomic.Bool
+
 // Run keeps the heap goal at least minGoal, reading the live heap every
 // interval, until ctx ends; then it puts back the GC percent it found.
+// The GC percent belongs to the process: while one Run is going, another
+// returns at once (it would take the first one's raised percent for the
+// operator's).
 func Run(ctx context.Context, minGoal uint64, every time.Duration) {
+	if !running.CompareAndSwap(false, true) {
+		return
+	}
+	defer running.Store(false)
 	base := debug.SetGCPercent(100)
 	debug.SetGCPercent(base)
 	if base < 0 {

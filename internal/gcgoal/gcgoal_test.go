@@ -64,6 +64,16 @@ func TestRunRaisesAndRestores(t *testing.T) {
 	wg.Go(func() { Run(ctx, 256<<20, 5*time.Millisecond) })
 	testrig.Eventually(t, "GC percent raised for a small heap", func() bool { return gogc() > 100 })
 
+	// A second Run while the first owns the percent returns at once,
+	// rather than taking the raised percent for the operator's.
+	second := make(chan struct{})
+	go func() { Run(context.Background(), 256<<20, 5*time.Millisecond); close(second) }()
+	select {
+	case <-second:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second Run did not return while the first was running")
+	}
+
 	ballast := make([][]byte, 0, 512) // 512 MiB live, with pointers to it
 	for range 512 {
 		ballast = append(ballast, make([]byte, 1<<20))
@@ -82,5 +92,31 @@ func TestRunRaisesAndRestores(t *testing.T) {
 	wg.Wait()
 	if got := gogc(); got != 100 {
 		t.Fatalf("GC percent %d after Run stopped, want the 100 it found", got)
+	}
+}
+
+// TestStartRespectsGOGC: with GOGC set, Start starts nothing; without
+// it, Start raises the GC percent and its stop puts it back.
+func TestStartRespectsGOGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	runtime.GC()
+
+	t.Setenv("GOGC", "100")
+	stop, started := Start(context.Background())
+	stop()
+	if started {
+		t.Fatal("Start started the tuner with GOGC set")
+	}
+
+	t.Setenv("GOGC", "")
+	stop, started = Start(context.Background())
+	if !started {
+		t.Fatal("Start did not start the tuner without GOGC")
+	}
+	testrig.Eventually(t, "GC percent raised by Start without GOGC", func() bool { return gogc() > 100 })
+	stop()
+	if got := gogc(); got != 100 {
+		t.Fatalf("GC percent %d after stop, want 100", got)
 	}
 }
