@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test ./proxy/auth/ -run '^$$' -fuzz '^FuzzParseJWKS$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./webhook/ -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/logging/ -run '^$$' -fuzz '^FuzzRequestLine$$' -fuzztime $(FUZZTIME)
 
 demo:
 	$(GO) run ./cmd/tollgate demo

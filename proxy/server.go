@@ -110,7 +110,8 @@ type Server struct {
 	upgrades upgrades   // proxy.upgrades
 	metrics  *metrics.Metrics
 	log      *slog.Logger
-	logh     slog.Handler // log's, for the access line (see accessLog)
+	logh     slog.Handler          // log's, for the access line (see accessLog)
+	lines    logging.RequestLogger // logh, when it has its own access-line encoder
 	rp       *httputil.ReverseProxy
 
 	// allowOverride keeps the method-override headers
@@ -162,6 +163,7 @@ func New(o Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.logh = s.log.Handler()
+	s.lines, _ = s.logh.(logging.RequestLogger)
 	if s.metrics == nil {
 		s.metrics = metrics.New()
 	}
@@ -525,19 +527,19 @@ func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, star
 
 // accessLog writes the request's line at info. It is on by default, so it
 // is kept cheap (issue 13): nothing is built when info is filtered out,
-// the attributes are typed (no boxing into any), the request id is added
-// here rather than by the handler (one attribute slice, not two), and the
-// record goes to the handler without slog.Logger's runtime.Callers (the
-// handler adds no source).
+// and a logger of logging.New's writes it with its own encoder (see
+// logging.RequestLogger); any other goes through a typed slog record,
+// without slog.Logger's runtime.Callers.
 func (s *Server) accessLog(ctx context.Context, r *http.Request, x *exchange, label string, end time.Time, d time.Duration) {
 	if !s.logh.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
-	rec.AddAttrs(slog.String("method", r.Method), slog.String("path", x.path), slog.String("route", label),
-		slog.String("decision", x.outcome), slog.Int("status", x.status),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("request_id", x.rid))
-	_ = s.logh.Handle(ctx, rec)
+	l := logging.RequestLine{Method: r.Method, Path: x.path, Route: label, Decision: x.outcome, Status: x.status, Duration: d, RequestID: x.rid}
+	if s.lines != nil {
+		_ = s.lines.LogRequest(ctx, end, l)
+		return
+	}
+	_ = s.logh.Handle(ctx, logging.RequestRecord(end, l))
 }
 
 // RequestID returns the id of the request being served, from its context

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/tollgate-dev/tollgate/config"
 )
@@ -45,11 +46,26 @@ func New(c config.Log, w io.Writer) *slog.Logger {
 	// cost of a line (issue 13: the access line is on every request).
 	// contextHandler writes durations as strings instead.
 	opts := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.Format == "text" {
-		h = slog.NewTextHandler(w, opts)
+		return slog.New(contextHandler{Handler: slog.NewTextHandler(w, opts)})
 	}
-	return slog.New(contextHandler{h})
+	// The JSON handler and the access-line encoder (LogRequest) write
+	// through one lock, a whole line a Write, so their lines never
+	// interleave.
+	lw := &lineWriter{w: w}
+	return slog.New(contextHandler{Handler: slog.NewJSONHandler(lw, opts), lines: lw})
+}
+
+// lineWriter serialises the Writes of the handlers that share it.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
 
 // contextHandler adds request_id to every record logged with a context
@@ -57,7 +73,13 @@ func New(c config.Log, w io.Writer) *slog.Logger {
 // time.Duration as "1.5s" rather than slog's raw nanoseconds
 // (1500000000), which read as seconds to a human and as a plain number to
 // a log pipeline.
-type contextHandler struct{ slog.Handler }
+type contextHandler struct {
+	slog.Handler
+	// lines is the JSON handler's writer, for LogRequest's own encoder;
+	// nil for text and for a handler with attributes or groups of its
+	// own (WithAttrs, WithGroup), whose lines only slog writes.
+	lines *lineWriter
+}
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	hasID, durations := false, false
@@ -131,9 +153,9 @@ func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	for i, a := range as {
 		out[i] = durationString(a)
 	}
-	return contextHandler{h.Handler.WithAttrs(out)}
+	return contextHandler{Handler: h.Handler.WithAttrs(out)}
 }
 
 func (h contextHandler) WithGroup(name string) slog.Handler {
-	return contextHandler{h.Handler.WithGroup(name)}
+	return contextHandler{Handler: h.Handler.WithGroup(name)}
 }

@@ -1,0 +1,190 @@
+package logging
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+)
+
+// slogLine is the line slog's own JSON handler writes for l's record,
+// through contextHandler as New's loggers have it: the reference.
+func slogLine(t testing.TB, at time.Time, l RequestLine) string {
+	t.Helper()
+	var buf bytes.Buffer
+	h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})
+	if err := (contextHandler{Handler: h}).Handle(context.Background(), RequestRecord(at, l)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// encoderLine is the line LogRequest writes for l on a JSON logger of
+// New's, and whether its own encoder wrote it.
+func encoderLine(t testing.TB, at time.Time, l RequestLine) (string, bool) {
+	t.Helper()
+	var buf bytes.Buffer
+	h := New(config.Log{Level: "info", Format: "json"}, &buf).Handler()
+	if err := h.(RequestLogger).LogRequest(context.Background(), at, l); err != nil {
+		t.Fatal(err)
+	}
+	_, own := appendRequestLine(nil, at, l)
+	return buf.String(), own
+}
+
+// The access line the encoder writes is byte for byte the line slog
+// writes for the same record, and the encoder does write the lines of
+// ordinary requests (not only hand them back to slog).
+func TestRequestLineIsSlogs(t *testing.T) {
+	at := time.Date(2026, 12, 2, 15, 4, 5, 123456789, time.UTC)
+	base := RequestLine{Method: "GET", Path: "/api/items/7", Route: "/api/**", Decision: "allowed", Status: 200,
+		Duration: 1234 * time.Microsecond, RequestID: "0123456789abcdef0123456789abcdef"}
+	type tc struct {
+		name string
+		mod  func(*RequestLine, *time.Time)
+		own  bool // the encoder writes it (not slog)
+	}
+	cases := []tc{
+		{"plain", func(*RequestLine, *time.Time) {}, true},
+		{"zero duration", func(l *RequestLine, _ *time.Time) { l.Duration = 0 }, true},
+		{"sub-microsecond", func(l *RequestLine, _ *time.Time) { l.Duration = 999 }, true},
+		{"1us", func(l *RequestLine, _ *time.Time) { l.Duration = time.Microsecond }, true},
+		{"10us", func(l *RequestLine, _ *time.Time) { l.Duration = 10 * time.Microsecond }, true},
+		{"100ms", func(l *RequestLine, _ *time.Time) { l.Duration = 100 * time.Millisecond }, true},
+		{"1.2ms", func(l *RequestLine, _ *time.Time) { l.Duration = 1200 * time.Microsecond }, true},
+		{"just below the bound", func(l *RequestLine, _ *time.Time) { l.Duration = (maxLineMicros - 1) * time.Microsecond }, true},
+		{"at the bound", func(l *RequestLine, _ *time.Time) { l.Duration = maxLineMicros * time.Microsecond }, false},
+		{"longest duration", func(l *RequestLine, _ *time.Time) { l.Duration = 1<<63 - 1 }, false},
+		{"negative duration", func(l *RequestLine, _ *time.Time) { l.Duration = -5 * time.Millisecond }, false},
+		{"client closed", func(l *RequestLine, _ *time.Time) { l.Decision, l.Status = "client_closed", 499 }, true},
+		{"empty strings", func(l *RequestLine, _ *time.Time) { *l = RequestLine{} }, true},
+		{"html characters", func(l *RequestLine, _ *time.Time) { l.Path = "/a/<b>&c'd" }, true},
+		{"quote", func(l *RequestLine, _ *time.Time) { l.Path = `/a"b` }, false},
+		{"backslash", func(l *RequestLine, _ *time.Time) { l.Route = `/a\b` }, false},
+		{"newline", func(l *RequestLine, _ *time.Time) { l.Path = "/a\nb" }, false},
+		{"DEL", func(l *RequestLine, _ *time.Time) { l.Path = "/a\x7fb" }, false},
+		{"UTF-8", func(l *RequestLine, _ *time.Time) { l.Path = "/caf\u00e9/\u2028" }, false},
+		{"invalid UTF-8", func(l *RequestLine, _ *time.Time) { l.Method = "G\xffT" }, false},
+		{"local time zone", func(_ *RequestLine, at *time.Time) {
+			*at = at.In(time.FixedZone("X", -(3*3600 + 30*60)))
+		}, true},
+		{"monotonic clock reading", func(_ *RequestLine, at *time.Time) { *at = time.Now() }, true},
+		{"whole second", func(_ *RequestLine, at *time.Time) { *at = at.Truncate(time.Second) }, true},
+		{"year 10000", func(_ *RequestLine, at *time.Time) { *at = at.AddDate(8000, 0, 0) }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, when := base, at
+			c.mod(&l, &when)
+			got, own := encoderLine(t, when, l)
+			if want := slogLine(t, when, l); got != want {
+				t.Errorf("encoder wrote\n%s; slog writes\n%s", got, want)
+			}
+			if own != c.own {
+				t.Errorf("written by the encoder: %v; want %v", own, c.own)
+			}
+		})
+	}
+}
+
+// Every duration up to the bound is written as encoding/json writes its
+// float64 milliseconds: a sweep of the microseconds' last digits and
+// magnitudes.
+func TestRequestLineDurations(t *testing.T) {
+	at := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	for mag := int64(1); mag < maxLineMicros; mag *= 10 {
+		for _, us := range []int64{mag - 1, mag, mag + 1, mag + 7, 3*mag + 999, 9*mag + 1} {
+			if us < 0 || us >= maxLineMicros {
+				continue
+			}
+			l := RequestLine{Duration: time.Duration(us) * time.Microsecond}
+			got, own := encoderLine(t, at, l)
+			if want := slogLine(t, at, l); got != want || !own {
+				t.Fatalf("%d µs: encoder (own %v) wrote\n%s; slog writes\n%s", us, own, got, want)
+			}
+		}
+	}
+}
+
+// FuzzRequestLine: whatever the strings and the duration, LogRequest
+// writes what slog writes.
+func FuzzRequestLine(f *testing.F) {
+	f.Add("GET", "/api/x", "/api/**", "allowed", 200, int64(1234567), "rid", int64(0))
+	f.Add("G\"T", "/a\\b\n", "\u2028", "\xff", -1, int64(-1), "", int64(1<<62))
+	f.Fuzz(func(t *testing.T, method, path, route, decision string, status int, d int64, rid string, unixNano int64) {
+		at := time.Unix(0, unixNano).UTC()
+		l := RequestLine{Method: method, Path: path, Route: route, Decision: decision, Status: status, Duration: time.Duration(d), RequestID: rid}
+		if got, want := func() string { s, _ := encoderLine(t, at, l); return s }(), slogLine(t, at, l); got != want {
+			t.Errorf("encoder wrote\n%s; slog writes\n%s", got, want)
+		}
+	})
+}
+
+// Access lines and slog's lines share one writer and never interleave:
+// each line written concurrently is a whole JSON object.
+func TestRequestLinesDoNotInterleave(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(config.Log{Level: "info", Format: "json"}, &buf)
+	rl := log.Handler().(RequestLogger)
+	const each = 200
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range each {
+				if g%2 == 0 {
+					_ = rl.LogRequest(context.Background(), time.Now(), RequestLine{Method: "GET", Path: strings.Repeat("/p", 300), Status: 200, RequestID: fmt.Sprint(g, "-", i)})
+				} else {
+					log.Info("other", "n", i, "pad", strings.Repeat("x", 600))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 4*each {
+		t.Fatalf("%d lines; want %d", len(lines), 4*each)
+	}
+	requests := 0
+	for _, s := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatalf("line %q: %v", s, err)
+		}
+		if m["msg"] == "request" {
+			requests++
+		}
+	}
+	if requests != 2*each {
+		t.Errorf("%d access lines; want %d", requests, 2*each)
+	}
+}
+
+// A text logger, or one with attributes of its own, has no encoder: its
+// access line is slog's, in its format, with its attributes.
+func TestRequestLineOtherLoggers(t *testing.T) {
+	l := RequestLine{Method: "GET", Path: "/x", Route: "/x", Decision: "allowed", Status: 200, Duration: 1500 * time.Microsecond, RequestID: "r1"}
+	var text bytes.Buffer
+	h := New(config.Log{Level: "info", Format: "text"}, &text).Handler()
+	if err := h.(RequestLogger).LogRequest(context.Background(), time.Now(), l); err != nil {
+		t.Fatal(err)
+	}
+	if got := text.String(); !strings.Contains(got, "msg=request method=GET path=/x route=/x decision=allowed status=200 duration_ms=1.5 request_id=r1") {
+		t.Errorf("text line = %q", got)
+	}
+	var js bytes.Buffer
+	h = New(config.Log{Level: "info", Format: "json"}, &js).With("component", "proxy").Handler()
+	if err := h.(RequestLogger).LogRequest(context.Background(), time.Now(), l); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(js.Bytes(), &m); err != nil || m["component"] != "proxy" || m["duration_ms"] != 1.5 || m["request_id"] != "r1" {
+		t.Errorf("line %s (%v); want component proxy, duration_ms 1.5, request_id r1", js.String(), err)
+	}
+}
