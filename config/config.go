@@ -115,7 +115,15 @@ type ProxyTimeouts struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or text
+	// FlushInterval batches access lines: they are written at most this
+	// long after they are logged (or at 32 KiB, or before any other line),
+	// one write for many instead of one per request. 0 writes each at once.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
+
+// MaxLogFlushInterval bounds log.flush_interval: the access lines a crash
+// can lose are those of one interval.
+const MaxLogFlushInterval = time.Second
 
 // Redis locates the shared store. With neither URL nor Addrs set, tollgate
 // runs an embedded in-process store: one replica only, nothing durable.
@@ -560,7 +568,7 @@ func Default() *Config {
 			ExposedHeaders: []string{"X-Request-Id", "Retry-After", "RateLimit", "RateLimit-Policy"},
 			MaxAge:         10 * time.Minute,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log: Log{Level: "info", Format: "json", FlushInterval: 100 * time.Millisecond},
 		Redis: Redis{
 			Prefix:       "tollgate:",
 			DialTimeout:  2 * time.Second,

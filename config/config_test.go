@@ -289,6 +289,10 @@ func TestValidateRules(t *testing.T) {
 		{"shadow mode", func(c *Config) { c.Gating.Mode = ModeShadow }, ""},
 		{"unknown gating mode", func(c *Config) { c.Gating.Mode = "observe" }, `gating.mode: "observe" is not enforce or shadow`},
 		{"empty gating mode", func(c *Config) { c.Gating.Mode = "" }, `gating.mode: "" is not enforce or shadow`},
+		{"log flush interval 0", func(c *Config) { c.Log.FlushInterval = 0 }, ""},
+		{"log flush interval 1s", func(c *Config) { c.Log.FlushInterval = time.Second }, ""},
+		{"log flush interval negative", func(c *Config) { c.Log.FlushInterval = -time.Millisecond }, "log.flush_interval: -1ms is not 0 (each line at once) to 1s"},
+		{"log flush interval too long", func(c *Config) { c.Log.FlushInterval = 5 * time.Second }, "log.flush_interval: 5s is not 0 (each line at once) to 1s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()

@@ -101,6 +101,9 @@ func (c *Config) validateListeners(p *problems) {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		p.add("log.format", "%q is not json or text", c.Log.Format)
 	}
+	if f := c.Log.FlushInterval; f < 0 || f > MaxLogFlushInterval {
+		p.add("log.flush_interval", "%s is not 0 (each line at once) to %s", f, MaxLogFlushInterval)
+	}
 }
 
 func isLoopback(host string) bool {

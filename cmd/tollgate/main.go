@@ -206,6 +206,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(*sidecar.Sidecar)) int {
+	// The last batch of access lines (log.flush_interval), written before
+	// the process exits.
+	defer logging.Flush(log)
 	// A minimum heap goal, unless the operator chose GOGC: see
 	// internal/gcgoal and docs/performance.md.
 	stopGC, _ := gcgoal.Start(ctx)

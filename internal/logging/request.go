@@ -36,7 +36,7 @@ func (h contextHandler) LogRequest(ctx context.Context, t time.Time, l RequestLi
 		bp := lineBuffers.Get().(*[]byte)
 		b, ok := appendRequestLine((*bp)[:0], t, l)
 		if ok {
-			_, err := h.lines.Write(b)
+			err := h.lines.line(b)
 			if cap(b) <= 4<<10 {
 				*bp = b
 				lineBuffers.Put(bp)

@@ -188,3 +188,121 @@ func TestRequestLineOtherLoggers(t *testing.T) {
 		t.Errorf("line %s (%v); want component proxy, duration_ms 1.5, request_id r1", js.String(), err)
 	}
 }
+
+// syncBuffer is a bytes.Buffer that counts its Writes, safe for the
+// flush timer's goroutine.
+type syncBuffer struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.writes++
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) state() (string, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String(), b.writes
+}
+
+func accessLine(i int) RequestLine {
+	return RequestLine{Method: "GET", Path: "/p", Route: "/p", Decision: "allowed", Status: 200, RequestID: fmt.Sprint("r", i)}
+}
+
+// Access lines are batched: many requests' lines in one write, written
+// by the flush timer within the interval with nothing else logged.
+func TestRequestLinesBatched(t *testing.T) {
+	var out syncBuffer
+	log := New(config.Log{Level: "info", Format: "json", FlushInterval: 50 * time.Millisecond}, &out)
+	rl := log.Handler().(RequestLogger)
+	for i := range 10 {
+		if err := rl.LogRequest(context.Background(), time.Now(), accessLine(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, writes := out.state()
+		if strings.Count(s, "\n") == 10 {
+			if writes != 1 {
+				t.Errorf("10 lines in %d writes; want 1", writes)
+			}
+			break
+		}
+		if s != "" || time.Now().After(deadline) {
+			t.Fatalf("after %d writes: %q; want the 10 lines in one write", writes, s)
+		}
+		time.Sleep(time.Millisecond) // polling for the timer's write
+	}
+	// The timer is armed again by the next first line.
+	if err := rl.LogRequest(context.Background(), time.Now(), accessLine(10)); err != nil {
+		t.Fatal(err)
+	}
+	for s, _ := out.state(); !strings.Contains(s, `"request_id":"r10"`); s, _ = out.state() {
+		if time.Now().After(deadline) {
+			t.Fatal("the second batch was never written")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Any other line is written at once, after the access lines before it;
+// a full batch and Flush write without waiting for the timer.
+func TestRequestLinesOrderAndBounds(t *testing.T) {
+	var out syncBuffer
+	log := New(config.Log{Level: "info", Format: "json", FlushInterval: time.Hour}, &out)
+	rl := log.Handler().(RequestLogger)
+	_ = rl.LogRequest(context.Background(), time.Now(), accessLine(1))
+	if s, _ := out.state(); s != "" {
+		t.Fatalf("an access line was written at once: %q", s)
+	}
+	log.Warn("upstream failed")
+	s, writes := out.state()
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"r1"`) || !strings.Contains(lines[1], "upstream failed") || writes != 1 {
+		t.Fatalf("after a warning, %d writes: %q; want the access line, then the warning, in one write", writes, s)
+	}
+
+	// A full batch is written by the line that fills it.
+	n := 0
+	for ; ; n++ {
+		_ = rl.LogRequest(context.Background(), time.Now(), accessLine(n))
+		if _, w := out.state(); w > writes {
+			break
+		}
+		if n > 2*maxBatch/100 {
+			t.Fatalf("%d lines held in a batch of at most %d bytes", n, maxBatch)
+		}
+	}
+	s, _ = out.state()
+	if got := len(s) - len(lines[0]) - len(lines[1]) - 2; got < maxBatch || got > maxBatch+512 {
+		t.Errorf("a full batch wrote %d bytes; want %d to one line more", got, maxBatch)
+	}
+	_ = rl.LogRequest(context.Background(), time.Now(), accessLine(-1))
+	if err := Flush(log); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := out.state(); !strings.HasSuffix(s, `"request_id":"r-1"}`+"\n") {
+		t.Errorf("Flush left the last line unwritten: ...%q", s[max(0, len(s)-80):])
+	}
+	if err := Flush(log); err != nil { // nothing held: no write
+		t.Fatal(err)
+	}
+}
+
+// With log.flush_interval 0 every access line is its own write.
+func TestRequestLinesUnbatched(t *testing.T) {
+	var out syncBuffer
+	rl := New(config.Log{Level: "info", Format: "json"}, &out).Handler().(RequestLogger)
+	for i := range 3 {
+		_ = rl.LogRequest(context.Background(), time.Now(), accessLine(i))
+		if s, w := out.state(); w != i+1 || strings.Count(s, "\n") != i+1 {
+			t.Fatalf("after line %d: %d writes, %q", i, w, s)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/logging"
+	"github.com/tollgate-dev/tollgate/internal/sidecar"
+	"github.com/tollgate-dev/tollgate/internal/testrig"
+)
+
+// The batch of access lines a run still holds when it stops is written
+// before runSidecar returns: with a flush interval far longer than the
+// run, the last request's line is there only because of the final flush.
+func TestRunWritesTheLastAccessLines(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer app.Close()
+	cfg, err := config.Load(strings.NewReader(fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream: %s
+server: { drain_delay: 0s, shutdown_timeout: 5s }
+auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
+routes: [ { path: /**, auth: none } ]
+stripe: { trusted_payloads: true }
+`, app.URL, strings.Repeat("k", 32))), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testrig.LogBuffer{}
+	log := logging.New(config.Log{Level: "info", Format: "json", FlushInterval: time.Hour}, logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() { done <- runSidecar(ctx, cfg, log, func(sc *sidecar.Sidecar) { addr <- sc.ProxyAddr() }) }()
+	resp, err := http.Get("http://" + <-addr + "/last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if strings.Contains(logs.String(), `"path":"/last"`) {
+		t.Fatal("the access line was written at once; the test needs it held in its batch")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("runSidecar = %d; want 0", code)
+	}
+	if !strings.Contains(logs.String(), `"msg":"request","method":"GET","path":"/last"`) {
+		t.Errorf("the last access line was not written before the run ended; logs:\n%s", logs.String())
+	}
+}
