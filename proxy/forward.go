@@ -24,7 +24,14 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(s.upstream)
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 
-	s.setForwarded(pr)
+	// X-Forwarded-*: a trusted proxy's values are kept and extended; an
+	// untrusted peer's were removed by ReverseProxy and are set afresh
+	// below, with the identity headers.
+	delete(pr.Out.Header, "X-Real-Ip") // Header.Del of a canonical name
+	trusted := s.trustedPeer(pr.In.RemoteAddr)
+	if trusted {
+		keepForwarded(pr)
+	}
 	x.upgrades = s.upgrades.filter(pr.Out.Header)
 
 	h := pr.Out.Header
@@ -34,22 +41,46 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 			removeCookie(h, s.cookie)
 		}
 	}
-	x.setIdentity(h)
+	x.setIdentity(h, pr.In, !trusted)
 	x.upstreamStart = time.Now()
 }
 
-// identityHeaders are the headers setIdentity writes, in its order.
-var identityHeaders = [...]string{HeaderRequestID, HeaderUser, HeaderCustomer, HeaderPlan, HeaderStatus, HeaderFeatures, HeaderShadowDenial}
+// identityHeaders are the headers setIdentity writes, in its order, and
+// then the X-Forwarded-* it sets for an untrusted peer.
+var identityHeaders = [...]string{HeaderRequestID, HeaderUser, HeaderCustomer, HeaderPlan, HeaderStatus, HeaderFeatures, HeaderShadowDenial,
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// forwardedAt is where the X-Forwarded-* names start in identityHeaders.
+const forwardedAt = 7
 
 // setIdentity sets the request id and the verified identity on the
-// outbound request, each header only when it has a value. It is
-// Header.Set for each, with one allocation holding every value instead of
-// one per header (the names are canonical already).
-func (x *exchange) setIdentity(h http.Header) {
-	vals := [len(identityHeaders)]string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial}
-	backing := make([]string, len(vals))
-	for i, v := range vals {
-		if v != "" {
+// outbound request, each header only when it has a value, and with
+// forwarded what httputil.ProxyRequest.SetXForwarded sets for a request
+// without X-Forwarded-* (ReverseProxy has removed the client's): the
+// peer's address (when RemoteAddr has a port, as SetXForwarded), the host
+// asked for and the scheme. It is Header.Set for each, with one
+// allocation holding every value instead of one per header (the names are
+// canonical already).
+func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) {
+	var vals [len(identityHeaders)]string
+	copy(vals[:], []string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial})
+	n := forwardedAt
+	if forwarded {
+		if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+			vals[forwardedAt] = ip
+		} else {
+			delete(h, "X-Forwarded-For")
+		}
+		vals[forwardedAt+1] = in.Host
+		vals[forwardedAt+2] = "http"
+		if in.TLS != nil {
+			vals[forwardedAt+2] = "https"
+		}
+		n = len(vals)
+	}
+	backing := make([]string, n)
+	for i, v := range vals[:n] {
+		if v != "" || i > forwardedAt { // X-Forwarded-Host is set even when empty, as SetXForwarded does
 			backing[i] = v
 			h[identityHeaders[i]] = backing[i : i+1 : i+1] // capacity 1: an Add copies
 		}
@@ -78,14 +109,9 @@ func removeCookie(h http.Header, name string) {
 	}
 }
 
-// setForwarded rebuilds X-Forwarded-*: a client's values are dropped unless
-// the peer is a trusted proxy, whose values are kept and extended.
-func (s *Server) setForwarded(pr *httputil.ProxyRequest) {
-	delete(pr.Out.Header, "X-Real-Ip") // Header.Del of a canonical name
-	if !s.trustedPeer(pr.In.RemoteAddr) {
-		pr.SetXForwarded()
-		return
-	}
+// keepForwarded keeps a trusted proxy's X-Forwarded-* and X-Real-Ip and
+// extends X-Forwarded-For with the peer.
+func keepForwarded(pr *httputil.ProxyRequest) {
 	in, out := pr.In.Header, pr.Out.Header
 	for _, k := range []string{"X-Forwarded-For", "X-Real-Ip"} {
 		if v := in.Values(k); len(v) > 0 {

@@ -2,10 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -446,5 +451,28 @@ func TestReservedHeadersNotLeakedIn1xxOrTrailers(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(got), "x-tollgate") {
 		t.Errorf("a reserved header leaked to the client:\n%s", got)
+	}
+}
+
+// For an untrusted peer, setIdentity sets exactly the X-Forwarded-* that
+// httputil.ProxyRequest.SetXForwarded would (it replaced that call, for
+// its allocations), whatever the peer's address, host and scheme.
+func TestForwardedIsSetXForwarded(t *testing.T) {
+	for _, remote := range []string{"203.0.113.9:4711", "[2001:db8::1]:443", "[::ffff:10.0.0.1]:80", "no-port", ""} {
+		for _, host := range []string{"app.example", "app.example:8443", ""} {
+			for _, tls := range []*tls.ConnectionState{nil, {}} {
+				in := httptest.NewRequest("GET", "http://x/", nil)
+				in.RemoteAddr, in.Host, in.TLS = remote, host, tls
+				want := &httputil.ProxyRequest{In: in, Out: in.Clone(context.Background())}
+				want.Out.Header = http.Header{"Accept": {"*/*"}}
+				want.SetXForwarded()
+				got := http.Header{"Accept": {"*/*"}}
+				(&exchange{rid: "r"}).setIdentity(got, in, true)
+				delete(got, HeaderRequestID)
+				if !reflect.DeepEqual(got, want.Out.Header) {
+					t.Errorf("remote %q host %q tls %v: setIdentity set %v; SetXForwarded sets %v", remote, host, tls != nil, got, want.Out.Header)
+				}
+			}
+		}
 	}
 }
