@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -183,10 +184,23 @@ func TestValidRequestID(t *testing.T) {
 	}
 }
 
+// Ids are well formed and never repeat, across the 1 KiB blocks they are
+// cut from and from goroutines sharing the blocks' pool.
 func TestNewRequestID(t *testing.T) {
+	const each, goroutines = 2500, 4 // each goroutine crosses many blocks of 64 ids
+	ids := make(chan string, each*goroutines)
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range each {
+				ids <- NewRequestID()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
 	seen := make(map[string]bool)
-	for range 100 {
-		id := NewRequestID()
+	for id := range ids {
 		if len(id) != 32 {
 			t.Fatalf("len(NewRequestID()) = %d; want 32 (%q)", len(id), id)
 		}
@@ -196,8 +210,8 @@ func TestNewRequestID(t *testing.T) {
 		if !ValidRequestID(id) {
 			t.Fatalf("ValidRequestID(NewRequestID()) = false for %q; want true", id)
 		}
-		if seen[id] {
-			t.Fatalf("NewRequestID() repeated %q", id)
+		if seen[id] || id == strings.Repeat("0", 32) {
+			t.Fatalf("NewRequestID() repeated %q (or handed out cleared bytes)", id)
 		}
 		seen[id] = true
 	}
