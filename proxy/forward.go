@@ -166,7 +166,10 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	s.meterAnswer(resp, x)
 	StripReserved(resp.Header)
 	if b := x.bill; b != nil && b.hold != nil {
-		setRateLimit(resp.Header, b.meter, b.hold.State())
+		// Into the client's answer itself, not resp.Header, which
+		// ReverseProxy copies into it a value at a time (an allocation and
+		// a canonicalisation each); an app's own RateLimit fields follow.
+		setRateLimit(x.info.Header(), b.meter, b.hold.State())
 	}
 	if s.cors != nil {
 		// tollgate owns CORS: the app's own headers would duplicate ours,

@@ -293,6 +293,10 @@ func TestReservationSettledByTheAnswer(t *testing.T) {
 		if u := req.URL.Query().Get("u"); u != "" {
 			w.Header().Set(HeaderUsage, u)
 		}
+		if req.URL.Query().Has("own") { // the app's own RateLimit fields
+			w.Header().Set("RateLimit", `"app";r=1;t=1`)
+			w.Header().Set("RateLimit-Policy", `"app";q=2;w=1`)
+		}
 		code, _ := strconv.Atoi(req.URL.Query().Get("status"))
 		w.WriteHeader(max(code, 200))
 	})
@@ -308,6 +312,7 @@ func TestReservationSettledByTheAnswer(t *testing.T) {
 		{"upstream 404 releases", "/api/x?status=404", settlement{1, 0}},
 		{"reserve: 3", "/api/reserved/x", settlement{3, 3}},
 		{"reserve: 3, fewer used", "/api/reserved/x?u=2", settlement{3, 2}},
+		{"the app's own RateLimit fields follow", "/api/x?own", settlement{1, 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp := rawRequest(t, r.addr(), "GET", c.target, meteredToken)
@@ -315,17 +320,21 @@ func TestReservationSettledByTheAnswer(t *testing.T) {
 			if len(settled) != i+1 || settled[i] != c.want {
 				t.Errorf("settlements %v; want #%d to be %+v, exactly once", settled, i+1, c.want)
 			}
-			if got := resp.Header.Values("RateLimit-Policy"); len(got) != 1 || got[0] != `"calls";q=50;w=2592000` {
-				t.Errorf("RateLimit-Policy = %q; want \"calls\";q=50;w=2592000", got)
+			wantPolicy, wantLimit := []string{`"calls";q=50;w=2592000`}, []string{`"calls";r=7;t=5400`}
+			if strings.HasSuffix(c.target, "?own") {
+				wantPolicy, wantLimit = append(wantPolicy, `"app";q=2;w=1`), append(wantLimit, `"app";r=1;t=1`)
 			}
-			if got := resp.Header.Get("RateLimit"); got != `"calls";r=7;t=5400` {
-				t.Errorf("RateLimit = %q; want \"calls\";r=7;t=5400", got)
+			if got := resp.Header.Values("RateLimit-Policy"); !slices.Equal(got, wantPolicy) {
+				t.Errorf("RateLimit-Policy = %q; want %q", got, wantPolicy)
+			}
+			if got := resp.Header.Values("RateLimit"); !slices.Equal(got, wantLimit) {
+				t.Errorf("RateLimit = %q; want %q", got, wantLimit)
 			}
 		})
 	}
 	r.backend.Close()
 	rawRequest(t, r.addr(), "GET", "/api/x", meteredToken)
-	if _, settled := r.billed(t, 8); len(settled) != 8 || settled[7] != (settlement{1, 0}) {
+	if _, settled := r.billed(t, 9); len(settled) != 9 || settled[8] != (settlement{1, 0}) {
 		t.Errorf("upstream down: settlements %v; want the reservation released", settled)
 	}
 }
