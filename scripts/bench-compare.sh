@@ -18,11 +18,11 @@ ROUNDS=3
 DUR=3s
 CONNS=64
 THREADS=2
-TARGETS="direct bare nginx haproxy caddy tollgate tollgate-public tollgate-nolog"
+TARGETS="direct bare bare-headers nginx haproxy caddy tollgate tollgate-public tollgate-nolog"
 CG=1
 CG_N=4000
 CG_REPS=3
-CG_TARGETS="bare tollgate tollgate-public tollgate-nolog"
+CG_TARGETS="bare bare-headers tollgate tollgate-public tollgate-nolog"
 OL=1
 OL_RATE=2000
 OL_DUR=6s
@@ -40,7 +40,7 @@ Closed loop (wrk, alternating rounds, order reversed every other round):
   -d DURATION        wrk duration per target and round, in s (default $DUR; the issue's: 10s)
   -c N               connections (default $CONNS)
   -t N               wrk threads (default $THREADS)
-  -targets "A B"     of: direct bare nginx haproxy caddy tollgate tollgate-public tollgate-nolog
+  -targets "A B"     of: direct bare bare-headers nginx haproxy caddy tollgate tollgate-public tollgate-nolog
                      (default: all; bare is always measured, ratios are paired with it)
 Instructions per request (valgrind callgrind, GODEBUG=asyncpreemptoff=1):
   -callgrind-n N     requests per measurement, after a warm-up not counted (default $CG_N)
@@ -59,7 +59,9 @@ Other:
   -h                 this help
 
 Targets: direct = the upstream itself; bare = httputil.ReverseProxy, tuned
-transport; nginx/haproxy/caddy = Debian's, plain reverse proxies, access logs
+transport; bare-headers = the same, adding the headers tollgate's full path
+adds (identity, X-Request-Id, RateLimit) at no cost of its own, to show what
+net/http spends on them; nginx/haproxy/caddy = Debian's, plain reverse proxies, access logs
 off; tollgate = full path (RS256 token verified from a JWKS and cached,
 user->customer link, gated route, metered with a plan limit, so a quota
 reservation too; access log at info); tollgate-nolog = the same at log level
@@ -95,7 +97,7 @@ while (($#)); do
 	esac
 	shift
 done
-ALL="direct bare nginx haproxy caddy tollgate tollgate-public tollgate-nolog"
+ALL="direct bare bare-headers nginx haproxy caddy tollgate tollgate-public tollgate-nolog"
 for t in $TARGETS $CG_TARGETS $OL_TARGETS; do
 	[[ " $ALL " == *" $t "* ]] || die "unknown target $t (known: $ALL)"
 done
@@ -149,11 +151,11 @@ start() {
 }
 pid_of() { local v="PID_${1//-/_}"; echo "${!v}"; }
 
-mapfile -t P < <("$RIG" ports -n 20)
+mapfile -t P < <("$RIG" ports -n 22)
 declare -A PORT=([upstream]=${P[0]} [issuer]=${P[1]} [redis]=${P[2]} [direct]=${P[0]} [bare]=${P[3]}
 	[nginx]=${P[4]} [haproxy]=${P[5]} [caddy]=${P[6]} [tollgate]=${P[7]} [tollgate-public]=${P[8]}
 	[tollgate-nolog]=${P[9]} [cg-bare]=${P[13]} [cg-tollgate]=${P[14]} [cg-tollgate-public]=${P[15]}
-	[cg-tollgate-nolog]=${P[16]})
+	[cg-tollgate-nolog]=${P[16]} [bare-headers]=${P[20]} [cg-bare-headers]=${P[21]})
 ADMIN=(${P[10]} ${P[11]} ${P[12]} ${P[17]} ${P[18]} ${P[19]})
 PATH_=/api/bench
 HOST_H="Host: bench.invalid"
@@ -280,6 +282,7 @@ for t in $TARGETS; do
 	case $t in
 	direct) PID_direct=$PID_upstream ;;
 	bare) start bare "$RIG" bare -listen "127.0.0.1:${PORT[bare]}" -upstream "http://127.0.0.1:${PORT[upstream]}" ;;
+	bare-headers) start bare-headers "$RIG" bare -headers -listen "127.0.0.1:${PORT[bare-headers]}" -upstream "http://127.0.0.1:${PORT[upstream]}" ;;
 	nginx) start nginx nginx -e "$W/nginx/error.log" -p "$W/nginx" -c "$W/nginx.conf" ;;
 	haproxy) start haproxy haproxy -db -f "$W/haproxy.conf" ;;
 	caddy) XDG_DATA_HOME=$W/caddy XDG_CONFIG_HOME=$W/caddy start caddy caddy run --adapter caddyfile --config "$W/Caddyfile" ;;
@@ -364,6 +367,7 @@ callgrind_target() {
 	vg=(env GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/$name.out")
 	case $t in
 	bare) start "$name" "${vg[@]}" "$RIG" bare -listen "127.0.0.1:$port" -upstream "http://127.0.0.1:${PORT[upstream]}" ;;
+	bare-headers) start "$name" "${vg[@]}" "$RIG" bare -headers -listen "127.0.0.1:$port" -upstream "http://127.0.0.1:${PORT[upstream]}" ;;
 	tollgate*) run_tollgate "$name" "$W/$name.yaml" "${vg[@]}" ;;
 	esac
 	pid=$(pid_of "$name")

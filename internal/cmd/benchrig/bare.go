@@ -18,10 +18,17 @@ import (
 // and a pool of copy buffers as tollgate has (without one, ReverseProxy
 // allocates 32 KiB per request, and the baseline would be slower than a
 // tuned Go proxy is).
+//
+// With -headers it also sets the headers tollgate's full path adds, with
+// values of the same lengths (the seed's user and customer, the bench
+// plan), in the cheapest way net/http allows (shared value slices, no
+// allocation): the bare proxy plus what net/http costs to write and read
+// them, so that what tollgate spends beyond that is its own work.
 func runBare(args []string, _ io.Writer) error {
 	fs := newFlags("bare")
 	listen := fs.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	upstream := fs.String("upstream", "", "upstream base URL (http://127.0.0.1:PORT)")
+	headers := fs.Bool("headers", false, "add tollgate's identity, X-Request-Id and RateLimit headers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +45,11 @@ func runBare(args []string, _ io.Writer) error {
 			pr.SetURL(up)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			if *headers {
+				for k, v := range outboundHeaders {
+					pr.Out.Header[k] = v
+				}
+			}
 		},
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -49,8 +61,35 @@ func runBare(args []string, _ io.Writer) error {
 		ErrorLog:   log.New(io.Discard, "", 0),
 		BufferPool: &buffers{},
 	}
+	if *headers {
+		rp.ModifyResponse = func(resp *http.Response) error {
+			for k, v := range answerHeaders {
+				resp.Header[k] = v
+			}
+			return nil
+		}
+	}
 	return serve(ln, rp)
 }
+
+// outboundHeaders and answerHeaders are what tollgate's full path adds
+// on the bench's request (X-Forwarded-* come from SetXForwarded above).
+var (
+	requestID       = []string{"0123456789abcdef0123456789abcdef"}
+	outboundHeaders = http.Header{
+		"X-Request-Id":        requestID,
+		"X-Tollgate-User":     {"user_bench"},
+		"X-Tollgate-Customer": {"cus_bench"},
+		"X-Tollgate-Plan":     {"bench"},
+		"X-Tollgate-Status":   {"active"},
+		"X-Tollgate-Features": {"bench"},
+	}
+	answerHeaders = http.Header{
+		"X-Request-Id":     requestID,
+		"Ratelimit-Policy": {`"api_calls";q=1000000000000;w=2592000`},
+		"Ratelimit":        {`"api_calls";r=999999999999;t=2592000`},
+	}
+)
 
 // buffers is httputil.BufferPool on a sync.Pool of 32 KiB arrays.
 type buffers struct{ p sync.Pool }
