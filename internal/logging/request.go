@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,7 +74,7 @@ func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 		return b, false
 	}
 	b = append(b, `{"time":"`...)
-	b = t.Round(0).AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, t)
 	b = append(b, `","level":"INFO","msg":"request","method":"`...)
 	b = append(b, l.Method...)
 	b = append(b, `","path":"`...)
@@ -108,4 +109,53 @@ func plain(s string) bool {
 		}
 	}
 	return true
+}
+
+// appendTime appends t as slog writes it, t.Round(0).AppendFormat(b,
+// time.RFC3339Nano), with the date, the time to the second and the zone
+// formatted once a second (lastStamp): the fraction is all that changes
+// between the lines of one second.
+func appendTime(b []byte, t time.Time) []byte {
+	sec, off := t.Unix(), zoneOffset(t)
+	st := lastStamp.Load()
+	if st == nil || st.sec != sec || st.loc != t.Location() || st.off != off {
+		st = newStamp(t, sec, off)
+		lastStamp.Store(st)
+	}
+	b = append(b, st.prefix...)
+	if ns := t.Nanosecond(); ns != 0 {
+		frac := [10]byte{'.'}
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, st.zone...)
+}
+
+// stamp is one second's RFC 3339 text in one zone: prefix is
+// "2006-01-02T15:04:05", zone "Z" or "-07:00".
+type stamp struct {
+	sec    int64
+	loc    *time.Location
+	off    int
+	prefix string
+	zone   string
+}
+
+var lastStamp atomic.Pointer[stamp]
+
+func newStamp(t time.Time, sec int64, off int) *stamp {
+	whole := t.Round(0).Add(-time.Duration(t.Nanosecond())).Format(time.RFC3339Nano) // no fraction
+	return &stamp{sec: sec, loc: t.Location(), off: off, prefix: whole[:19], zone: whole[19:]}
+}
+
+func zoneOffset(t time.Time) int {
+	_, off := t.Zone()
+	return off
 }

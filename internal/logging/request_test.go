@@ -116,15 +116,37 @@ func TestRequestLineDurations(t *testing.T) {
 // FuzzRequestLine: whatever the strings and the duration, LogRequest
 // writes what slog writes.
 func FuzzRequestLine(f *testing.F) {
-	f.Add("GET", "/api/x", "/api/**", "allowed", 200, int64(1234567), "rid", int64(0))
-	f.Add("G\"T", "/a\\b\n", "\u2028", "\xff", -1, int64(-1), "", int64(1<<62))
-	f.Fuzz(func(t *testing.T, method, path, route, decision string, status int, d int64, rid string, unixNano int64) {
-		at := time.Unix(0, unixNano).UTC()
+	f.Add("GET", "/api/x", "/api/**", "allowed", 200, int64(1234567), "rid", int64(0), int32(0))
+	f.Add("G\"T", "/a\\b\n", "\u2028", "\xff", -1, int64(-1), "", int64(1<<62), int32(-12600))
+	f.Add("GET", "/", "/", "allowed", 200, int64(1000), "r", int64(1764687845000000000), int32(19800+17))
+	f.Fuzz(func(t *testing.T, method, path, route, decision string, status int, d int64, rid string, unixNano int64, zone int32) {
+		at := time.Unix(0, unixNano).In(time.FixedZone("", int(zone%(18*3600))))
+		if zone == 0 {
+			at = at.UTC()
+		}
 		l := RequestLine{Method: method, Path: path, Route: route, Decision: decision, Status: status, Duration: time.Duration(d), RequestID: rid}
 		if got, want := func() string { s, _ := encoderLine(t, at, l); return s }(), slogLine(t, at, l); got != want {
 			t.Errorf("encoder wrote\n%s; slog writes\n%s", got, want)
 		}
 	})
+}
+
+// Lines logged within one second share its formatted stamp, and the next
+// second, or another zone, gets its own: the same times as slog writes.
+func TestRequestLineTimes(t *testing.T) {
+	base := time.Date(2026, 12, 2, 23, 59, 58, 0, time.UTC)
+	berlin := time.FixedZone("CET", 3600)
+	l := RequestLine{Method: "GET", Path: "/", Route: "/", Decision: "allowed", Status: 200, RequestID: "r"}
+	for _, at := range []time.Time{
+		base, base.Add(1), base.Add(999_999_999), base.Add(time.Second), base.Add(time.Second + 10_000),
+		base.Add(2 * time.Second).In(berlin), base.Add(2 * time.Second), base.Add(2*time.Second + 120_000_000).In(berlin),
+		time.Now(), time.Now().Local(),
+	} {
+		got, own := encoderLine(t, at, l)
+		if want := slogLine(t, at, l); got != want || !own {
+			t.Errorf("%v: encoder (own %v) wrote\n%s; slog writes\n%s", at, own, got, want)
+		}
+	}
 }
 
 // Access lines and slog's lines share one writer and never interleave:
