@@ -20,7 +20,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 
 	// The one normalised path, never the client's raw form.
-	pr.Out.URL.Path, pr.Out.URL.RawPath = DecodePath(x.path), x.path
+	setPath(pr.Out.URL, x.path)
 	pr.SetURL(s.upstream)
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 

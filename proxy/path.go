@@ -93,6 +93,35 @@ func DecodePath(escaped string) string {
 	return p
 }
 
+// setPath sets u's path to p, a NormalizePath result: Path decoded, and
+// RawPath p, unless p is what url.URL.EscapedPath makes of Path on its own
+// (no escape, and no byte Go would escape), when RawPath stays empty and
+// EscapedPath need not verify it (unescape it and compare) each time the
+// request is forwarded and written. Either way EscapedPath() is p.
+func setPath(u *url.URL, p string) {
+	u.Path, u.RawPath = DecodePath(p), p
+	for i := 0; i < len(p); i++ {
+		if !pathVerbatim(p[i]) {
+			return
+		}
+	}
+	u.RawPath = ""
+}
+
+// pathVerbatim reports whether net/url leaves c unescaped in a path: the
+// unreserved characters and $&+,/:;=@ (url.shouldEscape, encodePath).
+func pathVerbatim(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '_', '.', '~', '$', '&', '+', ',', '/', ':', ';', '=', '@':
+		return true
+	}
+	return false
+}
+
 // requestPath extracts the path part of a request-target (RFC 9112 §3.2).
 func requestPath(target string) (string, error) {
 	p, _, _ := strings.Cut(target, "?")

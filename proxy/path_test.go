@@ -273,3 +273,30 @@ func TestIsCanonicalPath(t *testing.T) {
 		}
 	}
 }
+
+// setPath leaves RawPath empty only when EscapedPath gives back p without
+// it: for every byte a canonical path may hold, and for escapes.
+func TestSetPathEscapesBack(t *testing.T) {
+	paths := []string{"/", "/api/items/7", "/a%20b", "/caf%C3%A9", "/a;b=c,d@e:f$g&h+i~j", "/a%2Bb"}
+	for c := byte(0x21); c < 0x7f; c++ {
+		paths = append(paths, "/x"+string(c)+"y")
+	}
+	verbatim := 0
+	for _, in := range paths {
+		p, err := NormalizePath(in)
+		if err != nil {
+			continue // not a path tollgate forwards
+		}
+		var u url.URL
+		setPath(&u, p)
+		if got := u.EscapedPath(); got != p || u.Path != DecodePath(p) {
+			t.Errorf("%q: EscapedPath %q, Path %q; want %q and %q", p, got, u.Path, p, DecodePath(p))
+		}
+		if u.RawPath == "" {
+			verbatim++
+		}
+	}
+	if verbatim < 20 {
+		t.Errorf("RawPath left empty for %d paths; want most plain ones", verbatim)
+	}
+}

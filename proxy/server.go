@@ -311,7 +311,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.path = p
-	r.URL.Path, r.URL.RawPath = DecodePath(p), p
+	setPath(r.URL, p)
 
 	// 4. CORS, when tollgate owns it: a preflight carries no token, so it
 	// is answered here and never reaches auth, the gate or the app; any
