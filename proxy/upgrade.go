@@ -48,8 +48,14 @@ func (u upgrades) filter(h http.Header) []string {
 	// (delete and direct reads of canonical names are Header.Del and Get
 	// without canonicalising them again, on every request.)
 	delete(h, "Http2-Settings")
+	up, ok := h["Upgrade"]
+	if !ok {
+		// ReverseProxy has removed Connection with the other hop-by-hop
+		// headers and puts it back only beside an Upgrade: nothing to drop.
+		return nil
+	}
 	var kept []string
-	for _, t := range headerTokens(h["Upgrade"]) {
+	for _, t := range headerTokens(up) {
 		if u.allows(t) {
 			kept = append(kept, t)
 		}
