@@ -101,9 +101,23 @@ func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 }
 
 // plain reports whether slog writes s in JSON as it is: printable ASCII
-// without '"' or '\\'.
+// without '"' or '\\'. Eight bytes at a time (the classic "has a zero
+// byte" test, (v - 0x01..) &^ v & 0x80..), then byte by byte.
 func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		low := (v - 0x20*ones) &^ v // a byte below 0x20 (or, with its high bit, 0x80 and up)
+		del := v ^ 0x7f*ones
+		quote := v ^ '"'*ones
+		slash := v ^ '\\'*ones
+		if (v|low|(del-ones)&^del|(quote-ones)&^quote|(slash-ones)&^slash)&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
 			return false
 		}

@@ -328,3 +328,18 @@ func TestRequestLinesUnbatched(t *testing.T) {
 		}
 	}
 }
+
+// plain, eight bytes at a time, agrees with the byte-by-byte rule for every
+// byte value at every place in a word and in the tail.
+func TestPlain(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
+		for at := range 19 {
+			s := []byte(strings.Repeat("a", 19))
+			s[at] = byte(c)
+			if got := plain(string(s)); got != want {
+				t.Fatalf("plain with %#x at %d = %v; want %v", c, at, got, want)
+			}
+		}
+	}
+}
