@@ -101,28 +101,47 @@ func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 }
 
 // plain reports whether slog writes s in JSON as it is: printable ASCII
-// without '"' or '\\'. Eight bytes at a time (the classic "has a zero
-// byte" test, (v - 0x01..) &^ v & 0x80..), then byte by byte.
+// without '"' or '\\'. A string of 8 bytes or more is read a word at a
+// time, its last word overlapping the one before.
 func plain(s string) bool {
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			if !plainByte[s[i]] {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(s)-8; i += 8 {
+		if !plainWord(word(s[i:])) {
+			return false
+		}
+	}
+	return plainWord(word(s[len(s)-8:]))
+}
+
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plainWord is plain for the 8 bytes of v, with the classic "has a zero
+// byte" test, (x - 0x01..) &^ x & 0x80.., for each byte that is not.
+func plainWord(v uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		low := (v - 0x20*ones) &^ v // a byte below 0x20 (or, with its high bit, 0x80 and up)
-		del := v ^ 0x7f*ones
-		quote := v ^ '"'*ones
-		slash := v ^ '\\'*ones
-		if (v|low|(del-ones)&^del|(quote-ones)&^quote|(slash-ones)&^slash)&highs != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
+	low := (v - 0x20*ones) &^ v // a byte below 0x20 (and, with v's high bits, from 0x80)
+	del, quote, slash := v^0x7f*ones, v^'"'*ones, v^'\\'*ones
+	return (v|low|(del-ones)&^del|(quote-ones)&^quote|(slash-ones)&^slash)&highs == 0
+}
+
+// word reads s[:8] as a little-endian word (the compiler makes it one
+// load).
+func word(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // appendTime appends t as slog writes it, t.Round(0).AppendFormat(b,
