@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -105,5 +107,23 @@ func TestReportPairsRounds(t *testing.T) {
 	closedTable(&b, rs, []record{{"target": "bare", "n": "10", "ir": "1000000"}, {"target": "tollgate", "n": "10", "ir": "1100000"}}, "bare")
 	if !strings.Contains(b.String(), "| tollgate | 0.95 | 0.90–1.00 |") || !strings.Contains(b.String(), "| 110.0 k | 1.10 |") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// Two runs' rounds files, given together, pair each round within its own
+// run: round 1 of the second run is not paired with round 1 of the first.
+func TestReportJoinsRuns(t *testing.T) {
+	dir := t.TempDir()
+	one, two := filepath.Join(dir, "r1.txt"), filepath.Join(dir, "r2.txt")
+	os.WriteFile(one, []byte("round=1 target=bare rps=1000\nround=1 target=tollgate rps=900\n"), 0o600)
+	os.WriteFile(two, []byte("round=1 target=bare rps=2000\nround=1 target=tollgate rps=2000\n"), 0o600)
+	var b bytes.Buffer
+	if err := runReport([]string{"-rounds", one + "," + two}, &b); err != nil {
+		t.Fatal(err)
+	}
+	// Paired within runs: 0.90 and 1.00 (median 0.95). Mixed, the rounds
+	// would read 900/1000 and 2000/2000 again but also pair across.
+	if !strings.Contains(b.String(), "| tollgate | 0.95 | 0.90–1.00 |") {
+		t.Errorf("report:\n%s", b.String())
 	}
 }

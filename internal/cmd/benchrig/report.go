@@ -17,7 +17,7 @@ import (
 // the same round, so that drift between rounds cancels out.
 func runReport(args []string, stdout io.Writer) error {
 	fs := newFlags("report")
-	rounds := fs.String("rounds", "", "closed-loop (wrk) measurements")
+	rounds := fs.String("rounds", "", "closed-loop (wrk) measurements; several runs' files comma-separated, their rounds numbered on")
 	cg := fs.String("callgrind", "", "callgrind measurements")
 	ol := fs.String("openloop", "", "open-loop measurements")
 	base := fs.String("base", "bare", "the target ratios are taken against")
@@ -25,10 +25,20 @@ func runReport(args []string, stdout io.Writer) error {
 		return err
 	}
 	var rs, cs, ols []record
+	for _, path := range strings.Split(*rounds, ",") {
+		if path == "" {
+			continue
+		}
+		recs, err := readRecords(path)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, renumber(recs, maxRound(rs))...)
+	}
 	for _, f := range []struct {
 		path string
 		to   *[]record
-	}{{*rounds, &rs}, {*cg, &cs}, {*ol, &ols}} {
+	}{{*cg, &cs}, {*ol, &ols}} {
 		if f.path == "" {
 			continue
 		}
@@ -82,6 +92,25 @@ func readRecords(path string) ([]record, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// renumber returns a run's records with their rounds moved on by after,
+// so that the rounds of two runs pair within their own run.
+func renumber(recs []record, after int) []record {
+	for _, r := range recs {
+		n, _ := strconv.Atoi(r["round"])
+		r["round"] = strconv.Itoa(n + after)
+	}
+	return recs
+}
+
+func maxRound(recs []record) int {
+	m := 0
+	for _, r := range recs {
+		n, _ := strconv.Atoi(r["round"])
+		m = max(m, n)
+	}
+	return m
 }
 
 // targets lists the targets in order of first appearance.
