@@ -101,26 +101,21 @@ func DecodePath(escaped string) string {
 func setPath(u *url.URL, p string) {
 	u.Path, u.RawPath = DecodePath(p), p
 	for i := 0; i < len(p); i++ {
-		if !pathVerbatim(p[i]) {
+		if !pathVerbatim[p[i]] {
 			return
 		}
 	}
 	u.RawPath = ""
 }
 
-// pathVerbatim reports whether net/url leaves c unescaped in a path: the
+// pathVerbatim holds the bytes net/url leaves unescaped in a path: the
 // unreserved characters and $&+,/:;=@ (url.shouldEscape, encodePath).
-func pathVerbatim(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+var pathVerbatim = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.~$&+,/:;=@", byte(c)) >= 0
 	}
-	switch c {
-	case '-', '_', '.', '~', '$', '&', '+', ',', '/', ':', ';', '=', '@':
-		return true
-	}
-	return false
-}
+	return t
+}()
 
 // requestPath extracts the path part of a request-target (RFC 9112 §3.2).
 func requestPath(target string) (string, error) {

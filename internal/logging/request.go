@@ -149,10 +149,12 @@ func word(s string) uint64 {
 // formatted once a second (lastStamp): the fraction is all that changes
 // between the lines of one second.
 func appendTime(b []byte, t time.Time) []byte {
-	sec, off := t.Unix(), zoneOffset(t)
+	// A zone's offset changes only on a whole second, so one second of one
+	// location has one text.
+	sec := t.Unix()
 	st := lastStamp.Load()
-	if st == nil || st.sec != sec || st.loc != t.Location() || st.off != off {
-		st = newStamp(t, sec, off)
+	if st == nil || st.sec != sec || st.loc != t.Location() {
+		st = newStamp(t, sec)
 		lastStamp.Store(st)
 	}
 	b = append(b, st.prefix...)
@@ -176,19 +178,13 @@ func appendTime(b []byte, t time.Time) []byte {
 type stamp struct {
 	sec    int64
 	loc    *time.Location
-	off    int
 	prefix string
 	zone   string
 }
 
 var lastStamp atomic.Pointer[stamp]
 
-func newStamp(t time.Time, sec int64, off int) *stamp {
+func newStamp(t time.Time, sec int64) *stamp {
 	whole := t.Round(0).Add(-time.Duration(t.Nanosecond())).Format(time.RFC3339Nano) // no fraction
-	return &stamp{sec: sec, loc: t.Location(), off: off, prefix: whole[:19], zone: whole[19:]}
-}
-
-func zoneOffset(t time.Time) int {
-	_, off := t.Zone()
-	return off
+	return &stamp{sec: sec, loc: t.Location(), prefix: whole[:19], zone: whole[19:]}
 }
