@@ -46,9 +46,7 @@ func runBare(args []string, _ io.Writer) error {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			if *headers {
-				for k, v := range outboundHeaders {
-					pr.Out.Header[k] = v
-				}
+				setOutbound(pr.Out.Header)
 			}
 		},
 		Transport: &http.Transport{
@@ -61,34 +59,44 @@ func runBare(args []string, _ io.Writer) error {
 		ErrorLog:   log.New(io.Discard, "", 0),
 		BufferPool: &buffers{},
 	}
-	if *headers {
-		rp.ModifyResponse = func(resp *http.Response) error {
-			for k, v := range answerHeaders {
-				resp.Header[k] = v
-			}
-			return nil
-		}
+	if !*headers {
+		return serve(ln, rp)
 	}
-	return serve(ln, rp)
+	// The answer's headers go into the client's answer before ReverseProxy
+	// copies the app's into it, as tollgate writes them.
+	return serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		setAnswer(w.Header())
+		rp.ServeHTTP(w, r)
+	}))
 }
 
-// outboundHeaders and answerHeaders are what tollgate's full path adds
-// on the bench's request (X-Forwarded-* come from SetXForwarded above).
+// setOutbound and setAnswer add what tollgate's full path adds on the
+// bench's request and its answer (X-Forwarded-* come from SetXForwarded
+// above), as plain map assignments of shared values.
+func setOutbound(h http.Header) {
+	h["X-Request-Id"] = requestID
+	h["X-Tollgate-User"] = user
+	h["X-Tollgate-Customer"] = customer
+	h["X-Tollgate-Plan"] = plan
+	h["X-Tollgate-Status"] = status
+	h["X-Tollgate-Features"] = features
+}
+
+func setAnswer(h http.Header) {
+	h["X-Request-Id"] = requestID
+	h["Ratelimit-Policy"] = policy
+	h["Ratelimit"] = limit
+}
+
 var (
-	requestID       = []string{"0123456789abcdef0123456789abcdef"}
-	outboundHeaders = http.Header{
-		"X-Request-Id":        requestID,
-		"X-Tollgate-User":     {"user_bench"},
-		"X-Tollgate-Customer": {"cus_bench"},
-		"X-Tollgate-Plan":     {"bench"},
-		"X-Tollgate-Status":   {"active"},
-		"X-Tollgate-Features": {"bench"},
-	}
-	answerHeaders = http.Header{
-		"X-Request-Id":     requestID,
-		"Ratelimit-Policy": {`"api_calls";q=1000000000000;w=2592000`},
-		"Ratelimit":        {`"api_calls";r=999999999999;t=2592000`},
-	}
+	requestID = []string{"0123456789abcdef0123456789abcdef"}
+	user      = []string{"user_bench"}
+	customer  = []string{"cus_bench"}
+	plan      = []string{"bench"}
+	status    = []string{"active"}
+	features  = []string{"bench"}
+	policy    = []string{`"api_calls";q=1000000000000;w=2592000`}
+	limit     = []string{`"api_calls";r=999999999999;t=2592000`}
 )
 
 // buffers is httputil.BufferPool on a sync.Pool of 32 KiB arrays.
