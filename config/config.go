@@ -115,7 +115,7 @@ type ProxyTimeouts struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or text
-	// FlushInterval batches access lines: they are written at most this
+	// FlushInterval batches access lines (json format): they are written at most this
 	// long after they are logged (or at 32 KiB, or before any other line),
 	// one write for many instead of one per request. 0 writes each at once.
 	FlushInterval time.Duration `yaml:"flush_interval"`
