@@ -49,7 +49,6 @@ type Gate struct {
 	// cacheResults' counters of tollgate_entitlement_cache_total, bound at
 	// start: a label lookup on every decision costs a lock and a hash.
 	results map[string]prometheus.Counter
-	hits    prometheus.Counter
 	log     *slog.Logger
 	now     func() time.Time
 	// confirmed is when the watcher last proved the cache current: every
@@ -100,7 +99,6 @@ func New(o Options) *Gate {
 	for _, r := range cacheResults {
 		g.results[r] = g.metrics.EntitlementCache.WithLabelValues(r)
 	}
-	g.hits = g.results["hit"]
 	g.storeUp.Store(true)
 	return g
 }
@@ -157,11 +155,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	if age > staleAfter {
 		result = "stale"
 	}
-	if result == "hit" {
-		g.hits.Inc()
-	} else {
-		g.results[result].Inc()
-	}
+	g.results[result].Inc()
 	g.metrics.EntitlementAge.Observe(age.Seconds())
 	d := g.rules.decide(&e.view, req, now)
 	d.Age = age

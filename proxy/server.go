@@ -110,8 +110,7 @@ type Server struct {
 	upgrades upgrades   // proxy.upgrades
 	metrics  *metrics.Metrics
 	log      *slog.Logger
-	logh     slog.Handler          // log's, for the access line (see accessLog)
-	lines    logging.RequestLogger // logh, when it has its own access-line encoder
+	logh     slog.Handler // log's, for the access line (see accessLog)
 	rp       *httputil.ReverseProxy
 
 	// allowOverride keeps the method-override headers
@@ -163,7 +162,6 @@ func New(o Options) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.logh = s.log.Handler()
-	s.lines, _ = s.logh.(logging.RequestLogger)
 	if s.metrics == nil {
 		s.metrics = metrics.New()
 	}
@@ -527,19 +525,15 @@ func (s *Server) observe(ctx context.Context, r *http.Request, x *exchange, star
 
 // accessLog writes the request's line at info. It is on by default, so it
 // is kept cheap (issue 13): nothing is built when info is filtered out,
-// and a logger of logging.New's writes it with its own encoder (see
-// logging.RequestLogger); any other goes through a typed slog record,
-// without slog.Logger's runtime.Callers.
+// and logging.LogRequest writes it with the encoder of logging.New's
+// loggers, or as a typed slog record, without slog.Logger's
+// runtime.Callers.
 func (s *Server) accessLog(ctx context.Context, r *http.Request, x *exchange, label string, end time.Time, d time.Duration) {
 	if !s.logh.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	l := logging.RequestLine{Method: r.Method, Path: x.path, Route: label, Decision: x.outcome, Status: x.status, Duration: d, RequestID: x.rid}
-	if s.lines != nil {
-		_ = s.lines.LogRequest(ctx, end, l)
-		return
-	}
-	_ = s.logh.Handle(ctx, logging.RequestRecord(end, l))
+	_ = logging.LogRequest(ctx, s.logh, end, logging.RequestLine{Method: r.Method, Path: x.path, Route: label,
+		Decision: x.outcome, Status: x.status, Duration: d, RequestID: x.rid})
 }
 
 // RequestID returns the id of the request being served, from its context

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,15 +21,8 @@ import (
 func TestRunWritesTheLastAccessLines(t *testing.T) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer app.Close()
-	cfg, err := config.Load(strings.NewReader(fmt.Sprintf(`
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream: %s
-server: { drain_delay: 0s, shutdown_timeout: 5s }
-auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
-routes: [ { path: /**, auth: none } ]
-stripe: { trusted_payloads: true }
-`, app.URL, strings.Repeat("k", 32))), func(string) (string, bool) { return "", false })
+	cfg, err := config.Load(strings.NewReader(publicProxyConfig(app.URL, "{ drain_delay: 0s, shutdown_timeout: 5s }")),
+		func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,21 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
+// publicProxyConfig is a serve config on loopback ports of its own that
+// forwards every path to upstream without auth, with the given server
+// settings.
+func publicProxyConfig(upstream, server string) string {
+	return fmt.Sprintf(`
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstream: %s
+server: %s
+auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
+routes: [ { path: /**, auth: none } ]
+stripe: { trusted_payloads: true }
+`, upstream, server, strings.Repeat("k", 32))
+}
+
 func runCmd(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
 }
@@ -37,15 +52,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 	}))
 	defer app.Close()
 	cfgPath := filepath.Join(t.TempDir(), "tollgate.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstream: %s
-server: { drain_delay: 300ms, shutdown_timeout: 20s }
-auth: { jwt: { algorithms: [HS256], audience: [api], hmac_secret: %q } }
-routes: [ { path: /**, auth: none } ]
-stripe: { trusted_payloads: true }
-`, app.URL, strings.Repeat("k", 32))), 0o600)
+	os.WriteFile(cfgPath, []byte(publicProxyConfig(app.URL, "{ drain_delay: 300ms, shutdown_timeout: 20s }")), 0o600)
 
 	cmd := exec.Command(bin, "serve", "-config", cfgPath)
 	stderr, _ := cmd.StderrPipe()

@@ -111,7 +111,7 @@ func BenchmarkRequestLine(b *testing.B) {
 	b.Run("slog", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := h.Handle(ctx, RequestRecord(time.Now(), l)); err != nil {
+			if err := h.Handle(ctx, requestRecord(time.Now(), l)); err != nil {
 				b.Fatal(err)
 			}
 		}

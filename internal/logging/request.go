@@ -24,6 +24,16 @@ type RequestLogger interface {
 	LogRequest(ctx context.Context, t time.Time, l RequestLine) error
 }
 
+// LogRequest writes l at info, logged at t, through h: with h's own
+// encoder when it has one (a handler of New's), as a slog record
+// otherwise. The caller checks h.Enabled(ctx, slog.LevelInfo) first.
+func LogRequest(ctx context.Context, h slog.Handler, t time.Time, l RequestLine) error {
+	if rl, ok := h.(RequestLogger); ok {
+		return rl.LogRequest(ctx, t, l)
+	}
+	return h.Handle(ctx, requestRecord(t, l))
+}
+
 // LogRequest writes l at info, logged at t. The access line is on every
 // request, and slog's generic path costs more than the whole gated path
 // (issue 13: attribute resolution, a float through encoding/json), so a
@@ -46,11 +56,11 @@ func (h contextHandler) LogRequest(ctx context.Context, t time.Time, l RequestLi
 		}
 		lineBuffers.Put(bp)
 	}
-	return h.Handle(ctx, RequestRecord(t, l))
+	return h.Handle(ctx, requestRecord(t, l))
 }
 
-// RequestRecord is l as a slog record, for any slog.Handler.
-func RequestRecord(t time.Time, l RequestLine) slog.Record {
+// requestRecord is l as a slog record.
+func requestRecord(t time.Time, l RequestLine) slog.Record {
 	rec := slog.NewRecord(t, slog.LevelInfo, "request", 0)
 	rec.AddAttrs(slog.String("method", l.Method), slog.String("path", l.Path), slog.String("route", l.Route),
 		slog.String("decision", l.Decision), slog.Int("status", l.Status),

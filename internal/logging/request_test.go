@@ -20,7 +20,7 @@ func slogLine(t testing.TB, at time.Time, l RequestLine) string {
 	t.Helper()
 	var buf bytes.Buffer
 	h := slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})
-	if err := (contextHandler{Handler: h}).Handle(context.Background(), RequestRecord(at, l)); err != nil {
+	if err := (contextHandler{Handler: h}).Handle(context.Background(), requestRecord(at, l)); err != nil {
 		t.Fatal(err)
 	}
 	return buf.String()
@@ -189,12 +189,13 @@ func TestRequestLinesDoNotInterleave(t *testing.T) {
 }
 
 // A text logger, or one with attributes of its own, has no encoder: its
-// access line is slog's, in its format, with its attributes.
+// access line is slog's, in its format, with its attributes; a handler
+// that is not New's gets the same fields as a slog record.
 func TestRequestLineOtherLoggers(t *testing.T) {
 	l := RequestLine{Method: "GET", Path: "/x", Route: "/x", Decision: "allowed", Status: 200, Duration: 1500 * time.Microsecond, RequestID: "r1"}
 	var text bytes.Buffer
 	h := New(config.Log{Level: "info", Format: "text"}, &text).Handler()
-	if err := h.(RequestLogger).LogRequest(context.Background(), time.Now(), l); err != nil {
+	if err := LogRequest(context.Background(), h, time.Now(), l); err != nil {
 		t.Fatal(err)
 	}
 	if got := text.String(); !strings.Contains(got, "msg=request method=GET path=/x route=/x decision=allowed status=200 duration_ms=1.5 request_id=r1") {
@@ -202,12 +203,20 @@ func TestRequestLineOtherLoggers(t *testing.T) {
 	}
 	var js bytes.Buffer
 	h = New(config.Log{Level: "info", Format: "json"}, &js).With("component", "proxy").Handler()
-	if err := h.(RequestLogger).LogRequest(context.Background(), time.Now(), l); err != nil {
+	if err := LogRequest(context.Background(), h, time.Now(), l); err != nil {
 		t.Fatal(err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(js.Bytes(), &m); err != nil || m["component"] != "proxy" || m["duration_ms"] != 1.5 || m["request_id"] != "r1" {
 		t.Errorf("line %s (%v); want component proxy, duration_ms 1.5, request_id r1", js.String(), err)
+	}
+	var other bytes.Buffer
+	at := time.Date(2026, 12, 2, 1, 2, 3, 0, time.UTC)
+	if err := LogRequest(context.Background(), slog.NewJSONHandler(&other, nil), at, l); err != nil {
+		t.Fatal(err)
+	}
+	if want := slogLine(t, at, l); other.String() != want {
+		t.Errorf("another handler's line\n%s; want\n%s", other.String(), want)
 	}
 }
 

@@ -121,8 +121,8 @@ func TestReportJoinsRuns(t *testing.T) {
 	if err := runReport([]string{"-rounds", one + "," + two}, &b); err != nil {
 		t.Fatal(err)
 	}
-	// Paired within runs: 0.90 and 1.00 (median 0.95). Mixed, the rounds
-	// would read 900/1000 and 2000/2000 again but also pair across.
+	// Paired within runs: 900/1000 and 2000/2000, median 0.95. Read as one
+	// run, both files' round 1 would pair with a single bare measurement.
 	if !strings.Contains(b.String(), "| tollgate | 0.95 | 0.90–1.00 |") {
 		t.Errorf("report:\n%s", b.String())
 	}

@@ -17,32 +17,19 @@ import (
 // the same round, so that drift between rounds cancels out.
 func runReport(args []string, stdout io.Writer) error {
 	fs := newFlags("report")
-	rounds := fs.String("rounds", "", "closed-loop (wrk) measurements; several runs' files comma-separated, their rounds numbered on")
-	cg := fs.String("callgrind", "", "callgrind measurements")
-	ol := fs.String("openloop", "", "open-loop measurements")
+	rounds := fs.String("rounds", "", "closed-loop (wrk) measurements: a run's file, or several runs' comma-separated")
+	cg := fs.String("callgrind", "", "callgrind measurements (likewise)")
+	ol := fs.String("openloop", "", "open-loop measurements (likewise)")
 	base := fs.String("base", "bare", "the target ratios are taken against")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var rs, cs, ols []record
-	for _, path := range strings.Split(*rounds, ",") {
-		if path == "" {
-			continue
-		}
-		recs, err := readRecords(path)
-		if err != nil {
-			return err
-		}
-		rs = append(rs, renumber(recs, maxRound(rs))...)
-	}
 	for _, f := range []struct {
-		path string
-		to   *[]record
-	}{{*cg, &cs}, {*ol, &ols}} {
-		if f.path == "" {
-			continue
-		}
-		recs, err := readRecords(f.path)
+		paths string
+		to    *[]record
+	}{{*rounds, &rs}, {*cg, &cs}, {*ol, &ols}} {
+		recs, err := readRuns(f.paths)
 		if err != nil {
 			return err
 		}
@@ -94,23 +81,30 @@ func readRecords(path string) ([]record, error) {
 	return out, sc.Err()
 }
 
-// renumber returns a run's records with their rounds moved on by after,
-// so that the rounds of two runs pair within their own run.
-func renumber(recs []record, after int) []record {
-	for _, r := range recs {
-		n, _ := strconv.Atoi(r["round"])
-		r["round"] = strconv.Itoa(n + after)
+// readRuns reads the records of comma-separated files, one run's each,
+// numbering each run's rounds on from the last run's, so that rounds pair
+// within their own run.
+func readRuns(paths string) ([]record, error) {
+	var out []record
+	after := 0
+	for _, path := range strings.Split(paths, ",") {
+		if path == "" {
+			continue
+		}
+		recs, err := readRecords(path)
+		if err != nil {
+			return nil, err
+		}
+		last := after
+		for _, r := range recs {
+			if n, err := strconv.Atoi(r["round"]); err == nil {
+				r["round"] = strconv.Itoa(after + n)
+				last = max(last, after+n)
+			}
+		}
+		out, after = append(out, recs...), last
 	}
-	return recs
-}
-
-func maxRound(recs []record) int {
-	m := 0
-	for _, r := range recs {
-		n, _ := strconv.Atoi(r["round"])
-		m = max(m, n)
-	}
-	return m
+	return out, nil
 }
 
 // targets lists the targets in order of first appearance.
