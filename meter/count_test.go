@@ -329,3 +329,47 @@ func TestFullBufferMergesIntoWindowInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A shard's counter is zeroed, not dropped, when its counts move to the
+// buffer, so counting the key again costs no allocation and nothing is
+// counted twice; a key not counted for a whole flush interval leaves its
+// shard, so the shards do not keep every customer ever seen.
+func TestShardCountersZeroedThenRemoved(t *testing.T) {
+	r := newRig(t)
+	m := r.start(func(o *Options) { o.Sender = nil })
+	ctx := context.Background()
+	keys := func() (n int) {
+		for i := range m.shards {
+			s := &m.shards[i]
+			s.mu.Lock()
+			n += len(s.cur)
+			s.mu.Unlock()
+		}
+		return n
+	}
+	var want, wantB int64
+	for round := range 5 {
+		m.Count("cus_A", "calls", int64(round+1))
+		want += int64(round + 1)
+		m.drainShards(false)
+		if got, err := m.Used(ctx, "cus_A", "calls", time.Time{}); err != nil || got != want {
+			t.Fatalf("round %d: Used = %d, %v; want %d (each count once)", round, got, err, want)
+		}
+		if allocs := testing.AllocsPerRun(100, func() { m.Count("cus_B", "calls", 1); wantB++ }); allocs != 0 {
+			t.Fatalf("round %d: Count of a key counted before allocates %v times; want 0", round, allocs)
+		}
+	}
+	// The flusher drains every 20 ms as well: two drains with no counts in
+	// between leave no key behind, whichever of them ran first.
+	testrig.WaitFor(t, 5*time.Second, func() error {
+		m.drainShards(false)
+		m.drainShards(false)
+		if n := keys(); n != 0 {
+			return fmt.Errorf("%d keys left in the shards after two idle intervals; want 0", n)
+		}
+		return nil
+	})
+	if got, err := m.Used(ctx, "cus_B", "calls", time.Time{}); err != nil || got != wantB {
+		t.Errorf("cus_B Used = %d, %v; want %d", got, err, wantB)
+	}
+}

@@ -94,12 +94,14 @@ type ckey struct {
 	window          int64
 }
 
-// shard is one lock and one map. The flusher moves the map's counts into
-// the buffer under the lock and clears it; the map keeps its memory, so
-// Count on a key seen before never allocates.
+// shard is one lock and one map of counters. The flusher moves the
+// counts into the buffer under the lock and zeroes the counters; a key
+// counted since the flush before keeps its counter, so Count on it is one
+// map lookup and never allocates, and a key not counted for a whole flush
+// interval is removed.
 type shard struct {
 	mu     sync.Mutex
-	cur    map[ckey]int64
+	cur    map[ckey]*int64
 	closed bool
 	_      [40]byte // keep neighbouring locks off one cache line
 }
@@ -129,7 +131,7 @@ func New(o Options) (*Meter, error) {
 	}
 	m.st = &redisStore{rdb: o.Redis, keys: o.Keys, cluster: o.Cluster, win: m.win, replica: o.ReplicaID}
 	for i := range m.shards {
-		m.shards[i].cur = make(map[ckey]int64)
+		m.shards[i].cur = make(map[ckey]*int64)
 	}
 	for name := range o.Config.Meters {
 		m.unitsCtr[name] = m.metrics.UsageUnits.WithLabelValues(name)
@@ -175,9 +177,14 @@ func (m *Meter) Count(customer, meter string, units int64) {
 		m.countedAfterClose(customer, meter, units)
 		return
 	}
-	sum, ok := addUnits(s.cur[k], units)
+	c := s.cur[k]
+	if c == nil {
+		c = new(int64)
+		s.cur[k] = c
+	}
+	sum, ok := addUnits(*c, units)
 	if ok {
-		s.cur[k] = sum
+		*c = sum
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -202,14 +209,26 @@ func (m *Meter) drainShards(final bool) {
 		s := &m.shards[i]
 		s.mu.Lock()
 		s.closed = s.closed || final
-		for k, u := range s.cur {
+		var taken map[ckey]int64
+		for k, c := range s.cur {
+			u := *c
+			if u == 0 || final {
+				delete(s.cur, k) // idle for a whole interval, or no more counts
+			}
+			if u == 0 {
+				continue
+			}
+			*c = 0
+			if taken == nil {
+				taken = make(map[ckey]int64, len(s.cur))
+			}
+			taken[k] = u
 			counted[k.meter] = satAdd(counted[k.meter], u)
 			if pc := m.metrics.CustomerUsageUnits; pc != nil {
 				pc.WithLabelValues(k.customer, k.meter).Add(float64(u))
 			}
 		}
-		events = append(events, m.buf.add(s.cur)...)
-		clear(s.cur)
+		events = append(events, m.buf.add(taken)...)
 		s.mu.Unlock()
 	}
 	for meter, u := range counted {

@@ -191,7 +191,7 @@ func (m *Meter) localSum(customer, meter string, from int64) int64 {
 	var n int64
 	for k, u := range s.cur {
 		if k.customer == customer && k.meter == meter && k.window >= from {
-			n = satAdd(n, u)
+			n = satAdd(n, *u)
 		}
 	}
 	return satAdd(n, m.buf.sum(customer, meter, from))

@@ -58,8 +58,8 @@ const forwardedAt = 7
 // forwarded what httputil.ProxyRequest.SetXForwarded sets for a request
 // without X-Forwarded-* (ReverseProxy has removed the client's): the
 // peer's address (when RemoteAddr has a port, as SetXForwarded), the host
-// asked for and the scheme. It is Header.Set for each, with one
-// allocation holding every value instead of one per header (the names are
+// asked for and the scheme. It is Header.Set for each, with the values in
+// the exchange's slots instead of an allocation per header (the names are
 // canonical already).
 func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) {
 	var vals [len(identityHeaders)]string
@@ -78,11 +78,9 @@ func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) 
 		}
 		n = len(vals)
 	}
-	backing := make([]string, n)
 	for i, v := range vals[:n] {
 		if v != "" || i > forwardedAt { // X-Forwarded-Host is set even when empty, as SetXForwarded does
-			backing[i] = v
-			h[identityHeaders[i]] = backing[i : i+1 : i+1] // capacity 1: an Add copies
+			h[identityHeaders[i]] = x.slot(slotIdentity+i, v)
 		}
 	}
 }
@@ -169,7 +167,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		// Into the client's answer itself, not resp.Header, which
 		// ReverseProxy copies into it a value at a time (an allocation and
 		// a canonicalisation each); an app's own RateLimit fields follow.
-		setRateLimit(x.info.Header(), b.meter, b.hold.State())
+		x.route.rate.set(x.info.Header(), b.hold.State(), x)
 	}
 	if s.cors != nil {
 		// tollgate owns CORS: the app's own headers would duplicate ours,

@@ -87,26 +87,34 @@ func isRequestIDByte(c byte) bool {
 
 // NewRequestID returns 16 random bytes from crypto/rand as 32 lowercase hex
 // characters. Unpredictable ids keep one client from guessing and colliding
-// with another's. The bytes are read from crypto/rand 1 KiB at a time
-// (requestIDBytes), each byte used once: one read for 64 ids.
+// with another's. The bytes are read from crypto/rand 512 at a time and
+// written out in hex once (requestIDBytes): an id is then a cut of that
+// string, each byte used once, with no encoding or allocation of its own
+// (issue 13). The raw bytes are cleared once encoded.
 func NewRequestID() string {
 	src := requestIDBytes.Get().(*idSource)
-	if src.off == len(src.buf) {
-		rand.Read(src.buf[:]) // never returns an error since Go 1.24; it crashes the program instead
+	if src.off == len(src.hex) {
+		var raw [idBlock]byte
+		rand.Read(raw[:]) // never returns an error since Go 1.24; it crashes the program instead
+		src.hex = hex.EncodeToString(raw[:])
+		clear(raw[:])
 		src.off = 0
 	}
-	var b [32]byte
-	hex.Encode(b[:], src.buf[src.off:src.off+16])
-	clear(src.buf[src.off : src.off+16]) // an id's bytes are not kept once handed out
-	src.off += 16
+	id := src.hex[src.off : src.off+32]
+	src.off += 32
 	requestIDBytes.Put(src)
-	return string(b[:])
+	return id
 }
 
-// idSource is a block of random bytes NewRequestID hands out, 16 at a time.
+// idBlock is how many random bytes NewRequestID reads at a time: 32 ids.
+const idBlock = 512
+
+// idSource is a block of random bytes in hex that NewRequestID hands out,
+// 32 characters at a time. An id handed out keeps its block's 1 KiB
+// string alive while it is referenced; ids live as long as a request.
 type idSource struct {
-	buf [1024]byte
+	hex string
 	off int
 }
 
-var requestIDBytes = sync.Pool{New: func() any { return &idSource{off: 1024} }}
+var requestIDBytes = sync.Pool{New: func() any { return new(idSource) }}

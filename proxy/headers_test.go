@@ -184,10 +184,10 @@ func TestValidRequestID(t *testing.T) {
 	}
 }
 
-// Ids are well formed and never repeat, across the 1 KiB blocks they are
+// Ids are well formed and never repeat, across the blocks they are
 // cut from and from goroutines sharing the blocks' pool.
 func TestNewRequestID(t *testing.T) {
-	const each, goroutines = 2500, 4 // each goroutine crosses many blocks of 64 ids
+	const each, goroutines = 2500, 4 // each goroutine crosses many blocks of 32 ids
 	ids := make(chan string, each*goroutines)
 	var wg sync.WaitGroup
 	for range goroutines {

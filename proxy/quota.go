@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -129,24 +130,59 @@ func quotaDenial(meter string, ex *QuotaExceeded) *HTTPError {
 // draft-ietf-httpapi-ratelimit-headers (-08 and later): the policy is
 // named after the meter, q is the limit, w the billing period in seconds,
 // r what remains and t the seconds to the period's end. Fields are added,
-// so an application's own policies are kept beside tollgate's. Every
-// answer on a limited route carries them, so both values are built in one
-// buffer and share one string and one value slice (two allocations, not
-// nine).
+// so an application's own policies are kept beside tollgate's. Denials
+// use it; answers use their route's rateFields, which write the same.
 func setRateLimit(h http.Header, meter string, st QuotaState) {
-	var buf [192]byte
-	b := appendQuoted(buf[:0], meter)
-	name := len(b)
-	b = strconv.AppendInt(append(b, ";q="...), st.Limit, 10)
-	b = appendSeconds(append(b, ";w="...), st.Window)
-	policy := len(b)
-	b = append(b, b[:name]...)
-	b = strconv.AppendInt(append(b, ";r="...), max(0, st.Remaining), 10)
-	b = appendSeconds(append(b, ";t="...), st.Reset)
-	v := string(b)
-	vals := []string{v[:policy], v[policy:]}
-	addValue(h, "Ratelimit-Policy", vals[0:1:1]) // the canonical forms of RateLimit-Policy
-	addValue(h, "Ratelimit", vals[1:2:2])        // and RateLimit, as Header.Add stores them
+	q := string(appendQuoted(nil, meter))
+	addValue(h, "Ratelimit-Policy", []string{policyValue(q, st)}) // the canonical forms of RateLimit-Policy
+	addValue(h, "Ratelimit", []string{limitValue(q, st)})         // and RateLimit, as Header.Add stores them
+}
+
+// policyValue and limitValue are the two fields' values for a meter
+// already quoted.
+func policyValue(quoted string, st QuotaState) string {
+	var buf [96]byte
+	b := strconv.AppendInt(append(append(buf[:0], quoted...), ";q="...), st.Limit, 10)
+	return string(strconv.AppendInt(append(b, ";w="...), seconds(st.Window), 10))
+}
+
+func limitValue(quoted string, st QuotaState) string {
+	var buf [96]byte
+	b := strconv.AppendInt(append(append(buf[:0], quoted...), ";r="...), max(0, st.Remaining), 10)
+	return string(strconv.AppendInt(append(b, ";t="...), seconds(st.Reset), 10))
+}
+
+// rateFields writes one metered route's RateLimit fields on its answers
+// (every answer on a limited route carries them, issue 13). The meter is
+// quoted once, at start. The policy field is the same on every answer
+// while the caller's limit and the window are, so its value is built once
+// and shared by the answers (a value slice of capacity 1: an app's own
+// policy added after it copies it, nothing writes into it); it is built
+// again when a caller's limit or window differs. The RateLimit field is
+// built per answer into the exchange's slot: one allocation, its string.
+type rateFields struct {
+	quoted string
+	policy atomic.Pointer[ratePolicy]
+}
+
+type ratePolicy struct {
+	limit, window int64 // window in seconds
+	vals          []string
+}
+
+func newRateFields(meter string) *rateFields {
+	return &rateFields{quoted: string(appendQuoted(nil, meter))}
+}
+
+func (f *rateFields) set(h http.Header, st QuotaState, x *exchange) {
+	w := seconds(st.Window)
+	p := f.policy.Load()
+	if p == nil || p.limit != st.Limit || p.window != w {
+		p = &ratePolicy{limit: st.Limit, window: w, vals: []string{policyValue(f.quoted, st)}}
+		f.policy.Store(p)
+	}
+	addValue(h, "Ratelimit-Policy", p.vals)
+	addValue(h, "Ratelimit", x.slot(slotRateLimit, limitValue(f.quoted, st)))
 }
 
 // appendQuoted appends meter as an sf-string. Meter names are
@@ -171,7 +207,14 @@ func addValue(h http.Header, name string, vv []string) {
 	h[name] = vv
 }
 
-// appendSeconds appends d rounded up to whole non-negative seconds.
-func appendSeconds(b []byte, d time.Duration) []byte {
-	return strconv.AppendInt(b, max(0, int64(math.Ceil(d.Seconds()))), 10)
+// seconds is d rounded up to whole non-negative seconds.
+func seconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	n := d / time.Second
+	if d%time.Second != 0 {
+		n++
+	}
+	return int64(n)
 }

@@ -125,6 +125,7 @@ type route struct {
 	label   string
 	shadow  bool        // entitlement denials are forwarded, not answered (see shadow)
 	series  routeSeries // its request metrics, resolved at start
+	rate    *rateFields // its RateLimit fields, for a metered route
 }
 
 func init() {
@@ -173,7 +174,11 @@ func New(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: routes[%d].path: %w", i, err)
 		}
-		s.routes = append(s.routes, route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)})
+		rt := route{cfg: rc, pattern: p, methods: rc.Methods, label: rc.Label(), shadow: rc.Shadowed(c.Gating.Mode)}
+		if rc.Meter != "" {
+			rt.rate = newRateFields(rc.Meter)
+		}
+		s.routes = append(s.routes, rt)
 	}
 	s.setUpShadow()
 	if c.CORS.Enabled() {
@@ -259,6 +264,29 @@ type exchange struct {
 	// shadowDenial is the code of the denial a route in shadow mode
 	// forwarded instead of answering ("" when none).
 	shadowDenial string
+
+	// vals back the header values tollgate sets, one element each (see
+	// headerSlot), so that setting them allocates nothing of its own: the
+	// exchange is allocated anyway and lives as long as the request.
+	vals [numSlots]string
+}
+
+// Slots of exchange.vals: the request id (the client's request and answer
+// share it), the outbound identity and X-Forwarded-* headers in
+// identityHeaders' order, and the RateLimit field of the answer.
+const (
+	slotRequestID = 0
+	slotIdentity  = 1
+	slotRateLimit = slotIdentity + len(identityHeaders)
+	numSlots      = slotRateLimit + 1
+)
+
+// slot stores v in the exchange's slot i and returns it as a header's
+// values: capacity 1, so an Add to the header copies it instead of writing
+// into the next slot.
+func (x *exchange) slot(i int, v string) []string {
+	x.vals[i] = v
+	return x.vals[i : i+1 : i+1]
 }
 
 type exchangeKey struct{}
@@ -278,7 +306,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// (Header.Set, with one value slice for both: its capacity of 1 makes
 	// an Add to either header copy it.)
-	rid := []string{x.rid}
+	rid := x.slot(slotRequestID, x.rid)
 	r.Header[HeaderRequestID], w.Header()[HeaderRequestID] = rid, rid
 	// Every line logged for this request, in any package, carries its id.
 	x.ctx = exchangeContext{Context: r.Context(), x: x}
