@@ -47,8 +47,9 @@ type Gate struct {
 	loads   singleflight.Group
 	metrics *metrics.Metrics
 	// cacheResults' counters of tollgate_entitlement_cache_total, bound at
-	// start: a label lookup on every decision costs a lock and a hash.
-	results map[string]prometheus.Counter
+	// start and indexed by the result's constant: a label lookup on every
+	// decision costs a lock and a hash.
+	results [len(cacheResults)]prometheus.Counter
 	log     *slog.Logger
 	now     func() time.Time
 	// confirmed is when the watcher last proved the cache current: every
@@ -95,16 +96,23 @@ func New(o Options) *Gate {
 	}
 	// Every result exists from start at 0 (SPEC "Metrics"), so a first
 	// "unavailable" shows in rate().
-	g.results = make(map[string]prometheus.Counter, len(cacheResults))
-	for _, r := range cacheResults {
-		g.results[r] = g.metrics.EntitlementCache.WithLabelValues(r)
+	for i, r := range cacheResults {
+		g.results[i] = g.metrics.EntitlementCache.WithLabelValues(r)
 	}
 	g.storeUp.Store(true)
 	return g
 }
 
 // cacheResults are the result labels of tollgate_entitlement_cache_total.
-var cacheResults = []string{"hit", "miss", "negative", "stale", "unavailable"}
+var cacheResults = [...]string{resultHit: "hit", resultMiss: "miss", resultNegative: "negative", resultStale: "stale", resultUnavailable: "unavailable"}
+
+const (
+	resultHit = iota
+	resultMiss
+	resultNegative
+	resultStale
+	resultUnavailable
+)
 
 var (
 	denyNoCustomer = &Denial{Status: http.StatusPaymentRequired, Code: "subscription_required",
@@ -127,18 +135,18 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	if e != nil && e.negative() && now.UnixNano() > e.negativeUntil {
 		e = nil // a negative answer expired: ask again
 	}
-	result := "hit"
+	result := resultHit
 	if e == nil {
 		var err error
 		if e, err = g.load(ctx, customer); err != nil {
 			g.log.WarnContext(ctx, "entitlements: load failed", "customer", customer, "err", err)
-			g.results["unavailable"].Inc()
+			g.results[resultUnavailable].Inc()
 			return g.unavailable(failOpen)
 		}
-		result = "miss"
+		result = resultMiss
 	}
 	if e.negative() {
-		g.results["negative"].Inc()
+		g.results[resultNegative].Inc()
 		if !req.Any() {
 			return Decision{}
 		}
@@ -147,13 +155,13 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	age := now.Sub(g.confirmedSince(e))
 	if age > g.cfg.MaxStaleness {
 		if e = g.reread(ctx, customer); e == nil {
-			g.results["unavailable"].Inc()
+			g.results[resultUnavailable].Inc()
 			return g.unavailable(failOpen)
 		}
-		age, result = now.Sub(g.confirmedSince(e)), "miss"
+		age, result = now.Sub(g.confirmedSince(e)), resultMiss
 	}
 	if age > staleAfter {
-		result = "stale"
+		result = resultStale
 	}
 	g.results[result].Inc()
 	g.metrics.EntitlementAge.Observe(age.Seconds())

@@ -226,7 +226,7 @@ func (q *Quotas) share(c Claim) (*Share, error) {
 		if !end.After(c.PeriodStart) {
 			end = c.PeriodStart.Add(45 * 24 * time.Hour)
 		}
-		s = &Share{q: q, key: k, start: c.PeriodStart, end: end, expireAt: end.Add(7 * 24 * time.Hour).Unix(),
+		s = &Share{q: q, key: k, start: c.PeriodStart, end: end, window: end.Sub(c.PeriodStart), expireAt: end.Add(7 * 24 * time.Hour).Unix(),
 			id: q.replica + ":" + strconv.FormatUint(q.ids.Add(1), 36)}
 		q.shares[k] = s
 	}
@@ -240,7 +240,8 @@ type Share struct {
 	key        shareKey
 	id         string // the lease's name in the ledger
 	start, end time.Time
-	expireAt   int64 // of the ledger keys, Unix s
+	window     time.Duration // end - start, for State
+	expireAt   int64         // of the ledger keys, Unix s
 
 	mu       sync.Mutex
 	limit    int64
@@ -472,7 +473,7 @@ func (s *Share) State() QuotaState {
 	s.mu.Lock()
 	limit, remaining := s.limit, max(0, s.free+s.usable())
 	s.mu.Unlock()
-	return QuotaState{Limit: limit, Remaining: remaining, Window: s.end.Sub(s.start), Reset: max(0, s.end.Sub(s.q.now()))}
+	return QuotaState{Limit: limit, Remaining: remaining, Window: s.window, Reset: max(0, s.end.Sub(s.q.now()))}
 }
 
 // grant runs a request-path lease call; a missing ledger (the period's

@@ -36,7 +36,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 
 	h := pr.Out.Header
 	if !s.fwdAuth {
-		h.Del("Authorization")
+		delete(h, "Authorization") // Header.Del of a canonical name
 		if s.cookie != "" {
 			removeCookie(h, s.cookie)
 		}

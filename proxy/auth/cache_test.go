@@ -207,9 +207,9 @@ func TestCacheCollisionIsNotAHit(t *testing.T) {
 }
 
 // sameToken must tell apart tokens that differ in any one bit of any
-// byte, in the words and in the tail.
+// byte: in the steps of four words, in the single words and in the tail.
 func TestSameToken(t *testing.T) {
-	for _, n := range []int{0, 1, 7, 8, 9, 16, 23, 600} {
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 23, 31, 32, 33, 40, 63, 64, 71, 600} {
 		a := strings.Repeat("x", n)
 		if !sameToken(a, strings.Clone(a)) {
 			t.Errorf("sameToken of two copies of %d bytes = false", n)
