@@ -79,12 +79,13 @@ const maxLineMicros = 1e12
 // false when it would not write the same bytes.
 func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 	us := l.Duration.Microseconds()
-	if y := t.Year(); y < 0 || y >= 10000 || us < 0 || us >= maxLineMicros ||
+	st := stampOf(t)
+	if !st.fourDigitYear || us < 0 || us >= maxLineMicros ||
 		!plain(l.Method) || !plain(l.Path) || !plain(l.Route) || !plain(l.Decision) || !plain(l.RequestID) {
 		return b, false
 	}
 	b = append(b, `{"time":"`...)
-	b = appendTime(b, t)
+	b = appendTime(b, st, t)
 	b = append(b, `","level":"INFO","msg":"request","method":"`...)
 	b = append(b, l.Method...)
 	b = append(b, `","path":"`...)
@@ -154,19 +155,23 @@ func word(s string) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// appendTime appends t as slog writes it, t.Round(0).AppendFormat(b,
-// time.RFC3339Nano), with the date, the time to the second and the zone
-// formatted once a second (lastStamp): the fraction is all that changes
-// between the lines of one second.
-func appendTime(b []byte, t time.Time) []byte {
-	// A zone's offset changes only on a whole second, so one second of one
-	// location has one text.
+// stampOf returns t's second as text, formatted once a second
+// (lastStamp): the fraction is all that changes between the lines of one
+// second. A zone's offset changes only on a whole second, so one second of
+// one location has one text.
+func stampOf(t time.Time) *stamp {
 	sec := t.Unix()
 	st := lastStamp.Load()
 	if st == nil || st.sec != sec || st.loc != t.Location() {
 		st = newStamp(t, sec)
 		lastStamp.Store(st)
 	}
+	return st
+}
+
+// appendTime appends t, of the second st, as slog writes it,
+// t.Round(0).AppendFormat(b, time.RFC3339Nano).
+func appendTime(b []byte, st *stamp, t time.Time) []byte {
 	b = append(b, st.prefix...)
 	if ns := t.Nanosecond(); ns != 0 {
 		frac := [10]byte{'.'}
@@ -184,17 +189,22 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 // stamp is one second's RFC 3339 text in one zone: prefix is
-// "2006-01-02T15:04:05", zone "Z" or "-07:00".
+// "2006-01-02T15:04:05", zone "Z" or "-07:00". fourDigitYear is false for
+// years outside 0-9999, which slog does not write as RFC 3339.
 type stamp struct {
-	sec    int64
-	loc    *time.Location
-	prefix string
-	zone   string
+	sec           int64
+	loc           *time.Location
+	prefix        string
+	zone          string
+	fourDigitYear bool
 }
 
 var lastStamp atomic.Pointer[stamp]
 
 func newStamp(t time.Time, sec int64) *stamp {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		return &stamp{sec: sec, loc: t.Location()}
+	}
 	whole := t.Round(0).Add(-time.Duration(t.Nanosecond())).Format(time.RFC3339Nano) // no fraction
-	return &stamp{sec: sec, loc: t.Location(), prefix: whole[:19], zone: whole[19:]}
+	return &stamp{sec: sec, loc: t.Location(), prefix: whole[:19], zone: whole[19:], fourDigitYear: true}
 }
