@@ -19,8 +19,9 @@ import (
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 
-	// The one normalised path, never the client's raw form.
-	setPath(pr.Out.URL, x.path)
+	// The one normalised path, never the client's raw form: pr.Out.URL is
+	// ReverseProxy's copy of r.URL, which ServeHTTP set to it (step 3) and
+	// nothing changes after, so it is not set a second time here.
 	pr.SetURL(s.upstream)
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 
