@@ -63,8 +63,7 @@ const forwardedAt = 7
 // the exchange's slots instead of an allocation per header (the names are
 // canonical already).
 func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) {
-	var vals [len(identityHeaders)]string
-	copy(vals[:], []string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial})
+	vals := [len(identityHeaders)]string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial}
 	n := forwardedAt
 	if forwarded {
 		if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {

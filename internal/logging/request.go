@@ -174,10 +174,11 @@ func stampOf(t time.Time) *stamp {
 func appendTime(b []byte, st *stamp, t time.Time) []byte {
 	b = append(b, st.prefix...)
 	if ns := t.Nanosecond(); ns != 0 {
-		frac := [10]byte{'.'}
-		for i := 9; i > 0; i-- {
-			frac[i] = byte('0' + ns%10)
-			ns /= 10
+		frac := [10]byte{'.', byte('0' + ns/1e8)}
+		ns %= 1e8
+		for i := 8; i > 0; i -= 2 { // two digits a step
+			frac[i], frac[i+1] = digitPairs[ns%100*2], digitPairs[ns%100*2+1]
+			ns /= 100
 		}
 		n := 10
 		for frac[n-1] == '0' {
@@ -187,6 +188,11 @@ func appendTime(b []byte, st *stamp, t time.Time) []byte {
 	}
 	return append(b, st.zone...)
 }
+
+// digitPairs is "00" to "99": the two digits of n at n*2.
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // stamp is one second's RFC 3339 text in one zone: prefix is
 // "2006-01-02T15:04:05", zone "Z" or "-07:00". fourDigitYear is false for

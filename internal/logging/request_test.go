@@ -140,6 +140,7 @@ func TestRequestLineTimes(t *testing.T) {
 	for _, at := range []time.Time{
 		base, base.Add(1), base.Add(999_999_999), base.Add(time.Second), base.Add(time.Second + 10_000),
 		base.Add(2 * time.Second).In(berlin), base.Add(2 * time.Second), base.Add(2*time.Second + 120_000_000).In(berlin),
+		base.Add(123_456_789), base.Add(987_654_321), base.Add(100_000_000), base.Add(500_000_010), base.Add(20), base.Add(90_807_060),
 		time.Now(), time.Now().Local(),
 	} {
 		got, own := encoderLine(t, at, l)

@@ -25,6 +25,33 @@ type verified struct {
 	exp      time.Time
 	nbf, iat time.Time // zero when absent
 	claims   jwt.MapClaims
+
+	// until and from are the bounds checkTimes applies, with the cache's
+	// leeway, set when the entry is cached (put): a hit compares the time
+	// twice instead of shifting three times by the leeway (issue 13), and
+	// only a token outside them is checked again, for its exact reason.
+	until   time.Time // exp + leeway
+	from    time.Time // the later of nbf - leeway and iat - leeway
+	hasFrom bool      // nbf or iat present
+}
+
+// setBounds sets until and from for leeway.
+func (e *verified) setBounds(leeway time.Duration) {
+	e.until = e.exp.Add(leeway)
+	for _, t := range [...]time.Time{e.nbf, e.iat} {
+		if t.IsZero() {
+			continue
+		}
+		if f := t.Add(-leeway); !e.hasFrom || f.After(e.from) {
+			e.from, e.hasFrom = f, true
+		}
+	}
+}
+
+// inBounds reports whether checkTimes would accept the entry at now
+// (setBounds has run).
+func (e *verified) inBounds(now time.Time) bool {
+	return now.Before(e.until) && (!e.hasFrom || !now.Before(e.from))
 }
 
 // checkTimes re-applies golang-jwt's exp/nbf/iat rules with leeway, so a
@@ -78,6 +105,9 @@ func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, re
 	c.mu.RUnlock()
 	if !ok || !sameToken(e.token, tok) {
 		return nil, nil, false
+	}
+	if e.inBounds(now) {
+		return e, nil, true
 	}
 	if rej = e.checkTimes(now, c.leeway); rej != nil && rej.Reason == ReasonExpired {
 		c.mu.Lock()
@@ -137,6 +167,7 @@ func (c *tokenCache) put(key uint64, e *verified, now time.Time) {
 	if _, ok := c.entries[key]; !ok && len(c.entries) >= c.max {
 		c.evictLocked(now)
 	}
+	e.setBounds(c.leeway)
 	c.entries[key] = e
 }
 

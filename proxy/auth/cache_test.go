@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -237,6 +238,34 @@ func BenchmarkSameToken(b *testing.B) {
 	for b.Loop() {
 		if !sameToken(a, c) {
 			b.Fatal("different")
+		}
+	}
+}
+
+// A cache hit's two comparisons accept exactly the tokens checkTimes
+// accepts, for any exp, nbf and iat (each present or not), leeway and
+// time, around the bounds and at random.
+func TestCachedBoundsAreCheckTimes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Unix(1_800_000_000, 0)
+	at := func() time.Time { return base.Add(time.Duration(rng.Int64N(int64(4*time.Hour))) - 2*time.Hour) }
+	for i := range 100_000 {
+		e := &verified{exp: at()}
+		if rng.IntN(3) > 0 {
+			e.nbf = at()
+		}
+		if rng.IntN(3) > 0 {
+			e.iat = at()
+		}
+		leeway := []time.Duration{0, time.Second, time.Minute}[rng.IntN(3)]
+		e.setBounds(leeway)
+		nows := []time.Time{at(), e.exp.Add(leeway), e.exp.Add(leeway - 1), e.nbf.Add(-leeway), e.nbf.Add(-leeway - 1), e.iat.Add(-leeway), e.iat.Add(-leeway - 1)}
+		for _, now := range nows {
+			now = now.Add(time.Duration(rng.Int64N(3)) - 1) // a nanosecond either side too
+			if got, want := e.inBounds(now), e.checkTimes(now, leeway) == nil; got != want {
+				t.Fatalf("case %d: exp %v nbf %v iat %v leeway %v now %v: inBounds %v, checkTimes accepts %v",
+					i, e.exp, e.nbf, e.iat, leeway, now, got, want)
+			}
 		}
 	}
 }
