@@ -109,11 +109,37 @@ func (w *lineWriter) line(p []byte) error {
 		_, err := w.w.Write(p)
 		return err
 	}
+	n := len(w.batch)
 	w.batch = append(w.batch, p...)
+	return w.addedLocked(n)
+}
+
+// appendLine encodes l, logged at t, into the batch itself, under the
+// lock: no buffer of its own and no copy of the line (issue 13). It
+// reports false, having written nothing, when lines are not batched or
+// appendRequestLine declines l.
+func (w *lineWriter) appendLine(t time.Time, l RequestLine) (bool, error) {
+	if w.interval <= 0 {
+		return false, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.batch)
+	b, ok := appendRequestLine(w.batch, t, l)
+	if !ok {
+		return false, nil
+	}
+	w.batch = b
+	return true, w.addedLocked(n)
+}
+
+// addedLocked writes the batch when a line took it to maxBatch, and arms
+// the timer for the batch's first line (the batch held before bytes).
+func (w *lineWriter) addedLocked(before int) error {
 	if len(w.batch) >= maxBatch {
 		return w.flushLocked()
 	}
-	if len(w.batch) == len(p) { // the batch's first line
+	if before == 0 {
 		if w.timer == nil {
 			w.timer = time.AfterFunc(w.interval, func() { _ = w.Flush() })
 		} else {

@@ -44,6 +44,9 @@ func LogRequest(ctx context.Context, h slog.Handler, t time.Time, l RequestLine)
 // derived logger) goes through slog.
 func (h contextHandler) LogRequest(ctx context.Context, t time.Time, l RequestLine) error {
 	if h.lines != nil {
+		if ok, err := h.lines.appendLine(t, l); ok {
+			return err
+		}
 		bp := lineBuffers.Get().(*[]byte)
 		b, ok := appendRequestLine((*bp)[:0], t, l)
 		if ok {
