@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -100,7 +99,7 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 	var ex *QuotaExceeded // (escapes into errors.As: only on refusals)
 	switch {
 	case errors.As(err, &ex):
-		return quotaDenial(rc.Meter, ex)
+		return quotaDenial(rc.Meter, x.route.rate, ex)
 	case rc.FailOpen:
 		s.log.WarnContext(ctx, "quota cannot be checked; fail_open route forwarded without a reservation", "meter", rc.Meter, "cause", err.Error())
 		return nil
@@ -115,51 +114,30 @@ func (x *exchange) claim() Claim {
 	return Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit}
 }
 
-func quotaDenial(meter string, ex *QuotaExceeded) *HTTPError {
+func quotaDenial(meter string, rate *rateFields, ex *QuotaExceeded) *HTTPError {
 	e := &HTTPError{Status: http.StatusTooManyRequests, Code: codeQuotaExceeded,
 		Msg:        fmt.Sprintf("The %s quota of your plan is used up for this billing period.", meter),
 		Extra:      map[string]any{"limit": ex.Limit, "used": ex.Used},
-		RetryAfter: max(1, int(math.Ceil(ex.RetryAfter.Seconds()))),
+		RetryAfter: int(max(1, seconds(ex.RetryAfter))),
 		Header:     http.Header{},
 	}
-	setRateLimit(e.Header, meter, ex.State)
+	policy, limit := rate.values(ex.State)
+	addValue(e.Header, "Ratelimit-Policy", policy)
+	addValue(e.Header, "Ratelimit", []string{limit})
 	return e
 }
 
-// setRateLimit writes the RateLimit-Policy and RateLimit fields of
-// draft-ietf-httpapi-ratelimit-headers (-08 and later): the policy is
-// named after the meter, q is the limit, w the billing period in seconds,
-// r what remains and t the seconds to the period's end. Fields are added,
-// so an application's own policies are kept beside tollgate's. Denials
-// use it; answers use their route's rateFields, which write the same.
-func setRateLimit(h http.Header, meter string, st QuotaState) {
-	q := string(appendQuoted(nil, meter))
-	addValue(h, "Ratelimit-Policy", []string{policyValue(q, st)}) // the canonical forms of RateLimit-Policy
-	addValue(h, "Ratelimit", []string{limitValue(q, st)})         // and RateLimit, as Header.Add stores them
-}
-
-// policyValue and limitValue are the two fields' values for a meter
-// already quoted.
-func policyValue(quoted string, st QuotaState) string {
-	var buf [96]byte
-	b := strconv.AppendInt(append(append(buf[:0], quoted...), ";q="...), st.Limit, 10)
-	return string(strconv.AppendInt(append(b, ";w="...), seconds(st.Window), 10))
-}
-
-func limitValue(quoted string, st QuotaState) string {
-	var buf [96]byte
-	b := strconv.AppendInt(append(append(buf[:0], quoted...), ";r="...), max(0, st.Remaining), 10)
-	return string(strconv.AppendInt(append(b, ";t="...), seconds(st.Reset), 10))
-}
-
-// rateFields writes one metered route's RateLimit fields on its answers
-// (every answer on a limited route carries them, issue 13). The meter is
-// quoted once, at start. The policy field is the same on every answer
-// while the caller's limit and the window are, so its value is built once
+// rateFields writes one metered route's RateLimit-Policy and RateLimit
+// fields (draft-ietf-httpapi-ratelimit-headers, -08 and later): the policy
+// is named after the meter, q is the limit, w the billing period in
+// seconds, r what remains and t the seconds to the period's end. Fields
+// are added (addValue), so an application's own policies are kept beside
+// tollgate's. Every answer on a limited route carries them (issue 13), so
+// the meter is quoted once, at start, and the policy value, the same on
+// every answer while the caller's limit and the window are, is built once
 // and shared by the answers (a value slice of capacity 1: an app's own
 // policy added after it copies it, nothing writes into it); it is built
-// again when a caller's limit or window differs. The RateLimit field is
-// built per answer into the exchange's slot: one allocation, its string.
+// again when a caller's limit or window differs.
 type rateFields struct {
 	quoted string
 	policy atomic.Pointer[ratePolicy]
@@ -174,15 +152,31 @@ func newRateFields(meter string) *rateFields {
 	return &rateFields{quoted: string(appendQuoted(nil, meter))}
 }
 
+// set writes the fields for st into an answer's header, the RateLimit
+// field's value in the exchange's slot: one allocation, its string.
 func (f *rateFields) set(h http.Header, st QuotaState, x *exchange) {
+	policy, limit := f.values(st)
+	addValue(h, "Ratelimit-Policy", policy)                // the canonical forms of RateLimit-Policy
+	addValue(h, "Ratelimit", x.slot(slotRateLimit, limit)) // and RateLimit, as Header.Add stores them
+}
+
+// values returns the policy field's shared values and the RateLimit
+// field's value for st.
+func (f *rateFields) values(st QuotaState) (policy []string, limit string) {
 	w := seconds(st.Window)
 	p := f.policy.Load()
 	if p == nil || p.limit != st.Limit || p.window != w {
-		p = &ratePolicy{limit: st.Limit, window: w, vals: []string{policyValue(f.quoted, st)}}
+		p = &ratePolicy{limit: st.Limit, window: w, vals: []string{f.field(";q=", st.Limit, ";w=", w)}}
 		f.policy.Store(p)
 	}
-	addValue(h, "Ratelimit-Policy", p.vals)
-	addValue(h, "Ratelimit", x.slot(slotRateLimit, limitValue(f.quoted, st)))
+	return p.vals, f.field(";r=", max(0, st.Remaining), ";t=", seconds(st.Reset))
+}
+
+// field is the quoted meter with two parameters.
+func (f *rateFields) field(k1 string, v1 int64, k2 string, v2 int64) string {
+	var buf [96]byte
+	b := strconv.AppendInt(append(append(buf[:0], f.quoted...), k1...), v1, 10)
+	return string(strconv.AppendInt(append(b, k2...), v2, 10))
 }
 
 // appendQuoted appends meter as an sf-string. Meter names are

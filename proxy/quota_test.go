@@ -56,11 +56,10 @@ func TestRateFieldsFollowTheState(t *testing.T) {
 		if got := h.Values("RateLimit"); !slices.Equal(got, []string{c.limit}) {
 			t.Errorf("state %d: RateLimit = %q; want [%s]", i, got, c.limit)
 		}
-		// The denials' fields are the same.
-		d := http.Header{}
-		setRateLimit(d, "calls", c.st)
-		if d.Get("RateLimit-Policy") != c.policy || d.Get("RateLimit") != c.limit {
-			t.Errorf("state %d: setRateLimit wrote %q; want %s and %s", i, d, c.policy, c.limit)
+		// A denial's fields are the same.
+		d := quotaDenial("calls", f, &QuotaExceeded{State: c.st}).Header
+		if !slices.Equal(d.Values("RateLimit-Policy"), []string{c.policy}) || !slices.Equal(d.Values("RateLimit"), []string{c.limit}) {
+			t.Errorf("state %d: the denial has %q; want %s and %s", i, d, c.policy, c.limit)
 		}
 		h.Add("RateLimit-Policy", `"app";q=2;w=1`)
 		answers = append(answers, h)

@@ -266,7 +266,7 @@ type exchange struct {
 	shadowDenial string
 
 	// vals back the header values tollgate sets, one element each (see
-	// headerSlot), so that setting them allocates nothing of its own: the
+	// slot), so that setting them allocates nothing of its own: the
 	// exchange is allocated anyway and lives as long as the request.
 	vals [numSlots]string
 }

@@ -100,34 +100,23 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// line writes p, an access line, into the batch (at once when interval
-// is 0).
-func (w *lineWriter) line(p []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.interval <= 0 {
-		_, err := w.w.Write(p)
-		return err
-	}
-	n := len(w.batch)
-	w.batch = append(w.batch, p...)
-	return w.addedLocked(n)
-}
-
-// appendLine encodes l, logged at t, into the batch itself, under the
-// lock: no buffer of its own and no copy of the line (issue 13). It
-// reports false, having written nothing, when lines are not batched or
+// appendLine encodes l, logged at t, straight into the batch, under the
+// lock: no buffer of its own and no copy of the line (issue 13). Unbatched
+// (interval 0), the line is written at once and the batch's memory kept
+// for the next. It reports false, having written nothing, when
 // appendRequestLine declines l.
 func (w *lineWriter) appendLine(t time.Time, l RequestLine) (bool, error) {
-	if w.interval <= 0 {
-		return false, nil
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(w.batch)
 	b, ok := appendRequestLine(w.batch, t, l)
 	if !ok {
 		return false, nil
+	}
+	if w.interval <= 0 { // the batch is always empty then
+		_, err := w.w.Write(b)
+		w.batch = b[:0]
+		return true, err
 	}
 	w.batch = b
 	return true, w.addedLocked(n)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -47,17 +46,6 @@ func (h contextHandler) LogRequest(ctx context.Context, t time.Time, l RequestLi
 		if ok, err := h.lines.appendLine(t, l); ok {
 			return err
 		}
-		bp := lineBuffers.Get().(*[]byte)
-		b, ok := appendRequestLine((*bp)[:0], t, l)
-		if ok {
-			err := h.lines.line(b)
-			if cap(b) <= 4<<10 {
-				*bp = b
-				lineBuffers.Put(bp)
-			}
-			return err
-		}
-		lineBuffers.Put(bp)
 	}
 	return h.Handle(ctx, requestRecord(t, l))
 }
@@ -70,8 +58,6 @@ func requestRecord(t time.Time, l RequestLine) slog.Record {
 		slog.Float64("duration_ms", float64(l.Duration.Microseconds())/1000), slog.String("request_id", l.RequestID))
 	return rec
 }
-
-var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // maxLineMicros bounds the durations appendRequestLine writes: below it,
 // the decimal of the microseconds over 1000 is what encoding/json writes

@@ -121,8 +121,8 @@ func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, re
 
 // sameToken compares two tokens in constant time (for tokens of one
 // length; the length is not secret), as crypto/subtle.ConstantTimeCompare
-// does, 32 bytes at a step: byte by byte, the comparison of a 1 KB
-// token cost more than the rest of the cache hit (issue 13). Every byte
+// does, but 32 bytes at a step (issue 13: byte by byte, the comparison
+// of a 1 KB token cost more than the rest of the cache hit). Every byte
 // is read whatever the others hold, and nothing branches on their values.
 func sameToken(a, b string) bool {
 	if len(a) != len(b) {
