@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,13 +34,24 @@ func TestRunWritesTheLastAccessLines(t *testing.T) {
 	addr := make(chan string, 1)
 	done := make(chan int, 1)
 	go func() { done <- runSidecar(ctx, cfg, log, func(sc *sidecar.Sidecar) { addr <- sc.ProxyAddr() }) }()
-	resp, err := http.Get("http://" + <-addr + "/last")
+	proxyAddr := <-addr
+	// A slog line written after the access line writes the batch with it,
+	// as it should (lines stay in order): wait for the last of the
+	// sidecar's start-up lines, which the change feed writes in the
+	// background, so that none comes after the request's.
+	testrig.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "change feed live") {
+			return errors.New("the change feed is not live yet")
+		}
+		return nil
+	})
+	resp, err := http.Get("http://" + proxyAddr + "/last")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if strings.Contains(logs.String(), `"path":"/last"`) {
-		t.Fatal("the access line was written at once; the test needs it held in its batch")
+		t.Fatalf("the access line was written at once; the test needs it held in its batch; logs:\n%s", logs.String())
 	}
 	cancel()
 	if code := <-done; code != 0 {
