@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -473,6 +474,28 @@ func TestForwardedIsSetXForwarded(t *testing.T) {
 					t.Errorf("remote %q host %q tls %v: setIdentity set %v; SetXForwarded sets %v", remote, host, tls != nil, got, want.Out.Header)
 				}
 			}
+		}
+	}
+}
+
+// withRoom must hand rewrite every field of ReverseProxy's clone, values
+// in order, in a map of its own: a field tollgate adds or removes after it
+// must not reach the client's request.
+func TestWithRoomKeepsEveryField(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 40} {
+		in := http.Header{}
+		for i := range n {
+			in[fmt.Sprintf("X-Field-%d", i)] = []string{fmt.Sprint(i), "second"}
+		}
+		before := in.Clone()
+		got := withRoom(in, len(identityHeaders)+afterRewrite)
+		if !reflect.DeepEqual(got, in) {
+			t.Fatalf("%d fields: withRoom = %v; want %v", n, got, in)
+		}
+		got["X-Added"] = []string{"1"}
+		delete(got, "X-Field-0")
+		if !reflect.DeepEqual(in, before) {
+			t.Fatalf("%d fields: a change to withRoom's map changed the one it copied: %v", n, in)
 		}
 	}
 }

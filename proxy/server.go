@@ -269,6 +269,10 @@ type exchange struct {
 	// slot), so that setting them allocates nothing of its own: the
 	// exchange is allocated anyway and lives as long as the request.
 	vals [numSlots]string
+
+	// req is the request from step 1 on, with ctx as its context: the
+	// copy Request.WithContext would allocate, kept here instead.
+	req http.Request
 }
 
 // Slots of exchange.vals: the request id (the client's request and answer
@@ -310,7 +314,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Header[HeaderRequestID], w.Header()[HeaderRequestID] = rid, rid
 	// Every line logged for this request, in any package, carries its id.
 	x.ctx = exchangeContext{Context: r.Context(), x: x}
-	r = r.WithContext(&x.ctx)
+	x.req = *r.WithContext(&x.ctx) // (inlined: its copy stays on the stack)
+	r = &x.req
 	ctx := r.Context()
 
 	// 2. Header hygiene, before anything reads headers.

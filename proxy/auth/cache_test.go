@@ -177,6 +177,24 @@ func TestCacheCollisionIsNotAHit(t *testing.T) {
 		t.Fatal(err)
 	}
 	entry := v.tokens.entries[v.tokens.key(valid)]
+	// The key is of the token's end: the valid token's signature under a
+	// payload of the same length, changed at its start, lands on the
+	// valid token's own entry with no help, and must not be served it or
+	// evict it.
+	sameEnd := parts[0] + "." + flipFirst(parts[1]) + "." + parts[2]
+	if v.tokens.key(sameEnd) != v.tokens.key(valid) {
+		t.Fatalf("a token with the valid one's length and last %d bytes has another key", keyTail)
+	}
+	before := v.verifications.Load()
+	if id, err := v.Authenticate(bearer(sameEnd)); err == nil {
+		t.Fatalf("Authenticate(the valid signature on another payload) = user %q; want a rejection", id.User)
+	}
+	if got := v.verifications.Load() - before; got != 1 {
+		t.Errorf("verifications = %d; want 1 (a token on a valid one's key is a miss)", got)
+	}
+	if v.tokens.entries[v.tokens.key(valid)] != entry {
+		t.Fatal("a rejected token evicted the valid token's entry")
+	}
 	tests := []struct {
 		name     string
 		tok      string
@@ -268,4 +286,14 @@ func TestCachedBoundsAreCheckTimes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// flipFirst changes the first byte of a base64url segment to another
+// base64url byte.
+func flipFirst(seg string) string {
+	c := byte('A')
+	if seg[0] == 'A' {
+		c = 'B'
+	}
+	return string(c) + seg[1:]
 }
