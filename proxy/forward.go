@@ -25,7 +25,6 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(s.upstream)
 	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
 
-
 	// X-Forwarded-*: a trusted proxy's values are kept and extended; an
 	// untrusted peer's were removed by ReverseProxy and are set afresh
 	// below, with the identity headers.
