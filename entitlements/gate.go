@@ -152,13 +152,13 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 		}
 		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
 	}
-	age := now.Sub(g.confirmedSince(e))
+	age := g.age(e, now)
 	if age > g.cfg.MaxStaleness {
 		if e = g.reread(ctx, customer); e == nil {
 			g.results[resultUnavailable].Inc()
 			return g.unavailable(failOpen)
 		}
-		age, result = now.Sub(g.confirmedSince(e)), resultMiss
+		age, result = g.age(e, now), resultMiss
 	}
 	if age > staleAfter {
 		result = resultStale
@@ -206,9 +206,12 @@ func (g *Gate) withUpgrade(d *Denial) *Denial {
 	return &c
 }
 
-// confirmedSince is the time the entry was last known to be current.
-func (g *Gate) confirmedSince(e *entry) time.Time {
-	return time.Unix(0, max(g.confirmed.Load(), e.loadedAt))
+// age is how long before now the entry was last known to be current. (In
+// nanoseconds since the epoch, as the times it is kept in: through
+// time.Unix and Time.Sub, on every decision, it cost as much as the rest
+// of the cache lookup, issue 13.)
+func (g *Gate) age(e *entry, now time.Time) time.Duration {
+	return time.Duration(now.UnixNano() - max(g.confirmed.Load(), e.loadedAt))
 }
 
 // load reads a customer not in memory: from the store, else from Stripe

@@ -33,7 +33,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	if trusted {
 		keepForwarded(pr)
 	}
-	x.upgrades = s.upgrades.filter(pr.Out.Header)
+	x.upgrades = s.upgrades.filter(pr.Out.Header, x.saw)
 
 	h := pr.Out.Header
 	if !s.fwdAuth {
@@ -42,7 +42,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 			removeCookie(h, s.cookie)
 		}
 	}
-	pr.Out.Header = x.setIdentity(h, pr.In, !trusted)
+	x.setIdentity(h, pr.In, !trusted)
 	x.upstreamStart = time.Now()
 }
 
@@ -62,7 +62,7 @@ const forwardedAt = 7
 // asked for and the scheme. It is Header.Set for each, with the values in
 // the exchange's slots instead of an allocation per header (the names are
 // canonical already).
-func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) http.Header {
+func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) {
 	vals := [len(identityHeaders)]string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial}
 	n := forwardedAt
 	if forwarded {
@@ -78,54 +78,11 @@ func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) 
 		}
 		n = len(vals)
 	}
-	h = roomFor(h, vals[:n])
 	for i, v := range vals[:n] {
-		if sets(i, v) {
+		if v != "" || i > forwardedAt { // X-Forwarded-Host is set even when empty, as SetXForwarded does
 			h[identityHeaders[i]] = x.slot(slotIdentity+i, v)
 		}
 	}
-	return h
-}
-
-// sets reports whether setIdentity sets identityHeaders[i] to v.
-func sets(i int, v string) bool {
-	return v != "" || i > forwardedAt // X-Forwarded-Host is set even when empty, as SetXForwarded does
-}
-
-// smallMap is how many entries a Go map holds in its first group of
-// slots; one more turns it into a table.
-const smallMap = 8
-
-// roomFor returns the header map for setIdentity to set vals in: h
-// itself, or h's fields in a new map made for vals too. ReverseProxy's
-// clone of the client's header map is made for the client's fields, and
-// when that is a small map the ones tollgate adds would turn it into a
-// table on every request, a rehash that cost more than anything else
-// tollgate does to a request (issue 13: 3 k instructions); a map made
-// for all of them is filled once instead. A map that stays small, or is
-// a table already, is kept (a table made without need costs more to
-// write and read than one small map).
-func roomFor(h http.Header, vals []string) http.Header {
-	if len(h) > smallMap {
-		return h
-	}
-	need := len(h)
-	for i, v := range vals {
-		if _, ok := h[identityHeaders[i]]; !ok && sets(i, v) {
-			need++
-		}
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		need++ // ReverseProxy sets an empty one after rewrite
-	}
-	if need <= smallMap {
-		return h
-	}
-	h2 := make(http.Header, need)
-	for k, vv := range h {
-		h2[k] = vv // Clone's copies: the client's request does not share them
-	}
-	return h2
 }
 
 // removeCookie drops every cookie called name from the Cookie headers,

@@ -63,13 +63,24 @@ func StripMethodOverrides(h http.Header) {
 }
 
 // stripInbound is StripReserved and, with overrides set,
-// StripMethodOverrides, in one pass over the request's header.
-func stripInbound(h http.Header, overrides bool) {
+// StripMethodOverrides, in one pass over the request's header. It also
+// reports which of the fields upgrades.filter handles the request has, so
+// that a request without them (nearly all) is not looked up for them
+// again (issue 13).
+func stripInbound(h http.Header, overrides bool) (saw upgradeFields) {
 	for name := range h {
 		if IsReserved(name) || overrides && IsMethodOverride(name) {
 			delete(h, name)
+			continue
+		}
+		switch name { // net/http's canonical keys, which filter reads
+		case "Upgrade":
+			saw |= sawUpgrade
+		case "Http2-Settings":
+			saw |= sawHTTP2Settings
 		}
 	}
+	return saw
 }
 
 // checkOverride makes sure the app sees the method the route allowed. With

@@ -122,17 +122,15 @@ func quotaDenial(meter string, rate *rateFields, ex *QuotaExceeded) *HTTPError {
 		Header:     http.Header{},
 	}
 	policy, limit := rate.values(ex.State)
-	addValue(e.Header, "Ratelimit-Policy", policy)
-	addValue(e.Header, "Ratelimit", []string{limit})
+	setFields(e.Header, policy, []string{limit})
 	return e
 }
 
 // rateFields writes one metered route's RateLimit-Policy and RateLimit
 // fields (draft-ietf-httpapi-ratelimit-headers, -08 and later): the policy
 // is named after the meter, q is the limit, w the billing period in
-// seconds, r what remains and t the seconds to the period's end. Fields
-// are added (addValue), so an application's own policies are kept beside
-// tollgate's. Every answer on a limited route carries them (issue 13), so
+// seconds, r what remains and t the seconds to the period's end. An
+// application's own policies are kept beside tollgate's (see set). Every answer on a limited route carries them (issue 13), so
 // the meter is quoted once, at start, and the policy value, the same on
 // every answer while the caller's limit and the window are, is built once
 // and shared by the answers (a value slice of capacity 1: an app's own
@@ -152,12 +150,16 @@ func newRateFields(meter string) *rateFields {
 	return &rateFields{quoted: string(appendQuoted(nil, meter))}
 }
 
-// set writes the fields for st into an answer's header, the RateLimit
-// field's value in the exchange's slot: one allocation, its string.
+// set writes the fields for st into the client's answer, the RateLimit
+// field's value in the exchange's slot: one allocation, its string. It
+// runs in modifyResponse, before ReverseProxy copies the app's answer
+// header into the client's with Header.Add: the app's own RateLimit
+// fields come after tollgate's (Add copies the capacity-1 value slices),
+// and nothing before it writes these fields there, so they are set
+// without first reading what is there (two map lookups a request).
 func (f *rateFields) set(h http.Header, st QuotaState, x *exchange) {
 	policy, limit := f.values(st)
-	addValue(h, "Ratelimit-Policy", policy)                // the canonical forms of RateLimit-Policy
-	addValue(h, "Ratelimit", x.slot(slotRateLimit, limit)) // and RateLimit, as Header.Add stores them
+	setFields(h, policy, x.slot(slotRateLimit, limit))
 }
 
 // values returns the policy field's shared values and the RateLimit
@@ -191,14 +193,10 @@ func appendQuoted(b []byte, meter string) []byte {
 	return append(append(append(b, '"'), meter...), '"')
 }
 
-// addValue is Header.Add of vv's one value, for a canonical name: vv
-// itself becomes the field's values when it has none.
-func addValue(h http.Header, name string, vv []string) {
-	if old := h[name]; len(old) > 0 {
-		h[name] = append(old, vv[0])
-		return
-	}
-	h[name] = vv
+// setFields sets the RateLimit-Policy and RateLimit fields, by the
+// canonical names Header.Set stores them under.
+func setFields(h http.Header, policy, limit []string) {
+	h["Ratelimit-Policy"], h["Ratelimit"] = policy, limit
 }
 
 // seconds is d rounded up to whole non-negative seconds.

@@ -249,6 +249,8 @@ type exchange struct {
 	bill     *bill  // nil: the route is not metered for this caller
 	owed     bill   // what bill points to, kept here to save an allocation
 	outcome  string // metrics decision label
+	// saw is which fields upgrades.filter handles the client sent (step 2).
+	saw upgradeFields
 	// upstreamStart is when the request left for the upstream (rewrite).
 	upstreamStart time.Time
 	// info is the ResponseWriter forwarding writes to (see forward).
@@ -319,7 +321,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 
 	// 2. Header hygiene, before anything reads headers.
-	stripInbound(r.Header, !s.allowOverride)
+	x.saw = stripInbound(r.Header, !s.allowOverride)
 
 	defer func() { s.observe(ctx, r, x, start) }()
 

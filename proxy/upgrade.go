@@ -44,10 +44,25 @@ func (u upgrades) allows(token string) bool {
 // it loosely, every request inside the tunnel skips routes, auth and gating
 // (h2c smuggling). HTTP2-Settings only means something with h2c, which is
 // never allowed, so it is always removed.
-func (u upgrades) filter(h http.Header) []string {
+// upgradeFields are the fields of a client's request that filter acts
+// on, as stripInbound saw them.
+type upgradeFields uint8
+
+const (
+	sawUpgrade upgradeFields = 1 << iota
+	sawHTTP2Settings
+	sawAll = sawUpgrade | sawHTTP2Settings
+)
+
+func (u upgrades) filter(h http.Header, saw upgradeFields) []string {
 	// (delete and direct reads of canonical names are Header.Del and Get
-	// without canonicalising them again, on every request.)
-	delete(h, "Http2-Settings")
+	// without canonicalising them again.)
+	if saw&sawHTTP2Settings != 0 {
+		delete(h, "Http2-Settings")
+	}
+	if saw&sawUpgrade == 0 {
+		return nil // the clone has none either: ReverseProxy sets one only from the client's
+	}
 	up, ok := h["Upgrade"]
 	if !ok {
 		// ReverseProxy has removed Connection with the other hop-by-hop

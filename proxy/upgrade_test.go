@@ -180,6 +180,9 @@ func TestH2CUpgradeNeverReachesTheApp(t *testing.T) {
 		{"behind an allowed token", []string{"Connection: upgrade", "Upgrade: websocket, h2c", "Sec-WebSocket-Version: 13"}},
 		{"with a version", []string{"Connection: Upgrade", "Upgrade: h2c/1"}},
 		{"two Upgrade lines", []string{"Connection: Upgrade", "Upgrade: h2c", "Upgrade: websocket"}},
+		{"settings without an Upgrade", []string{"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"}},
+		{"settings in lower case, without an Upgrade", []string{"Connection: http2-settings", "http2-settings: AAMAAABkAARAAAAAAAIAAAAA"}},
+		{"upgrade in lower case", []string{"connection: upgrade", "upgrade: h2c"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before, _ := b.seen()
@@ -319,7 +322,7 @@ func TestUpgradesFilter(t *testing.T) {
 		{"websocket/13", "websocket/13"},
 	} {
 		h := http.Header{"Upgrade": {c.in}, "Connection": {"Upgrade"}, "Http2-Settings": {"x"}}
-		u.filter(h)
+		u.filter(h, sawAll)
 		if got := h.Get("Upgrade"); got != c.want {
 			t.Errorf("filter(Upgrade: %q) = %q; want %q", c.in, got, c.want)
 		}

@@ -73,6 +73,14 @@ func bearerToken(h string, maxBytes int) (string, *Error) {
 
 // bearerCandidate is bearerToken without the shape check.
 func bearerCandidate(h string, maxBytes int) (string, *Error) {
+	if plainBearer(h) { // what every request sends: bearerAny's answer, for less (issue 13)
+		return checkLength(h[len("Bearer "):], maxBytes)
+	}
+	return bearerAny(h, maxBytes)
+}
+
+// bearerAny is bearerCandidate for any spelling and spacing.
+func bearerAny(h string, maxBytes int) (string, *Error) {
 	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		// Never log the value: it may be a raw API key sent without a
@@ -84,6 +92,16 @@ func bearerCandidate(h string, maxBytes int) (string, *Error) {
 		return "", failf(ReasonMalformed, "Authorization is %s (%d bytes), not Bearer", kind, len(h))
 	}
 	return checkLength(strings.TrimLeft(tok, " "), maxBytes)
+}
+
+// plainBearer reports a value bearerAny would read as "Bearer " and the
+// rest: the scheme spelt so, one space, a token
+// that starts with no space and ends with a printable ASCII byte
+// (strings.TrimSpace would remove any space at the end, ASCII or not).
+func plainBearer(h string) bool {
+	n := len(h)
+	return n > len("Bearer ") && h[:len("Bearer ")] == "Bearer " && h[len("Bearer ")] != ' ' &&
+		h[n-1] > ' ' && h[n-1] < 0x7f
 }
 
 // checkLength rejects tokens that are too long, before they are hashed,

@@ -56,3 +56,44 @@ func FuzzBearerToken(f *testing.F) {
 		}
 	})
 }
+
+// The fast path of bearerCandidate must answer what bearerAny answers for
+// every value it takes: spaces, tabs and non-ASCII spaces at either end,
+// other spellings and lengths around the bound.
+func TestPlainBearerIsBearerAny(t *testing.T) {
+	var ins []string
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "Bearer ", "Bearer\t", "Basic"} {
+		for _, tok := range []string{"", "a", "a.b.c", " a.b.c", "a.b.c ", "a.b.c\t", "a.b.c\u00a0", "a.b.c\u3000", "a.b.c\x7f", "a.b.c\x00", "é.b.c", strings.Repeat("x", 20), strings.Repeat("x", 21)} {
+			ins = append(ins, scheme+" "+tok, scheme+tok, " "+scheme+" "+tok)
+		}
+	}
+	fast := 0
+	for _, h := range ins {
+		checkPlainBearer(t, h)
+		if plainBearer(h) {
+			fast++
+		}
+	}
+	if fast < 10 {
+		t.Fatalf("only %d of the values took the fast path", fast)
+	}
+}
+
+func checkPlainBearer(t *testing.T, h string) {
+	t.Helper()
+	if !plainBearer(h) {
+		return
+	}
+	got, gerr := bearerCandidate(h, 20)
+	want, werr := bearerAny(h, 20)
+	if got != want || (gerr == nil) != (werr == nil) || gerr != nil && gerr.Reason != werr.Reason {
+		t.Fatalf("bearerCandidate(%q) = %q, %v; bearerAny = %q, %v", h, got, gerr, want, werr)
+	}
+}
+
+func FuzzPlainBearerIsBearerAny(f *testing.F) {
+	for _, s := range []string{"Bearer a.b.c", "Bearer a.b.c ", "Bearer  a", "Bearer a\u00a0", "Bearer é"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkPlainBearer)
+}
