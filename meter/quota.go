@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -226,8 +227,9 @@ func (q *Quotas) share(c Claim) (*Share, error) {
 		if !end.After(c.PeriodStart) {
 			end = c.PeriodStart.Add(45 * 24 * time.Hour)
 		}
-		s = &Share{q: q, key: k, start: c.PeriodStart, end: end, window: end.Sub(c.PeriodStart), expireAt: end.Add(7 * 24 * time.Hour).Unix(),
-			id: q.replica + ":" + strconv.FormatUint(q.ids.Add(1), 36)}
+		s = &Share{q: q, key: k, start: c.PeriodStart, end: end, endNano: unixNano(end), window: end.Sub(c.PeriodStart),
+			expireAt: end.Add(7 * 24 * time.Hour).Unix(),
+			id:       q.replica + ":" + strconv.FormatUint(q.ids.Add(1), 36)}
 		q.shares[k] = s
 	}
 	return s, nil
@@ -240,6 +242,7 @@ type Share struct {
 	key        shareKey
 	id         string // the lease's name in the ledger
 	start, end time.Time
+	endNano    int64         // end in Unix ns (unixNano), for State
 	window     time.Duration // end - start, for State
 	expireAt   int64         // of the ledger keys, Unix s
 
@@ -473,8 +476,34 @@ func (s *Share) State() QuotaState {
 	s.mu.Lock()
 	limit, remaining := s.limit, max(0, s.free+s.usable())
 	s.mu.Unlock()
-	return QuotaState{Limit: limit, Remaining: remaining, Window: s.window, Reset: max(0, s.end.Sub(s.q.now()))}
+	return QuotaState{Limit: limit, Remaining: remaining, Window: s.window, Reset: s.resetAt(s.q.now())}
 }
+
+// resetAt is max(0, end - now), as Time.Sub gives it, in nanoseconds: end
+// has no monotonic reading, and Time.Sub of one takes the slow way, on
+// every answer (issue 13).
+func (s *Share) resetAt(now time.Time) time.Duration {
+	if s.endNano == math.MaxInt64 {
+		return max(0, s.end.Sub(now)) // beyond 2262: only a corrupt period
+	}
+	return max(0, time.Duration(s.endNano-unixNano(now)))
+}
+
+// unixNano is t in nanoseconds since the epoch, held to 0..MaxInt64
+// (Time.UnixNano is undefined outside 1678–2262): a period end from Stripe
+// is well inside, but a corrupt one must not wrap around, and the
+// difference of two such values cannot overflow.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(epoch):
+		return 0
+	case t.After(lastNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var epoch, lastNano = time.Unix(0, 0), time.Unix(0, math.MaxInt64)
 
 // grant runs a request-path lease call; a missing ledger (the period's
 // first request, or a lost key) is opened from the meter's count.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -585,5 +586,44 @@ func TestQuotaClosed(t *testing.T) {
 	}
 	if err := q.Close(context.Background()); err != nil {
 		t.Errorf("second Close = %v", err)
+	}
+}
+
+// State's Reset is the time from the replica's clock to the period's end,
+// never negative, whatever the end: as Time.Sub would give it, for ends
+// near and far, past and future, and for ends outside the nanosecond
+// range (a corrupt period from Stripe).
+func TestQuotaStateResetIsTimeToTheEnd(t *testing.T) {
+	r := newQuotaRig(t, false)
+	now := r.start.Add(90*time.Minute + 123456789)
+	q := r.replica(func(o *QuotaOptions) { o.Now = func() time.Time { return now } })
+	for i, end := range []time.Time{
+		now.Add(time.Nanosecond), now.Add(-time.Nanosecond), now, now.Add(29 * 24 * time.Hour), r.start.Add(time.Second),
+		time.Date(2262, 4, 11, 23, 47, 16, 0, time.UTC), time.Date(2262, 4, 11, 23, 47, 17, 0, time.UTC),
+		time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
+	} {
+		c := r.claim(100, 1)
+		c.Customer, c.PeriodEnd = fmt.Sprintf("cus_R%d", i), end
+		sh, err := q.Reserve(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := max(0, end.Sub(now))
+		if got := sh.State().Reset; got != want {
+			t.Errorf("period end %v, now %v: Reset = %v; want %v", end, now, got, want)
+		}
+		sh.Settle(1, 0)
+	}
+	for _, c := range []struct {
+		t    time.Time
+		want int64
+	}{
+		{time.Unix(0, 0), 0}, {time.Unix(0, -1), 0}, {time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{time.Unix(0, math.MaxInt64), math.MaxInt64}, {time.Unix(0, math.MaxInt64).Add(time.Nanosecond), math.MaxInt64},
+		{time.Unix(1767225600, 5), 1767225600_000_000_005},
+	} {
+		if got := unixNano(c.t); got != c.want {
+			t.Errorf("unixNano(%v) = %d; want %d", c.t, got, c.want)
+		}
 	}
 }
