@@ -63,26 +63,41 @@ const forwardedAt = 7
 // the exchange's slots instead of an allocation per header (the names are
 // canonical already).
 func (x *exchange) setIdentity(h http.Header, in *http.Request, forwarded bool) {
-	vals := [len(identityHeaders)]string{x.rid, x.id.User, x.id.Customer, x.decision.Plan, x.decision.Status, x.decision.Features, x.shadowDenial}
-	n := forwardedAt
-	if forwarded {
-		if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-			vals[forwardedAt] = ip
-		} else {
-			delete(h, "X-Forwarded-For")
-		}
-		vals[forwardedAt+1] = in.Host
-		vals[forwardedAt+2] = "http"
-		if in.TLS != nil {
-			vals[forwardedAt+2] = "https"
-		}
-		n = len(vals)
+	// (Field by field rather than through an array of the values and a
+	// loop: this is on every request, issue 13.)
+	x.fieldIf(h, 0, x.rid)
+	x.fieldIf(h, 1, x.id.User)
+	x.fieldIf(h, 2, x.id.Customer)
+	x.fieldIf(h, 3, x.decision.Plan)
+	x.fieldIf(h, 4, x.decision.Status)
+	x.fieldIf(h, 5, x.decision.Features)
+	x.fieldIf(h, 6, x.shadowDenial)
+	if !forwarded {
+		return
 	}
-	for i, v := range vals[:n] {
-		if v != "" || i > forwardedAt { // X-Forwarded-Host is set even when empty, as SetXForwarded does
-			h[identityHeaders[i]] = x.slot(slotIdentity+i, v)
-		}
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err != nil {
+		delete(h, "X-Forwarded-For")
+	} else if ip != "" {
+		x.field(h, forwardedAt, ip)
 	}
+	x.field(h, forwardedAt+1, in.Host) // set even when empty, as SetXForwarded does
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	x.field(h, forwardedAt+2, proto)
+}
+
+// fieldIf is field when v is not empty.
+func (x *exchange) fieldIf(h http.Header, i int, v string) {
+	if v != "" {
+		x.field(h, i, v)
+	}
+}
+
+// field sets identityHeaders[i] to v, held in the exchange's slot for it.
+func (x *exchange) field(h http.Header, i int, v string) {
+	h[identityHeaders[i]] = x.slot(slotIdentity+i, v)
 }
 
 // removeCookie drops every cookie called name from the Cookie headers,
