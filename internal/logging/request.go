@@ -2,9 +2,7 @@ package logging
 
 import (
 	"context"
-	"encoding/binary"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -67,28 +65,24 @@ func requestRecord(t time.Time, l RequestLine) slog.Record {
 const maxLineMicros = 1e12
 
 // appendRequestLine appends l as slog's JSON handler writes it, or reports
-// false when it would not write the same bytes; the slice it returns then
-// is of no use (what it appended may be part of a line).
+// false when it would not write the same bytes.
 func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 	us := l.Duration.Microseconds()
 	st := stampOf(t)
-	if !st.fourDigitYear || us < 0 || us >= maxLineMicros {
+	if !st.fourDigitYear || us < 0 || us >= maxLineMicros ||
+		!plain(l.Method) || !plain(l.Path) || !plain(l.Route) || !plain(l.Decision) || !plain(l.RequestID) {
 		return b, false
 	}
 	b = append(b, `{"time":"`...)
 	b = appendTime(b, st, t)
 	b = append(b, `","level":"INFO","msg":"request","method":"`...)
-	ok := true
-	b, ok = appendPlain(b, l.Method, ok)
+	b = append(b, l.Method...)
 	b = append(b, `","path":"`...)
-	b, ok = appendPlain(b, l.Path, ok)
+	b = append(b, l.Path...)
 	b = append(b, `","route":"`...)
-	b, ok = appendPlain(b, l.Route, ok)
+	b = append(b, l.Route...)
 	b = append(b, `","decision":"`...)
-	b, ok = appendPlain(b, l.Decision, ok)
-	if !ok {
-		return b, false
-	}
+	b = append(b, l.Decision...)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(l.Status), 10)
 	b = append(b, `,"duration_ms":`...)
@@ -102,53 +96,44 @@ func appendRequestLine(b []byte, t time.Time, l RequestLine) ([]byte, bool) {
 		b = append(b, digits[:n]...)
 	}
 	b = append(b, `,"request_id":"`...)
-	b, ok = appendPlain(b, l.RequestID, ok)
-	return append(b, "\"}\n"...), ok
+	b = append(b, l.RequestID...)
+	return append(b, "\"}\n"...), true
 }
 
-// appendPlain appends s and reports ok && whether slog writes s in JSON as
-// it is (no byte notPlainByte): the check in the same pass as the copy, a
-// word at a time (issue 13: a copy and then a check of each of the line's
-// five strings cost a fifth of the line).
-func appendPlain(b []byte, s string, ok bool) ([]byte, bool) {
-	n := len(b)
-	b = slices.Grow(b, len(s))[:n+len(s)]
-	d := b[n:]
-	var bad uint64 // a high bit for each byte that is not plain
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		v := word(s[i:])
-		bad |= notPlainWord(v)
-		binary.LittleEndian.PutUint64(d[i:], v)
-	}
-	for ; i < len(s); i++ {
-		bad |= uint64(notPlainByte[s[i]])
-		d[i] = s[i]
-	}
-	return b, ok && bad&highs == 0
-}
-
-const ones, highs = 0x0101010101010101, 0x8080808080808080
-
-// notPlainByte is 0x80 for a byte slog does not write in a JSON string as
-// it is, 0 for printable ASCII other than '"' and '\\'.
-var notPlainByte = func() (t [256]uint8) {
-	for c := range t {
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			t[c] = 0x80
+// plain reports whether slog writes s in JSON as it is: printable ASCII
+// without '"' or '\\'. A string of 8 bytes or more is read a word at a
+// time, its last word overlapping the one before.
+func plain(s string) bool {
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			if !plainByte[s[i]] {
+				return false
+			}
 		}
+		return true
+	}
+	for i := 0; i < len(s)-8; i += 8 {
+		if !plainWord(word(s[i:])) {
+			return false
+		}
+	}
+	return plainWord(word(s[len(s)-8:]))
+}
+
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
 	}
 	return t
 }()
 
-// notPlainWord has the high bit of each of the 8 bytes of v set that
-// notPlainByte marks (and maybe others, when one is set), with the
-// classic "has a zero byte" test, (x - 0x01..) &^ x & 0x80.., for each
-// byte that is not plain.
-func notPlainWord(v uint64) uint64 {
+// plainWord is plain for the 8 bytes of v, with the classic "has a zero
+// byte" test, (x - 0x01..) &^ x & 0x80.., for each byte that is not.
+func plainWord(v uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	low := (v - 0x20*ones) &^ v // a byte below 0x20 (and, with v's high bits, from 0x80)
 	del, quote, slash := v^0x7f*ones, v^'"'*ones, v^'\\'*ones
-	return (v | low | (del-ones)&^del | (quote-ones)&^quote | (slash-ones)&^slash) & highs
+	return (v|low|(del-ones)&^del|(quote-ones)&^quote|(slash-ones)&^slash)&highs == 0
 }
 
 // word reads s[:8] as a little-endian word (the compiler makes it one
