@@ -13,11 +13,16 @@ import (
 )
 
 // benchMeter counts only: the flusher never runs during the benchmark.
-func benchMeter(b *testing.B) *Meter {
+func benchMeter(b *testing.B) *Meter { return benchMeterWith(b, nil) }
+
+func benchMeterWith(b *testing.B, mutate func(*Options)) *Meter {
 	b.Helper()
 	rd := testrig.StartRedis(b)
 	o := Options{Config: testMetering(), Redis: rd.Client(), Keys: store.Keys{Prefix: "tg:"}, Metrics: metrics.New(), Logger: testLogger()}
 	o.Config.FlushInterval = time.Hour
+	if mutate != nil {
+		mutate(&o)
+	}
 	m, err := New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -63,6 +68,35 @@ func BenchmarkCount(b *testing.B) {
 			}
 		})
 	})
+}
+
+// Used with n other customers counted since the last flush, at the
+// default one-minute window, for a period that started 90 minutes and 7
+// seconds ago: what opening a quota ledger (a customer's first request in
+// a period) costs. Used reads memory first (its shard's counters and the
+// local buffer, scanned: 1/64 of the customers are in one shard), then
+// Redis (the period's daily rollups, and the minutes of its first hour
+// one by one).
+//
+//	go test -run '^$' -bench Used -benchmem ./meter/
+func BenchmarkUsed(b *testing.B) {
+	for _, n := range []int{1, 10_000, 100_000} {
+		b.Run("counted="+strconv.Itoa(n), func(b *testing.B) {
+			m := benchMeterWith(b, func(o *Options) { o.Config.Window = time.Minute })
+			for i := range n {
+				m.Count("cus_Used"+strconv.Itoa(i), "calls", 1)
+			}
+			since := time.Now().Add(-90*time.Minute - 7*time.Second)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := m.Used(ctx, "cus_Used"+strconv.Itoa(i%n), "calls", since); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // How many customers one batcher reports per minute against the double
