@@ -130,12 +130,13 @@ func quotaDenial(meter string, rate *rateFields, ex *QuotaExceeded) *HTTPError {
 // fields (draft-ietf-httpapi-ratelimit-headers, -08 and later): the policy
 // is named after the meter, q is the limit, w the billing period in
 // seconds, r what remains and t the seconds to the period's end. An
-// application's own policies are kept beside tollgate's (see set). Every answer on a limited route carries them (issue 13), so
-// the meter is quoted once, at start, and the policy value, the same on
-// every answer while the caller's limit and the window are, is built once
-// and shared by the answers (a value slice of capacity 1: an app's own
-// policy added after it copies it, nothing writes into it); it is built
-// again when a caller's limit or window differs.
+// application's own policies are kept beside tollgate's (see set). Every
+// answer on a limited route carries them (issue 13), so the meter is
+// quoted once, at start, and the policy value, the same on every answer
+// while the caller's limit and the window are, is built once and shared
+// by the answers (a value slice of capacity 1: an app's own policy added
+// after it copies it, nothing writes into it); it is built again when a
+// caller's limit or window differs.
 type rateFields struct {
 	quoted string
 	policy atomic.Pointer[ratePolicy]

@@ -36,14 +36,6 @@ func (u upgrades) allows(token string) bool {
 	return false
 }
 
-// filter removes every Upgrade token the allowlist does not name from an
-// outbound request, and returns the tokens kept. httputil.ReverseProxy has
-// already dropped the client's hop-by-hop headers and then restored
-// "Connection: Upgrade" and the client's first Upgrade value, so without
-// this an "Upgrade: h2c" would reach the app: behind a backend that accepts
-// it loosely, every request inside the tunnel skips routes, auth and gating
-// (h2c smuggling). HTTP2-Settings only means something with h2c, which is
-// never allowed, so it is always removed.
 // upgradeFields are the fields of a client's request that filter acts
 // on, as stripInbound saw them.
 type upgradeFields uint8
@@ -51,9 +43,18 @@ type upgradeFields uint8
 const (
 	sawUpgrade upgradeFields = 1 << iota
 	sawHTTP2Settings
-	sawAll = sawUpgrade | sawHTTP2Settings
 )
 
+// filter removes every Upgrade token the allowlist does not name from an
+// outbound request, and returns the tokens kept. httputil.ReverseProxy has
+// already dropped the client's hop-by-hop headers and then restored
+// "Connection: Upgrade" and the client's first Upgrade value, so without
+// this an "Upgrade: h2c" would reach the app: behind a backend that accepts
+// it loosely, every request inside the tunnel skips routes, auth and gating
+// (h2c smuggling). HTTP2-Settings only means something with h2c, which is
+// never allowed, so it is always removed. saw says which of the two the
+// client sent (stripInbound): a request with neither, nearly all, is not
+// looked up for them again.
 func (u upgrades) filter(h http.Header, saw upgradeFields) []string {
 	// (delete and direct reads of canonical names are Header.Del and Get
 	// without canonicalising them again.)

@@ -322,7 +322,7 @@ func TestUpgradesFilter(t *testing.T) {
 		{"websocket/13", "websocket/13"},
 	} {
 		h := http.Header{"Upgrade": {c.in}, "Connection": {"Upgrade"}, "Http2-Settings": {"x"}}
-		u.filter(h, sawAll)
+		u.filter(h, sawUpgrade|sawHTTP2Settings)
 		if got := h.Get("Upgrade"); got != c.want {
 			t.Errorf("filter(Upgrade: %q) = %q; want %q", c.in, got, c.want)
 		}

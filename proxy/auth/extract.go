@@ -95,9 +95,9 @@ func bearerAny(h string, maxBytes int) (string, *Error) {
 }
 
 // plainBearer reports a value bearerAny would read as "Bearer " and the
-// rest: the scheme spelt so, one space, a token
-// that starts with no space and ends with a printable ASCII byte
-// (strings.TrimSpace would remove any space at the end, ASCII or not).
+// rest: the scheme spelt so, one space, and a token that starts with no
+// space and ends with a printable ASCII byte (strings.TrimSpace would
+// remove any space at the end, ASCII or not).
 func plainBearer(h string) bool {
 	n := len(h)
 	return n > len("Bearer ") && h[:len("Bearer ")] == "Bearer " && h[len("Bearer ")] != ' ' &&

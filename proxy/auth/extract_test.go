@@ -91,6 +91,8 @@ func checkPlainBearer(t *testing.T, h string) {
 	}
 }
 
+// FuzzPlainBearerIsBearerAny: for any value the fast path takes, it
+// answers what bearerAny answers.
 func FuzzPlainBearerIsBearerAny(f *testing.F) {
 	for _, s := range []string{"Bearer a.b.c", "Bearer a.b.c ", "Bearer  a", "Bearer a\u00a0", "Bearer é"} {
 		f.Add(s)
