@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -296,4 +297,26 @@ func flipFirst(seg string) string {
 		c = 'B'
 	}
 	return string(c) + seg[1:]
+}
+
+// A cache hit reads token, user, claims, exp, until, from and link, and
+// those are kept in the entry's first two cache lines (issue 13: with
+// 100,000 tokens cached, each line is a read from memory).
+func TestVerifiedHitFieldsInTwoLines(t *testing.T) {
+	var e verified
+	end := func(off, size uintptr) uintptr { return off + size }
+	hot := map[string]uintptr{
+		"token":  end(unsafe.Offsetof(e.token), unsafe.Sizeof(e.token)),
+		"user":   end(unsafe.Offsetof(e.user), unsafe.Sizeof(e.user)),
+		"claims": end(unsafe.Offsetof(e.claims), unsafe.Sizeof(e.claims)),
+		"exp":    end(unsafe.Offsetof(e.exp), unsafe.Sizeof(e.exp)),
+		"until":  end(unsafe.Offsetof(e.until), unsafe.Sizeof(e.until)),
+		"from":   end(unsafe.Offsetof(e.from), unsafe.Sizeof(e.from)),
+		"link":   end(unsafe.Offsetof(e.link), unsafe.Sizeof(e.link)),
+	}
+	for f, n := range hot {
+		if n > 128 {
+			t.Errorf("verified.%s ends at byte %d, past the first two cache lines", f, n)
+		}
+	}
 }

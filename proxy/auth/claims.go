@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unique"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -29,6 +30,10 @@ func (v *Verifier) identityClaims(claims jwt.MapClaims) (*verified, *Error) {
 	case string:
 		if c != "" && !validCustomerID(c) {
 			return nil, failf(ReasonBadClaims, "claim %q must be a Stripe customer id (cus_…), got %s", v.o.CustomerClaim, describe(c))
+		}
+		if c != "" {
+			ver.customerID = unique.Make(c) // interned, as a link's (linkedCustomer)
+			c = ver.customerID.Value()
 		}
 		ver.customer = c
 	default:
@@ -87,11 +92,14 @@ func describe(v any) string {
 	return s
 }
 
-// linkedCustomer resolves user → customer through Links, with a short cache.
+// linkedCustomer resolves ver's user → customer through Links, with a short
+// cache, and remembers the entry used in ver (verified.link).
 // When Links fails, a recent answer is used; without one the request fails
 // with ReasonLinkUnavailable (503, not 401: the token is fine).
-func (v *Verifier) linkedCustomer(ctx context.Context, user string, now time.Time) (string, *Error) {
+func (v *Verifier) linkedCustomer(ctx context.Context, ver *verified, now time.Time) (string, *Error) {
+	user := ver.user
 	if e, ok := v.links.fresh(user, now); ok {
+		ver.link.Store(e)
 		return e.customer, nil
 	}
 	customer, ok, err := v.o.Links.CustomerForUser(ctx, user)
@@ -108,9 +116,17 @@ func (v *Verifier) linkedCustomer(ctx context.Context, user string, now time.Tim
 			slog.String("customer", describe(customer)))
 		ok = false
 	}
-	if !ok {
-		customer = ""
+	e := &linkEntry{ok: ok, at: now}
+	if ok {
+		// Interned: every answer for a customer, and the entitlement
+		// cache's key for it, share one copy of its bytes, so that the
+		// map lookups of the request compare the key by pointer instead
+		// of reading a second copy from memory (issue 13: with 100,000
+		// customers cached, that read missed the CPU's cache every time).
+		e.id = unique.Make(customer)
+		e.customer = e.id.Value()
 	}
-	v.links.put(user, linkEntry{customer: customer, ok: ok, at: now})
-	return customer, nil
+	v.links.put(user, e)
+	ver.link.Store(e)
+	return e.customer, nil
 }

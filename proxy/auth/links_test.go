@@ -3,9 +3,12 @@ package auth
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unique"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -143,5 +146,111 @@ func TestInvalidLinkIgnored(t *testing.T) {
 	id, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "stripe_customer_id", nil))))
 	if err != nil || id.Customer != "" {
 		t.Errorf("Authenticate = %+v, %v; want Customer \"\", nil", id, err)
+	}
+}
+
+// A cached token remembers the link entry its last request used and skips
+// the link cache while that entry is current (issue 13). The memo must be
+// exactly what the cache would answer: once the entry is replaced (by
+// another token of the same user) or forgotten, or once it is older than
+// LinkTTL, a request with the token reads the cache again.
+func TestTokenLinkMemoFollowsTheCache(t *testing.T) {
+	clock := newClock(t0)
+	links := &fakeLinks{links: map[string]string{"user_1": "cus_1"}}
+	o := hmacOptions(clock)
+	o.Links = links
+	v := newVerifier(t, o)
+	a := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "stripe_customer_id", nil))
+	b := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "stripe_customer_id", nil, "iat", t0.Unix()-1))
+	want := func(step, tok, customer string, calls int) {
+		t.Helper()
+		id, err := v.Authenticate(bearer(tok))
+		if err != nil || id.Customer != customer || links.count() != calls {
+			t.Fatalf("%s: customer %q, err %v, %d Links calls; want %q, nil, %d", step, id.Customer, err, links.count(), customer, calls)
+		}
+	}
+	want("first request", a, "cus_1", 1)
+	want("again, from the memo", a, "cus_1", 1)
+	want("another token of the user, from the cache", b, "cus_1", 1)
+
+	// Replaced: b's request asks Links again (the entry was forgotten) and
+	// caches the new answer; a's memo is of the replaced entry.
+	v.InvalidateUser("user_1")
+	links.set("user_1", "cus_1b", nil)
+	want("b after InvalidateUser", b, "cus_1b", 2)
+	want("a after its entry was replaced", a, "cus_1b", 2)
+
+	// Forgotten: a's memo (now of b's entry) is not used.
+	v.InvalidateUser("user_1")
+	links.set("user_1", "cus_1c", nil)
+	want("a after InvalidateUser", a, "cus_1c", 3)
+
+	// Expired: at LinkTTL the memo is not used either.
+	clock.Advance(DefaultLinkTTL - time.Nanosecond)
+	want("a just before LinkTTL", a, "cus_1c", 3)
+	clock.Advance(time.Nanosecond)
+	links.set("user_1", "cus_1d", nil)
+	want("a at LinkTTL", a, "cus_1d", 4)
+}
+
+// Every way an entry leaves the link cache marks it gone, so that no
+// token's memo of it is used: replaced, forgotten, evicted.
+func TestLinkCacheMarksWhatLeavesGone(t *testing.T) {
+	c := newLinkCache(2, time.Minute)
+	e1, e2, e3, e1b := &linkEntry{ok: true}, &linkEntry{ok: true}, &linkEntry{ok: true}, &linkEntry{ok: true}
+	c.put("u1", e1)
+	c.put("u2", e2)
+	if e1.gone.Load() || e2.gone.Load() {
+		t.Fatal("an entry still cached is gone")
+	}
+	c.put("u1", e1b)
+	if !e1.gone.Load() || e1b.gone.Load() {
+		t.Fatalf("replaced: old gone %v, new gone %v; want true, false", e1.gone.Load(), e1b.gone.Load())
+	}
+	c.put("u3", e3) // full: evicts u1 or u2
+	var kept, gone int
+	for _, e := range []*linkEntry{e1b, e2} {
+		if e.gone.Load() {
+			gone++
+		} else {
+			kept++
+		}
+	}
+	if gone != 1 || kept != 1 || len(c.entries) != 2 {
+		t.Fatalf("evicted: %d gone, %d kept, %d cached; want 1, 1, 2", gone, kept, len(c.entries))
+	}
+	for u, e := range c.entries {
+		if e.gone.Load() {
+			t.Fatalf("%s is cached and gone", u)
+		}
+	}
+	c.forget("u3")
+	if !e3.gone.Load() {
+		t.Fatal("forgotten entry not gone")
+	}
+}
+
+// Link answers are interned: two answers naming one customer, read as
+// separate strings, come back as one copy of its bytes, the copy the
+// entitlement cache keys the customer by (issue 13).
+func TestLinkedCustomerIsInterned(t *testing.T) {
+	clock := newClock(t0)
+	links := &fakeLinks{links: map[string]string{"user_1": strings.Clone("cus_same"), "user_2": strings.Clone("cus_same")}}
+	o := hmacOptions(clock)
+	o.Links = links
+	v := newVerifier(t, o)
+	var got []string
+	for _, u := range []string{"user_1", "user_2"} {
+		id, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "sub", u, "stripe_customer_id", nil))))
+		if err != nil || id.Customer != "cus_same" {
+			t.Fatalf("%s: %q, %v", u, id.Customer, err)
+		}
+		got = append(got, id.Customer)
+	}
+	if unsafe.StringData(got[0]) != unsafe.StringData(got[1]) {
+		t.Error("two answers for one customer are two copies")
+	}
+	if unsafe.StringData(got[0]) != unsafe.StringData(unique.Make("cus_same").Value()) {
+		t.Error("the answer is not the interned copy")
 	}
 }

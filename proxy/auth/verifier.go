@@ -201,9 +201,14 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 	if e != nil {
 		return Identity{}, e
 	}
-	id := Identity{User: ver.user, Customer: ver.customer, ExpiresAt: ver.exp, Claims: ver.claims}
+	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims}
+	if l := ver.link.Load(); v.links.current(l, now) {
+		id.Customer = l.customer // the link the token's last request used (see linkCache)
+		return id, nil
+	}
+	id.Customer = ver.customer
 	if id.Customer == "" && v.o.Links != nil {
-		id.Customer, e = v.linkedCustomer(r.Context(), id.User, now)
+		id.Customer, e = v.linkedCustomer(r.Context(), ver, now)
 		if e != nil {
 			return id, e
 		}
