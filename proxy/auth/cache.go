@@ -43,30 +43,33 @@ type verified struct {
 
 	// Read only on a token's first request, or with a customer claim.
 	customer   string                // from the customer claim only; links are resolved per request
-	hasFrom    bool                  // nbf or iat present (from is then not zero)
 	nbf, iat   time.Time             // zero when absent
 	customerID unique.Handle[string] // keeps customer's interned copy alive (identityClaims)
 }
 
 // setBounds sets until and from for leeway.
 func (e *verified) setBounds(leeway time.Duration) {
-	e.until, e.from, e.hasFrom = e.exp.Add(leeway), time.Time{}, false
+	e.until, e.from = e.exp.Add(leeway), time.Time{}
+	set := false
 	for _, t := range [...]time.Time{e.nbf, e.iat} {
 		if t.IsZero() {
 			continue
 		}
-		if f := t.Add(-leeway); !e.hasFrom || f.After(e.from) {
-			e.from, e.hasFrom = f, true
+		if f := t.Add(-leeway); !set || f.After(e.from) {
+			e.from, set = f, true
 		}
 	}
 }
 
+// hasFrom reports whether from is a bound: nbf or iat is present.
+func (e *verified) hasFrom() bool { return !e.nbf.IsZero() || !e.iat.IsZero() }
+
 // inBounds reports whether checkTimes would accept the entry at now
 // (setBounds has run). Without nbf and iat, from is the zero time, which
-// no clock reads before, so hasFrom (past the first 128 bytes) is read
-// only for a time before year 1 or before a present bound.
+// no clock reads before, so nbf and iat (past the first 128 bytes) are
+// read only for a time before year 1 or before a present bound.
 func (e *verified) inBounds(now time.Time) bool {
-	return now.Before(e.until) && (!now.Before(e.from) || !e.hasFrom)
+	return now.Before(e.until) && (!now.Before(e.from) || !e.hasFrom())
 }
 
 // checkTimes re-applies golang-jwt's exp/nbf/iat rules with leeway, so a

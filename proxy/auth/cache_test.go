@@ -319,4 +319,13 @@ func TestVerifiedHitFieldsInTwoLines(t *testing.T) {
 			t.Errorf("verified.%s ends at byte %d, past the first two cache lines", f, n)
 		}
 	}
+	// The lines are the entry's own only if entries start on a line:
+	// their size class must be a multiple of 64 bytes.
+	keep := make([]*verified, 16)
+	for i := range keep {
+		keep[i] = new(verified)
+		if a := uintptr(unsafe.Pointer(keep[i])); a%64 != 0 {
+			t.Fatalf("a verified entry (%d bytes) starts at %#x, not on a cache line: keep its size a multiple of 64", unsafe.Sizeof(e), a)
+		}
+	}
 }
