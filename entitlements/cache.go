@@ -5,7 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
 )
 
 // entry is one cached customer, in one allocation with its view (see
@@ -16,9 +15,6 @@ type entry struct {
 	// negativeUntil, when not 0, marks a customer Stripe does not know; it
 	// is denied without a lookup until then (unix nanoseconds).
 	negativeUntil int64
-	// id keeps the interned copy of the customer's id, the cache's key
-	// for it, alive (see cache.put).
-	id unique.Handle[string]
 }
 
 // newEntry caches v, read at loadedAt.
@@ -64,13 +60,7 @@ func (c *cache) get(customer string) *entry {
 	return e
 }
 
-// put caches e, not yet shared, for customer. The key is interned, as
-// the customer ids of links and token claims are (proxy/auth), so that a
-// decision's lookup compares it by pointer, without reading the key's
-// bytes from memory (issue 13).
 func (c *cache) put(customer string, e *entry) {
-	e.id = unique.Make(customer)
-	customer = e.id.Value()
 	i := c.idx(customer)
 	s := &c.shard[i]
 	s.mu.Lock()

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -21,9 +20,10 @@ const evictScan = 8
 // and claims were checked. Claims is shared by every hit and must be treated
 // as read-only.
 //
-// A hit reads the fields up to link, and only those with a link: they are
-// kept in the entry's first 128 bytes, two cache lines (issue 13: with 100,000 tokens
-// cached, each line a hit touches is a read from memory).
+// A hit reads the fields up to link, and only those when the token's user
+// has a link: they are kept in the entry's first 128 bytes, two cache
+// lines (issue 13: with 100,000 tokens cached, each line a hit touches is
+// a read from memory).
 type verified struct {
 	token  string // the whole token: a hit must be this token, not one that hashes alike
 	user   string
@@ -42,9 +42,8 @@ type verified struct {
 	link atomic.Pointer[linkEntry]
 
 	// Read only on a token's first request, or with a customer claim.
-	customer   string                // from the customer claim only; links are resolved per request
-	nbf, iat   time.Time             // zero when absent
-	customerID unique.Handle[string] // keeps customer's interned copy alive (identityClaims)
+	customer string    // from the customer claim only; links are resolved per request
+	nbf, iat time.Time // zero when absent
 }
 
 // setBounds sets until and from for leeway.
@@ -252,8 +251,6 @@ type linkEntry struct {
 	customer string
 	ok       bool
 	at       time.Time
-	// id keeps customer's interned copy alive (see linkedCustomer).
-	id unique.Handle[string]
 	// gone is set, under the cache's lock, when the cache stops holding
 	// the entry for its user (replaced, forgotten or evicted): a token's
 	// memo of it (verified.link) is then no longer used.

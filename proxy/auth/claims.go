@@ -7,7 +7,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-	"unique"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -30,10 +29,6 @@ func (v *Verifier) identityClaims(claims jwt.MapClaims) (*verified, *Error) {
 	case string:
 		if c != "" && !validCustomerID(c) {
 			return nil, failf(ReasonBadClaims, "claim %q must be a Stripe customer id (cus_…), got %s", v.o.CustomerClaim, describe(c))
-		}
-		if c != "" {
-			ver.customerID = unique.Make(c) // interned, as a link's (linkedCustomer)
-			c = ver.customerID.Value()
 		}
 		ver.customer = c
 	default:
@@ -116,16 +111,10 @@ func (v *Verifier) linkedCustomer(ctx context.Context, ver *verified, now time.T
 			slog.String("customer", describe(customer)))
 		ok = false
 	}
-	e := &linkEntry{ok: ok, at: now}
-	if ok {
-		// Interned: every answer for a customer, and the entitlement
-		// cache's key for it, share one copy of its bytes, so that the
-		// map lookups of the request compare the key by pointer instead
-		// of reading a second copy from memory (issue 13: with 100,000
-		// customers cached, that read missed the CPU's cache every time).
-		e.id = unique.Make(customer)
-		e.customer = e.id.Value()
+	if !ok {
+		customer = ""
 	}
+	e := &linkEntry{customer: customer, ok: ok, at: now}
 	v.links.put(user, e)
 	ver.link.Store(e)
 	return e.customer, nil

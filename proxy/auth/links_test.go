@@ -3,12 +3,9 @@ package auth
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unique"
-	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -227,30 +224,5 @@ func TestLinkCacheMarksWhatLeavesGone(t *testing.T) {
 	c.forget("u3")
 	if !e3.gone.Load() {
 		t.Fatal("forgotten entry not gone")
-	}
-}
-
-// Link answers are interned: two answers naming one customer, read as
-// separate strings, come back as one copy of its bytes, the copy the
-// entitlement cache keys the customer by (issue 13).
-func TestLinkedCustomerIsInterned(t *testing.T) {
-	clock := newClock(t0)
-	links := &fakeLinks{links: map[string]string{"user_1": strings.Clone("cus_same"), "user_2": strings.Clone("cus_same")}}
-	o := hmacOptions(clock)
-	o.Links = links
-	v := newVerifier(t, o)
-	var got []string
-	for _, u := range []string{"user_1", "user_2"} {
-		id, err := v.Authenticate(bearer(sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "sub", u, "stripe_customer_id", nil))))
-		if err != nil || id.Customer != "cus_same" {
-			t.Fatalf("%s: %q, %v", u, id.Customer, err)
-		}
-		got = append(got, id.Customer)
-	}
-	if unsafe.StringData(got[0]) != unsafe.StringData(got[1]) {
-		t.Error("two answers for one customer are two copies")
-	}
-	if unsafe.StringData(got[0]) != unsafe.StringData(unique.Make("cus_same").Value()) {
-		t.Error("the answer is not the interned copy")
 	}
 }
