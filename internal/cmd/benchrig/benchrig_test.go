@@ -33,6 +33,63 @@ func TestBenchCompareScriptParses(t *testing.T) {
 	}
 }
 
+// scripts/perf-scale.sh is not run by CI either (it needs perf and a
+// quiet machine): its syntax, its help and its refusal of an unknown flag
+// are checked, and its analyser (scripts/perf-loop.py) is run on samples
+// in perf script's format whose answer is known: only samples under the
+// measured loop count, the loop's bookkeeping does not, and each sample
+// goes to the step below the loop and the function it is in.
+func TestPerfScaleScript(t *testing.T) {
+	for _, tool := range []string{"bash", "python3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s", tool)
+		}
+	}
+	const script = "../../../scripts/perf-scale.sh"
+	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("bash", script, "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), "-n 3000000") {
+		t.Fatalf("perf-scale.sh -h = %v\n%s", err, out)
+	}
+	if out, err := exec.Command("bash", script, "-x").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown flag -x") {
+		t.Fatalf("perf-scale.sh -x = %v, want a refusal naming the flag\n%s", err, out)
+	}
+	const loop = "\t  7d5748 github.com/tollgate-dev/tollgate/internal/sidecar.BenchmarkCachedPathScale.func1+0x28 (/x/sidecar.test)\n"
+	sample := func(frames ...string) string {
+		s := "sidecar.test 9404 291.4:     500000 cpu-clock: \n"
+		for _, f := range frames {
+			s += "\t  6fc717 " + f + "+0x1f (/x/sidecar.test)\n"
+		}
+		return s + loop + "\t  93e21 runtime.goexit.abi0+0x1 (/x/sidecar.test)\n\n"
+	}
+	in := sample("github.com/tollgate-dev/tollgate/proxy/auth.sameToken", "github.com/tollgate-dev/tollgate/proxy/auth.(*Verifier).Authenticate") +
+		sample("github.com/tollgate-dev/tollgate/proxy/auth.(*tokenCache).get", "github.com/tollgate-dev/tollgate/proxy/auth.(*Verifier).Authenticate") +
+		sample("runtime.mapaccess1", "github.com/tollgate-dev/tollgate/meter.(*Meter).Count") +
+		sample("github.com/tollgate-dev/tollgate/internal/sidecar.warm") + // bookkeeping
+		"sidecar.test 9404 291.5:     500000 cpu-clock: \n\t  1 runtime.mallocgc+0x1 (/x/sidecar.test)\n\t  2 runtime.goexit.abi0+0x1 (/x/sidecar.test)\n\n" // setup
+	cmd := exec.Command("python3", "../../../scripts/perf-loop.py")
+	cmd.Stdin = strings.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf-loop.py: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"3 samples in the measured loop",
+		" 66.67%  auth.(*Verifier).Authenticate\n",
+		" 33.33%  meter.(*Meter).Count\n",
+		" 33.33%  auth.(*Verifier).Authenticate  auth.sameToken\n",
+		" 33.33%  meter.(*Meter).Count  runtime.mapaccess1\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("perf-loop.py output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "warm") || strings.Contains(string(out), "mallocgc") {
+		t.Errorf("perf-loop.py counted a sample outside the path:\n%s", out)
+	}
+}
+
 func TestTargetSendsTheSameBytes(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
