@@ -15,6 +15,10 @@ type entry struct {
 	// negativeUntil, when not 0, marks a customer Stripe does not know; it
 	// is denied without a lookup until then (unix nanoseconds).
 	negativeUntil int64
+	// gone is set, under the shard's lock, when the cache stops holding
+	// the entry (replaced, removed or evicted): a caller's memo of it
+	// (Gate.DecideMemo) is then no longer used.
+	gone atomic.Bool
 }
 
 // newEntry caches v, read at loadedAt.
@@ -64,8 +68,11 @@ func (c *cache) put(customer string, e *entry) {
 	i := c.idx(customer)
 	s := &c.shard[i]
 	s.mu.Lock()
-	_, had := s.m[customer]
+	old, had := s.m[customer]
 	s.m[customer] = e
+	if had {
+		old.gone.Store(true)
+	}
 	s.mu.Unlock()
 	if !had && c.n.Add(1) > c.limit {
 		c.evictOne(i)
@@ -77,7 +84,8 @@ func (c *cache) evictOne(from int) {
 	for j := 1; j <= shards; j++ {
 		s := &c.shard[(from+j)%shards]
 		s.mu.Lock()
-		for k := range s.m {
+		for k, e := range s.m {
+			e.gone.Store(true)
 			delete(s.m, k)
 			c.n.Add(-1)
 			s.mu.Unlock()
@@ -90,7 +98,8 @@ func (c *cache) evictOne(from int) {
 func (c *cache) remove(customer string) {
 	s := &c.shard[c.idx(customer)]
 	s.mu.Lock()
-	if _, ok := s.m[customer]; ok {
+	if e, ok := s.m[customer]; ok {
+		e.gone.Store(true)
 		delete(s.m, customer)
 		c.n.Add(-1)
 	}

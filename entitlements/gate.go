@@ -124,6 +124,16 @@ var (
 // Decide answers whether customer may use a route that requires req.
 // failOpen allows the request when the state cannot be known.
 func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, failOpen bool) Decision {
+	return g.DecideMemo(ctx, customer, req, failOpen, nil)
+}
+
+// DecideMemo is Decide, with memo keeping the customer's cache entry from
+// one decision to the next: while the cache holds that entry, a decision
+// takes it from memo instead of looking the customer up (issue 13: with
+// 100,000 customers cached, the lookup was a third of the request path's
+// time). The decision is the one Decide makes. memo must only ever be used
+// for this customer and this Gate; nil is Decide.
+func (g *Gate) DecideMemo(ctx context.Context, customer string, req config.Require, failOpen bool, memo *atomic.Value) Decision {
 	if customer == "" {
 		if !req.Any() {
 			return Decision{} // nothing required: an unsubscribed caller may pass
@@ -131,7 +141,7 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
 	}
 	now := g.now()
-	e := g.cache.get(customer)
+	e := g.cached(customer, memo)
 	if e != nil && e.negative() && now.UnixNano() > e.negativeUntil {
 		e = nil // a negative answer expired: ask again
 	}
@@ -168,6 +178,21 @@ func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, 
 	d := g.rules.decide(&e.view, req, now)
 	d.Age = age
 	return d
+}
+
+// cached returns the customer's cache entry, from memo while the cache
+// still holds the entry there, or nil.
+func (g *Gate) cached(customer string, memo *atomic.Value) *entry {
+	if memo != nil {
+		if e, _ := memo.Load().(*entry); e != nil && !e.gone.Load() {
+			return e
+		}
+	}
+	e := g.cache.get(customer)
+	if e != nil && memo != nil {
+		memo.Store(e)
+	}
+	return e
 }
 
 // reread loads a customer whose cached state is too old to use, once the

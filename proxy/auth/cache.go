@@ -38,7 +38,7 @@ type verified struct {
 	from  time.Time // the later of nbf - leeway and iat - leeway
 
 	// link is the user's link cache entry that this token's last request
-	// used (see linkCache); nil with a customer claim.
+	// used (see linkCache), or the entry of its customer claim.
 	link atomic.Pointer[linkEntry]
 
 	// Read only on a token's first request, or with a customer claim.
@@ -245,17 +245,32 @@ const (
 	staleLinkFactor = 10
 )
 
-// linkEntry is one Links answer. It does not change once cached, but for
-// gone.
+// linkEntry is one Links answer (or, with claim set, a token's customer
+// claim). It does not change once cached, but for gone and memo.
 type linkEntry struct {
-	customer string
-	ok       bool
+	customer string // "" when Links knows no customer for the user
 	at       time.Time
 	// gone is set, under the cache's lock, when the cache stops holding
 	// the entry for its user (replaced, forgotten or evicted): a token's
 	// memo of it (verified.link) is then no longer used.
 	gone atomic.Bool
+	// claim marks the entry of a token with a customer claim: in no cache,
+	// never stale, the token's own.
+	claim bool
+	// memo is the Identity.Memo of the requests that use the entry.
+	memo Memo
 }
+
+// Memo is room for what the request path resolves from an identity's
+// customer after authentication, kept with what named the customer (a
+// Links answer, or a cached token's customer claim), so that the next
+// request it names the same customer for can skip that lookup (issue 13:
+// the sidecar keeps the customer's entitlement cache entry in it). auth
+// never reads it. A memo is dropped with its answer, so it lives no longer
+// than the link TTL or the token's cache entry, and it always stands for
+// one customer: Identity.Customer of every request it comes with. What is
+// kept in it must be checked to be current before it is used.
+type Memo struct{ atomic.Value }
 
 // linkCache remembers Links answers briefly. Unlike verified tokens, links
 // change (a checkout completes, a customer is deleted), so they are never
@@ -280,7 +295,7 @@ func newLinkCache(max int, ttl time.Duration) *linkCache {
 // isFresh reports whether e may be used at now without asking Links.
 func (c *linkCache) isFresh(e *linkEntry, now time.Time) bool {
 	ttl := c.ttl
-	if !e.ok {
+	if e.customer == "" {
 		ttl = min(ttl, negativeLinkTTL)
 	}
 	age := now.Sub(e.at)
@@ -313,7 +328,7 @@ func (c *linkCache) stale(user string, now time.Time) (*linkEntry, bool) {
 	age := now.Sub(e.at)
 	// Only a found link stands in; a stale "no link" could deny a user who
 	// has just paid, where 503 (retry) is the honest answer.
-	return e, e.ok && age >= 0 && age < staleLinkFactor*c.ttl
+	return e, e.customer != "" && age >= 0 && age < staleLinkFactor*c.ttl
 }
 
 func (c *linkCache) put(user string, e *linkEntry) {

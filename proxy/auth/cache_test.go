@@ -319,6 +319,10 @@ func TestVerifiedHitFieldsInTwoLines(t *testing.T) {
 			t.Errorf("verified.%s ends at byte %d, past the first two cache lines", f, n)
 		}
 	}
+	// A request with a link reads its link entry too: one line.
+	if n := unsafe.Sizeof(linkEntry{}); n > 64 {
+		t.Errorf("a link entry is %d bytes, more than a cache line", n)
+	}
 	// The lines are the entry's own only if entries start on a line:
 	// their size class must be a multiple of 64 bytes.
 	keep := make([]*verified, 16)

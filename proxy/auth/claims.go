@@ -31,6 +31,9 @@ func (v *Verifier) identityClaims(claims jwt.MapClaims) (*verified, *Error) {
 			return nil, failf(ReasonBadClaims, "claim %q must be a Stripe customer id (cus_…), got %s", v.o.CustomerClaim, describe(c))
 		}
 		ver.customer = c
+		if c != "" {
+			ver.link.Store(&linkEntry{customer: c, claim: true})
+		}
 	default:
 		return nil, failf(ReasonBadClaims, "claim %q must be a string, got %T", v.o.CustomerClaim, c)
 	}
@@ -88,23 +91,23 @@ func describe(v any) string {
 }
 
 // linkedCustomer resolves ver's user → customer through Links, with a short
-// cache, and remembers the entry used in ver (verified.link).
-// When Links fails, a recent answer is used; without one the request fails
-// with ReasonLinkUnavailable (503, not 401: the token is fine).
-func (v *Verifier) linkedCustomer(ctx context.Context, ver *verified, now time.Time) (string, *Error) {
+// cache, and remembers the entry used in ver (verified.link). When Links
+// fails, a recent answer is used; without one the request fails with
+// ReasonLinkUnavailable (503, not 401: the token is fine).
+func (v *Verifier) linkedCustomer(ctx context.Context, ver *verified, now time.Time) (*linkEntry, *Error) {
 	user := ver.user
 	if e, ok := v.links.fresh(user, now); ok {
 		ver.link.Store(e)
-		return e.customer, nil
+		return e, nil
 	}
 	customer, ok, err := v.o.Links.CustomerForUser(ctx, user)
 	if err != nil {
 		if e, ok := v.links.stale(user, now); ok {
 			v.log.LogAttrs(ctx, slog.LevelWarn, "auth: user link lookup failed; using cached link",
 				slog.Duration("age", now.Sub(e.at)), slog.String("error", err.Error()))
-			return e.customer, nil
+			return e, nil
 		}
-		return "", fail(ReasonLinkUnavailable, fmt.Errorf("%w: %w", ErrLinkUnavailable, err))
+		return nil, fail(ReasonLinkUnavailable, fmt.Errorf("%w: %w", ErrLinkUnavailable, err))
 	}
 	if ok && !validCustomerID(customer) {
 		v.log.LogAttrs(ctx, slog.LevelWarn, "auth: user link holds an invalid customer id; ignoring it",
@@ -114,8 +117,8 @@ func (v *Verifier) linkedCustomer(ctx context.Context, ver *verified, now time.T
 	if !ok {
 		customer = ""
 	}
-	e := &linkEntry{customer: customer, ok: ok, at: now}
+	e := &linkEntry{customer: customer, at: now}
 	v.links.put(user, e)
 	ver.link.Store(e)
-	return e.customer, nil
+	return e, nil
 }

@@ -194,7 +194,7 @@ func TestTokenLinkMemoFollowsTheCache(t *testing.T) {
 // token's memo of it is used: replaced, forgotten, evicted.
 func TestLinkCacheMarksWhatLeavesGone(t *testing.T) {
 	c := newLinkCache(2, time.Minute)
-	e1, e2, e3, e1b := &linkEntry{ok: true}, &linkEntry{ok: true}, &linkEntry{ok: true}, &linkEntry{ok: true}
+	e1, e2, e3, e1b := &linkEntry{customer: "cus_1"}, &linkEntry{customer: "cus_1"}, &linkEntry{customer: "cus_1"}, &linkEntry{customer: "cus_1"}
 	c.put("u1", e1)
 	c.put("u2", e2)
 	if e1.gone.Load() || e2.gone.Load() {

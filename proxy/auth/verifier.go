@@ -24,6 +24,9 @@ type Identity struct {
 	// Claims are all claims of the token. The map is shared with the token
 	// cache: read it, never modify it.
 	Claims jwt.MapClaims
+	// Memo is the memo of what named Customer (see Memo); nil when
+	// Customer is "".
+	Memo *Memo
 }
 
 // Verifier authenticates requests. It is safe for concurrent use. Close it
@@ -202,15 +205,22 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims}
-	if l := ver.link.Load(); v.links.current(l, now) {
-		id.Customer = l.customer // the link the token's last request used (see linkCache)
+	if l := ver.link.Load(); l != nil && (l.claim || v.links.current(l, now)) {
+		// The token's customer claim, or the link its last request used
+		// (see linkCache).
+		id.Customer = l.customer
+		if id.Customer != "" {
+			id.Memo = &l.memo
+		}
 		return id, nil
 	}
-	id.Customer = ver.customer
-	if id.Customer == "" && v.o.Links != nil {
-		id.Customer, e = v.linkedCustomer(r.Context(), ver, now)
+	if v.o.Links != nil {
+		l, e := v.linkedCustomer(r.Context(), ver, now)
 		if e != nil {
 			return id, e
+		}
+		if id.Customer = l.customer; id.Customer != "" {
+			id.Memo = &l.memo
 		}
 	}
 	return id, nil
