@@ -30,7 +30,6 @@ func (v *Verifier) identityClaims(claims jwt.MapClaims) (*verified, *Error) {
 		if c != "" && !validCustomerID(c) {
 			return nil, failf(ReasonBadClaims, "claim %q must be a Stripe customer id (cus_…), got %s", v.o.CustomerClaim, describe(c))
 		}
-		ver.customer = c
 		if c != "" {
 			ver.link.Store(&linkEntry{customer: c, claim: true})
 		}
