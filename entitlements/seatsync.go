@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,7 +63,9 @@ type SeatSync struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	lastSweep time.Time
+	// lastSweep is when the last sweep succeeded (unix nanoseconds; 0
+	// before the first). Atomic: Round is safe for concurrent use.
+	lastSweep atomic.Int64
 }
 
 // Bounds of the sync: customers per round, a customer's lock, the backoff
@@ -91,11 +94,11 @@ func (s *SeatSync) Run(ctx context.Context) {
 
 // Round syncs the customers due now (and sweeps now and then).
 func (s *SeatSync) Round(ctx context.Context) {
-	if s.now().Sub(s.lastSweep) >= sweepEvery {
+	if s.now().UnixNano()-s.lastSweep.Load() >= int64(sweepEvery) {
 		if err := s.sweep(ctx); err != nil {
 			s.log.WarnContext(ctx, "seats: sweep for lost quantity updates failed", "err", err)
 		} else {
-			s.lastSweep = s.now()
+			s.lastSweep.Store(s.now().UnixNano())
 		}
 	}
 	due, err := s.st.rdb.ZRangeByScore(ctx, s.st.dueKey(), &redis.ZRangeBy{Min: "-inf",
