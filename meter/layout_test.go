@@ -3,6 +3,8 @@ package meter
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 // A request's Reserve, Settle and State read only the share's first two
@@ -11,8 +13,8 @@ import (
 // shares start on a line.
 func TestShareRequestFieldsInTwoLines(t *testing.T) {
 	var s Share
-	end := func(off, size uintptr) uintptr { return off + size }
-	hot := map[string]uintptr{
+	end := testrig.FieldEnd
+	testrig.WithinLines(t, "Share", 2, map[string]uintptr{
 		"mu":         end(unsafe.Offsetof(s.mu), unsafe.Sizeof(s.mu)),
 		"q":          end(unsafe.Offsetof(s.q), unsafe.Sizeof(s.q)),
 		"limit":      end(unsafe.Offsetof(s.limit), unsafe.Sizeof(s.limit)),
@@ -30,17 +32,6 @@ func TestShareRequestFieldsInTwoLines(t *testing.T) {
 		"evicted":    end(unsafe.Offsetof(s.evicted), unsafe.Sizeof(s.evicted)),
 		"busy":       end(unsafe.Offsetof(s.busy), unsafe.Sizeof(s.busy)),
 		"gen":        end(unsafe.Offsetof(s.gen), unsafe.Sizeof(s.gen)),
-	}
-	for f, n := range hot {
-		if n > 128 {
-			t.Errorf("Share.%s ends at byte %d, past the first two cache lines", f, n)
-		}
-	}
-	keep := make([]*Share, 16)
-	for i := range keep {
-		keep[i] = new(Share)
-		if a := uintptr(unsafe.Pointer(keep[i])); a%64 != 0 {
-			t.Fatalf("a Share (%d bytes) starts at %#x, not on a cache line: keep its size class a multiple of 64", unsafe.Sizeof(s), a)
-		}
-	}
+	})
+	testrig.StartsOnLine[Share](t)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"sync/atomic"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -29,11 +28,7 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	if !route.Require.Any() && !a.limited[route.Meter] {
 		return proxy.Decision{}, nil // metered, but no plan limits it: nothing to look up
 	}
-	var memo *atomic.Value
-	if id.Memo != nil {
-		memo = &id.Memo.Value // stands for id.Customer (auth.Memo)
-	}
-	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, memo)
+	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, id.Memo.Slot())
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial != nil {
 		return pd, httpDenial(d.Denial)

@@ -273,7 +273,25 @@ type linkEntry struct {
 // than the link TTL or the token's cache entry, and it always stands for
 // one customer: Identity.Customer of every request it comes with. What is
 // kept in it must be checked to be current before it is used.
-type Memo struct{ atomic.Value }
+type Memo struct{ v atomic.Value }
+
+// Slot is the memo's room; nil for a nil Memo (an identity without a
+// customer), which callers treat as no memo.
+func (m *Memo) Slot() *atomic.Value {
+	if m == nil {
+		return nil
+	}
+	return &m.v
+}
+
+// identify sets id's customer, and its memo when there is a customer, from
+// e.
+func (e *linkEntry) identify(id *Identity) {
+	id.Customer, id.Memo = e.customer, nil
+	if e.customer != "" {
+		id.Memo = &e.memo
+	}
+}
 
 // linkCache remembers Links answers briefly. Unlike verified tokens, links
 // change (a checkout completes, a customer is deleted), so they are never
@@ -305,10 +323,11 @@ func (c *linkCache) isFresh(e *linkEntry, now time.Time) bool {
 	return age >= 0 && age < ttl
 }
 
-// current reports whether e, a memo of an earlier request's entry, may be
-// used at now: the cache still holds it for its user and it is fresh.
+// current reports whether e, a token's verified.link, may be used at now:
+// the token's customer claim, or an earlier request's entry that the cache
+// still holds for its user and that is fresh.
 func (c *linkCache) current(e *linkEntry, now time.Time) bool {
-	return e != nil && !e.gone.Load() && c.isFresh(e, now)
+	return e != nil && (e.claim || !e.gone.Load() && c.isFresh(e, now))
 }
 
 // fresh returns the entry for user if it may be used without asking Links.

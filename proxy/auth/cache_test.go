@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/internal/testrig"
 )
 
 // TestLeewayBoundaries pins exp/nbf/iat boundaries with the injected clock,
@@ -304,8 +306,8 @@ func flipFirst(seg string) string {
 // 100,000 tokens cached, each line is a read from memory).
 func TestVerifiedHitFieldsInTwoLines(t *testing.T) {
 	var e verified
-	end := func(off, size uintptr) uintptr { return off + size }
-	hot := map[string]uintptr{
+	end := testrig.FieldEnd
+	testrig.WithinLines(t, "verified", 2, map[string]uintptr{
 		"token":  end(unsafe.Offsetof(e.token), unsafe.Sizeof(e.token)),
 		"user":   end(unsafe.Offsetof(e.user), unsafe.Sizeof(e.user)),
 		"claims": end(unsafe.Offsetof(e.claims), unsafe.Sizeof(e.claims)),
@@ -313,23 +315,10 @@ func TestVerifiedHitFieldsInTwoLines(t *testing.T) {
 		"until":  end(unsafe.Offsetof(e.until), unsafe.Sizeof(e.until)),
 		"from":   end(unsafe.Offsetof(e.from), unsafe.Sizeof(e.from)),
 		"link":   end(unsafe.Offsetof(e.link), unsafe.Sizeof(e.link)),
-	}
-	for f, n := range hot {
-		if n > 128 {
-			t.Errorf("verified.%s ends at byte %d, past the first two cache lines", f, n)
-		}
-	}
+	})
+	testrig.StartsOnLine[verified](t)
 	// A request with a link reads its link entry too: one line.
-	if n := unsafe.Sizeof(linkEntry{}); n > 64 {
+	if n := unsafe.Sizeof(linkEntry{}); n > testrig.CacheLine {
 		t.Errorf("a link entry is %d bytes, more than a cache line", n)
-	}
-	// The lines are the entry's own only if entries start on a line:
-	// their size class must be a multiple of 64 bytes.
-	keep := make([]*verified, 16)
-	for i := range keep {
-		keep[i] = new(verified)
-		if a := uintptr(unsafe.Pointer(keep[i])); a%64 != 0 {
-			t.Fatalf("a verified entry (%d bytes) starts at %#x, not on a cache line: keep its size a multiple of 64", unsafe.Sizeof(e), a)
-		}
 	}
 }

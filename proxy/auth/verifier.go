@@ -205,13 +205,8 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims}
-	if l := ver.link.Load(); l != nil && (l.claim || v.links.current(l, now)) {
-		// The token's customer claim, or the link its last request used
-		// (see linkCache).
-		id.Customer = l.customer
-		if id.Customer != "" {
-			id.Memo = &l.memo
-		}
+	if l := ver.link.Load(); v.links.current(l, now) {
+		l.identify(&id) // the token's customer claim, or its last request's link
 		return id, nil
 	}
 	if v.o.Links != nil {
@@ -219,9 +214,7 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		if e != nil {
 			return id, e
 		}
-		if id.Customer = l.customer; id.Customer != "" {
-			id.Memo = &l.memo
-		}
+		l.identify(&id)
 	}
 	return id, nil
 }
