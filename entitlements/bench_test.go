@@ -2,7 +2,6 @@ package entitlements
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +41,7 @@ func BenchmarkDecideMemo(b *testing.B) {
 		Prices: []string{"price_pro"}, CurrentPeriodEnd: now.Add(time.Hour)}}})
 	req := config.Require{Subscription: true, Features: []string{"exports"}}
 	ctx := context.Background()
-	var memo atomic.Value
+	var memo Memo
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := g.DecideMemo(ctx, "cus_bench", req, false, &memo); !d.Allowed() {

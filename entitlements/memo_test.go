@@ -2,7 +2,6 @@ package entitlements
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,16 +29,16 @@ func TestDecideMemoFollowsTheCache(t *testing.T) {
 	g := New(Options{Store: s, Plans: testPlans, Gating: gcfg, Metrics: m, Logger: quiet, Now: clk.now})
 	runGate(t, g)
 	ctx, pro := context.Background(), config.Require{Plans: []string{"pro"}}
-	var memo atomic.Value
+	var memo Memo
 	decide := func() Decision { return g.DecideMemo(ctx, "cus_m", pro, false, &memo) }
 	misses := func() float64 { return testutil.ToFloat64(m.EntitlementCache.WithLabelValues("miss")) }
-	memoGone := func() bool { return memo.Load().(*entry).gone.Load() }
+	memoGone := func() bool { return memo.e.Load().gone.Load() }
 
 	if d := decide(); !d.Allowed() {
 		t.Fatalf("first decision: %+v", d.Denial)
 	}
-	if d := decide(); !d.Allowed() || memo.Load() == nil || memoGone() {
-		t.Fatalf("second decision %+v; memo %v: want allowed, from a memo of the cached entry", d.Denial, memo.Load())
+	if d := decide(); !d.Allowed() || memo.e.Load() == nil || memoGone() {
+		t.Fatalf("second decision %+v; memo %p: want allowed, from a memo of the cached entry", d.Denial, memo.e.Load())
 	}
 
 	// Applied here: the subscription is canceled.

@@ -101,9 +101,20 @@ type ckey struct {
 // interval is removed.
 type shard struct {
 	mu     sync.Mutex
-	cur    map[ckey]*int64
+	cur    map[ckey]*counter
+	m      *Meter // whose shard it is, for a memo's counter (CountMemo)
 	closed bool
-	_      [40]byte // keep neighbouring locks off one cache line
+	_      [32]byte // keep neighbouring locks off one cache line
+}
+
+// counter is the units of one aggregate counted since the last flush. A
+// memo's counter (CountMemo) is used while its shard's map still holds it:
+// gone is set, under the shard's lock, when the map drops it.
+type counter struct {
+	n     int64
+	gone  bool
+	shard *shard
+	key   ckey
 }
 
 // New builds a Meter and starts its flusher and, with a Sender, its
@@ -131,7 +142,8 @@ func New(o Options) (*Meter, error) {
 	}
 	m.st = &redisStore{rdb: o.Redis, keys: o.Keys, cluster: o.Cluster, win: m.win, replica: o.ReplicaID}
 	for i := range m.shards {
-		m.shards[i].cur = make(map[ckey]*int64)
+		m.shards[i].cur = make(map[ckey]*counter)
+		m.shards[i].m = m
 	}
 	for name := range o.Config.Meters {
 		m.unitsCtr[name] = m.metrics.UsageUnits.WithLabelValues(name)
@@ -161,7 +173,11 @@ func New(o Options) (*Meter, error) {
 // past MaxTotal, are refused: not counted, logged at error and counted in
 // usage_report_errors_total{reason="invalid_units"|"overflow"} (issue 9: a
 // value near 2^63 wrapped the bill).
-func (m *Meter) Count(customer, meter string, units int64) {
+func (m *Meter) Count(customer, meter string, units int64) { m.CountMemo(customer, meter, units, nil) }
+
+// CountMemo is Count, with memo keeping the counter of the customer's
+// current window from one count to the next (see Memo); nil is Count.
+func (m *Meter) CountMemo(customer, meter string, units int64, memo *Memo) {
 	if units == 0 || customer == "" {
 		return
 	}
@@ -170,26 +186,45 @@ func (m *Meter) Count(customer, meter string, units int64) {
 		m.refused(k, units, reasonInvalidUnits)
 		return
 	}
-	s := &m.shards[maphash.String(m.seed, customer)&(numShards-1)]
+	var c *counter
+	if memo != nil {
+		if c = memo.counter.Load(); c != nil && (c.key != k || c.shard.m != m) {
+			c = nil
+		}
+	}
+	s := m.shardOf(customer, c)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		m.countedAfterClose(customer, meter, units)
 		return
 	}
-	c := s.cur[k]
-	if c == nil {
-		c = new(int64)
-		s.cur[k] = c
+	if c == nil || c.gone {
+		if c = s.cur[k]; c == nil {
+			c = &counter{shard: s, key: k}
+			s.cur[k] = c
+		}
+		if memo != nil {
+			memo.counter.Store(c)
+		}
 	}
-	sum, ok := addUnits(*c, units)
+	sum, ok := addUnits(c.n, units)
 	if ok {
-		*c = sum
+		c.n = sum
 	}
 	s.mu.Unlock()
 	if !ok {
 		m.refused(k, units, reasonOverflow)
 	}
+}
+
+// shardOf is the shard of customer's counters: c's, when there is a
+// memo's counter of the customer.
+func (m *Meter) shardOf(customer string, c *counter) *shard {
+	if c != nil {
+		return c.shard
+	}
+	return &m.shards[maphash.String(m.seed, customer)&(numShards-1)]
 }
 
 // countedAfterClose is never reached in tollgate (the proxy has drained
@@ -211,14 +246,15 @@ func (m *Meter) drainShards(final bool) {
 		s.closed = s.closed || final
 		var taken map[ckey]int64
 		for k, c := range s.cur {
-			u := *c
+			u := c.n
 			if u == 0 || final {
 				delete(s.cur, k) // idle for a whole interval, or no more counts
+				c.gone = true
 			}
 			if u == 0 {
 				continue
 			}
-			*c = 0
+			c.n = 0
 			if taken == nil {
 				taken = make(map[ckey]int64, len(s.cur))
 			}

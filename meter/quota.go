@@ -54,6 +54,10 @@ type Claim struct {
 	Limit                  int64
 	PeriodStart, PeriodEnd time.Time
 	Units                  int64 // at least 1
+	// Memo, when not nil, keeps the customer's share from one reservation
+	// to the next (see Memo); it must only ever be used for Customer and
+	// for these Quotas.
+	Memo *Memo
 }
 
 // QuotaOptions configure Quotas.
@@ -104,7 +108,7 @@ type Quotas struct {
 
 	mu     sync.RWMutex
 	shares map[shareKey]*Share
-	closed bool
+	closed atomic.Bool // set under mu
 
 	// Near the limit a share that a settled request left idle is handed
 	// back at once rather than at the next sync round: kick wakes the sync
@@ -160,12 +164,12 @@ func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
 		return nil, fmt.Errorf("%w: %d", ErrClaimUnits, c.Units)
 	}
 	n, limit := max(c.Units, 1), min(max(c.Limit, 0), maxQuotaUnits)
-	s, err := q.share(c)
+	s, err := q.share(c, true)
 	for fetches := 0; err == nil; {
 		s.mu.Lock()
 		if s.evicted {
 			s.mu.Unlock()
-			s, err = q.share(c)
+			s, err = q.share(c, false)
 			continue
 		}
 		s.limit = limit
@@ -205,23 +209,44 @@ func (q *Quotas) Reserve(ctx context.Context, c Claim) (*Share, error) {
 	return nil, err
 }
 
-// share finds or makes the share of a (customer, meter, period).
-func (q *Quotas) share(c Claim) (*Share, error) {
+// share finds or makes the share of a (customer, meter, period): from
+// the claim's memo when fromMemo is set and the memo holds that share
+// (which may have been evicted since: the caller checks, under the share's
+// lock, and asks again without the memo), else from the map, and keeps it
+// in the memo.
+func (q *Quotas) share(c Claim, fromMemo bool) (*Share, error) {
 	k := shareKey{c.Customer, c.Meter, c.PeriodStart.Unix()}
-	q.mu.RLock()
-	s, closed := q.shares[k], q.closed
-	q.mu.RUnlock()
-	if closed {
+	if q.closed.Load() {
 		return nil, ErrQuotasClosed
 	}
-	if s != nil {
-		return s, nil
+	if fromMemo && c.Memo != nil {
+		if s := c.Memo.share.Load(); s != nil && s.q == q && s.key == k {
+			return s, nil
+		}
 	}
+	q.mu.RLock()
+	s := q.shares[k]
+	q.mu.RUnlock()
+	if s == nil {
+		var err error
+		if s, err = q.newShare(c, k); err != nil {
+			return nil, err
+		}
+	}
+	if c.Memo != nil {
+		c.Memo.share.Store(s)
+	}
+	return s, nil
+}
+
+// newShare makes the share of k, unless another request just did.
+func (q *Quotas) newShare(c Claim, k shareKey) (*Share, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
+	if q.closed.Load() {
 		return nil, ErrQuotasClosed
 	}
+	var s *Share
 	if s = q.shares[k]; s == nil {
 		end := c.PeriodEnd
 		if !end.After(c.PeriodStart) {
@@ -424,8 +449,8 @@ func (s *Share) Settle(reserved, used int64) { s.settle(reserved, used, 0) }
 // enforces the meter, counts what was served. Until then the share stays
 // in memory (it is not evicted with units unreported).
 func (q *Quotas) Overrun(c Claim) (*Share, error) {
-	for {
-		s, err := q.share(c)
+	for fromMemo := true; ; fromMemo = false {
+		s, err := q.share(c, fromMemo)
 		if err != nil {
 			return nil, err
 		}

@@ -395,7 +395,7 @@ func testQuotaLimitsAtTheBounds(t *testing.T, base *quotaRig) {
 // count in [0, MaxTotal] is refused whole.
 func testQuotaScriptArguments(t *testing.T, r *quotaRig) {
 	q := r.replica(nil)
-	s, err := q.share(r.claim(100, 1))
+	s, err := q.share(r.claim(100, 1), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,11 +167,11 @@ func (q *Quotas) evict(shares []*Share) {
 // come back when their leases expire.
 func (q *Quotas) Close(ctx context.Context) error {
 	q.mu.Lock()
-	if q.closed {
+	if q.closed.Load() {
 		q.mu.Unlock()
 		return nil
 	}
-	q.closed = true
+	q.closed.Store(true)
 	q.mu.Unlock()
 	q.cancel()
 	q.wg.Wait()

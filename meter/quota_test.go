@@ -111,7 +111,7 @@ func (r *quotaRig) ledgerOf(customer string) (used int64, held map[string]int64)
 // reported or returned.
 func (q *Quotas) crash() {
 	q.mu.Lock()
-	q.closed = true
+	q.closed.Store(true)
 	q.mu.Unlock()
 	q.cancel()
 	q.wg.Wait()
@@ -469,7 +469,7 @@ func TestQuotaCrashBoundIsTheUnreportedUse(t *testing.T) {
 func TestQuotaLeaseCallsAreIdempotent(t *testing.T) {
 	r := newQuotaRig(t, false)
 	q := r.replica(nil)
-	s, err := q.share(r.claim(100, 1))
+	s, err := q.share(r.claim(100, 1), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,13 +184,13 @@ func (m *Meter) Used(ctx context.Context, customer, meter string, since time.Tim
 }
 
 func (m *Meter) localSum(customer, meter string, from int64) int64 {
-	s := &m.shards[maphash.String(m.seed, customer)&(numShards-1)]
+	s := m.shardOf(customer, nil)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
-	for k, u := range s.cur {
+	for k, c := range s.cur {
 		if k.customer == customer && k.meter == meter && k.window >= from {
-			n = satAdd(n, *u)
+			n = satAdd(n, c.n)
 		}
 	}
 	return satAdd(n, m.buf.sum(customer, meter, from))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
 type recordingCounter struct {
@@ -14,10 +15,10 @@ type recordingCounter struct {
 	units map[string]int64 // customer/meter
 }
 
-func (c *recordingCounter) Count(customer, meter string, units int64) {
+func (c *recordingCounter) Count(id auth.Identity, meter string, units int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.units[customer+"/"+meter] += units
+	c.units[id.Customer+"/"+meter] += units
 }
 
 func (c *recordingCounter) get(k string) int64 {

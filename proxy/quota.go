@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
 // Quota reserves what requests on limited routes cost before they are
@@ -29,6 +31,8 @@ type Claim struct {
 	Customer, Meter string
 	Units           int64
 	Limit           Limit
+	// Memo is the caller's identity's (auth.Identity.Memo), nil without one.
+	Memo *auth.Memo
 }
 
 // Limit is the per-period limit the gate found on a route's meter for the
@@ -111,7 +115,7 @@ func (s *Server) reserve(ctx context.Context, x *exchange) *HTTPError {
 // claim is the request's cost against its route's quota.
 func (x *exchange) claim() Claim {
 	rc := x.route.cfg
-	return Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit}
+	return Claim{Customer: x.id.Customer, Meter: rc.Meter, Units: rc.Units(), Limit: x.decision.Limit, Memo: x.id.Memo}
 }
 
 func quotaDenial(meter string, rate *rateFields, ex *QuotaExceeded) *HTTPError {

@@ -61,11 +61,12 @@ type Gate interface {
 	Decide(ctx context.Context, route *config.Route, id auth.Identity) (Decision, *HTTPError)
 }
 
-// Counter records metered usage; *meter.Meter is one. Count is called on
-// the request path when the answer's header (or its usage trailer) arrives,
-// so it must not block or do network I/O.
+// Counter records metered usage of id's customer (the sidecar puts
+// *meter.Meter behind it). Count is called on the request path when the
+// answer's header (or its usage trailer) arrives, so it must not block or
+// do network I/O.
 type Counter interface {
-	Count(customer, meter string, units int64)
+	Count(id auth.Identity, meter string, units int64)
 }
 
 // Mount is an endpoint tollgate serves itself on the proxy listener (the

@@ -149,7 +149,7 @@ func (s *Server) charge(x *exchange, units int64) {
 	b := x.bill
 	b.done = true
 	if units > 0 {
-		s.counter.Count(x.id.Customer, b.meter, units)
+		s.counter.Count(x.id, b.meter, units)
 	}
 	if b.hold != nil {
 		b.hold.Settle(b.reserved, units)

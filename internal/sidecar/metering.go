@@ -6,18 +6,30 @@ import (
 
 	"github.com/tollgate-dev/tollgate/meter"
 	"github.com/tollgate-dev/tollgate/proxy"
+	"github.com/tollgate-dev/tollgate/proxy/auth"
 )
 
 // meterService counts usage on the request path and reports it; Close
 // flushes every pending count (graceful shutdown loses nothing).
 type meterService interface {
-	proxy.Counter
+	// CountMemo counts units on the request path (meter.Meter.CountMemo).
+	CountMemo(customer, meter string, units int64, memo *meter.Memo)
 	Close(ctx context.Context) error
 	// Used is the usage since a time, for quotas.
 	Used(ctx context.Context, customer, meter string, since time.Time) (int64, error)
 }
 
 var _ meterService = (*meter.Meter)(nil)
+
+// counterAdapter puts the meter behind proxy.Counter, with the customer's
+// memo.
+type counterAdapter struct{ m meterService }
+
+var _ proxy.Counter = counterAdapter{}
+
+func (a counterAdapter) Count(id auth.Identity, meter string, units int64) {
+	a.m.CountMemo(id.Customer, meter, units, memoOf(id.Memo).meter())
+}
 
 // newMeter builds the usage meter and starts its workers (issue 6). It
 // returns nil when metering.meters is empty. The meter's workers run on a

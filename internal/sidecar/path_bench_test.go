@@ -218,6 +218,7 @@ func inProcessPath(sc *Sidecar) func(r *http.Request) error {
 	ctx := context.Background()
 	gate := gateAdapter{g: sc.Gate, limited: limitedMeters(sc.cfg.Plans)}
 	quota := quotaAdapter{q: sc.quotas, now: time.Now, soon: time.Second}
+	counter := counterAdapter{sc.meter}
 	return func(r *http.Request) error {
 		id, err := sc.verifier.Authenticate(r)
 		if err != nil {
@@ -227,11 +228,11 @@ func inProcessPath(sc *Sidecar) func(r *http.Request) error {
 		if herr != nil {
 			return herr
 		}
-		h, err := quota.Reserve(ctx, proxy.Claim{Customer: id.Customer, Meter: "api_calls", Units: 1, Limit: d.Limit})
+		h, err := quota.Reserve(ctx, proxy.Claim{Customer: id.Customer, Meter: "api_calls", Units: 1, Limit: d.Limit, Memo: id.Memo})
 		if err != nil {
 			return err
 		}
-		sc.meter.Count(id.Customer, "api_calls", 1)
+		counter.Count(id, "api_calls", 1)
 		h.Settle(1, 1)
 		return nil
 	}

@@ -143,7 +143,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*Sidecar, error) {
 		Transport:     o.Transport,
 	}
 	if s.meter != nil {
-		po.Counter = s.meter
+		po.Counter = counterAdapter{s.meter}
 	}
 	if s.quotas != nil {
 		po.Quota = quotaAdapter{q: s.quotas, now: s.now, soon: cfg.Metering.Quota.SyncInterval}

@@ -267,9 +267,9 @@ type linkEntry struct {
 // Memo is room for what the request path resolves from an identity's
 // customer after authentication, kept with what named the customer (a
 // Links answer, or a cached token's customer claim), so that the next
-// request it names the same customer for can skip that lookup (issue 13:
-// the sidecar keeps the customer's entitlement cache entry in it). auth
-// never reads it. A memo is dropped with its answer, so it lives no longer
+// request it names the same customer for can skip those lookups (issue 13:
+// the sidecar keeps the customer's entitlement cache entry, quota share and
+// usage counter in it). auth never reads it. A memo is dropped with its answer, so it lives no longer
 // than the link TTL or the token's cache entry, and it always stands for
 // one customer: Identity.Customer of every request it comes with. What is
 // kept in it must be checked to be current before it is used.
