@@ -6,17 +6,57 @@ import "sync/atomic"
 // from one request to the next (issue 13: with 100,000 customers, looking
 // the share and the counter up in their maps was half the request path's
 // time): the customer's quota share (Claim.Memo) and the counter of its
-// current window (Meter.CountMemo). Each is checked before it is used: the
-// share against the claim's customer, meter and period and for eviction,
-// under its lock; the counter against the customer, meter and window and
-// for being dropped by the flusher, under its shard's lock. A request with
-// a memo therefore reserves and counts exactly as one without, and a memo
-// only ever holds one share and one counter: a customer whose requests
-// alternate between meters looks them up as if it had none.
+// current window (Meter.CountMemo). A memo is for the one customer Init
+// names, and is used only for a claim or a count of that customer; each
+// thing it keeps is checked before it is used: the share against the
+// claim's meter and period and for eviction, under its lock; the counter
+// against the count's meter and window and for being dropped by the
+// flusher, under its shard's lock. A request with a memo therefore
+// reserves and counts exactly as one without, and a memo only ever holds
+// one share and one counter: a customer whose requests alternate between
+// meters looks them up as if it had none.
 //
-// A Memo must only ever be used for one customer, one Quotas and one
-// Meter. The zero Memo is empty.
+// A Memo must only ever be used with one Quotas and one Meter. The zero
+// Memo is for no customer and is never used; Init it before sharing it.
 type Memo struct {
-	share   atomic.Pointer[Share]
-	counter atomic.Pointer[counter]
+	// customer is whose memo it is (Init). Comparing a request's customer
+	// with it, rather than with the customer in a share's or a counter's
+	// key, compares a string with itself on the request path (both are the
+	// string of one link answer), so no customer id is read from memory.
+	customer string
+	share    atomic.Pointer[Share]
+	counter  atomic.Pointer[counter]
+}
+
+// Init makes m the memo of customer. Call it once, before m is shared.
+func (m *Memo) Init(customer string) { m.customer = customer }
+
+// shareFor is the memo's share for customer, or nil.
+func (m *Memo) shareFor(customer string) *Share {
+	if m == nil || m.customer != customer {
+		return nil
+	}
+	return m.share.Load()
+}
+
+// keepShare keeps s, the share of a claim of customer.
+func (m *Memo) keepShare(customer string, s *Share) {
+	if m != nil && m.customer == customer {
+		m.share.Store(s)
+	}
+}
+
+// counterFor is the memo's counter for customer, or nil.
+func (m *Memo) counterFor(customer string) *counter {
+	if m == nil || m.customer != customer {
+		return nil
+	}
+	return m.counter.Load()
+}
+
+// keepCounter keeps c, a counter of customer.
+func (m *Memo) keepCounter(customer string, c *counter) {
+	if m != nil && m.customer == customer {
+		m.counter.Store(c)
+	}
 }

@@ -22,6 +22,7 @@ func TestQuotaMemoFollowsTheShare(t *testing.T) {
 	q := r.replica(func(o *QuotaOptions) { o.MaxShares = 0 }) // every settled, idle share is evicted after two rounds
 	ctx := context.Background()
 	memo := &Memo{}
+	memo.Init("cus_Q")
 	withMemo := func(c Claim) Claim { c.Memo = memo; return c }
 	served, period := int64(0), r.start
 	reserve := func(what string, c Claim) *Share {
@@ -31,7 +32,7 @@ func TestQuotaMemoFollowsTheShare(t *testing.T) {
 			t.Fatalf("%s: Reserve: %v", what, err)
 		}
 		s.Settle(c.Units, c.Units)
-		if c.Meter == "calls" && c.PeriodStart.Equal(period) {
+		if c.Customer == "cus_Q" && c.Meter == "calls" && c.PeriodStart.Equal(period) {
 			served += c.Units
 		}
 		return s
@@ -66,6 +67,21 @@ func TestQuotaMemoFollowsTheShare(t *testing.T) {
 	r.start = calls.PeriodStart
 	if s := reserve("back to calls", calls); s != s1 || memo.share.Load() != s1 {
 		t.Fatalf("back on calls: share %p, memo %p; want %p", s, memo.share.Load(), s1)
+	}
+
+	// Another customer's claim with this memo (which the sidecar never
+	// makes): its own share, and the memo is not changed.
+	stranger := calls
+	stranger.Customer = "cus_stranger"
+	if s := reserve("another customer", stranger); s == s1 || s.key.customer != "cus_stranger" || memo.share.Load() != s1 {
+		t.Fatalf("another customer reserved from %p (%s; memo's %p); want a share of its own, the memo unchanged", s, s.key, s1)
+	}
+	// A memo for no customer (the zero Memo) is never used.
+	var zero Memo
+	unnamed := calls
+	unnamed.Memo = &zero
+	if s := reserve("zero memo", unnamed); s != s1 || zero.share.Load() != nil {
+		t.Fatalf("with a zero memo: share %p (want %p), memo %p (want none)", s, s1, zero.share.Load())
 	}
 
 	// Evicted: idle shares leave the map after a few sync rounds. The
@@ -120,6 +136,7 @@ func TestQuotaOverrunMemo(t *testing.T) {
 	q := r.replica(func(o *QuotaOptions) { o.MaxShares = 0 })
 	ctx := context.Background()
 	memo := &Memo{}
+	memo.Init("cus_Q")
 	c := r.claim(10, 1)
 	c.Memo = memo
 	opened, err := q.Reserve(ctx, c) // opens the ledger
@@ -177,6 +194,7 @@ func TestCountMemoFollowsTheCounter(t *testing.T) {
 	})
 	ctx := context.Background()
 	memo := &Memo{}
+	memo.Init("cus_A")
 	used := func(customer string, m *Meter) int64 {
 		t.Helper()
 		n, err := m.Used(ctx, customer, "calls", time.Time{})
@@ -235,12 +253,29 @@ func TestCountMemoFollowsTheCounter(t *testing.T) {
 		t.Fatalf("next window: memo %+v (last window's %+v), Used %d (want %d)", c3.key, c2.key, used("cus_A", m), want)
 	}
 
-	// Another customer, another Meter: never into this memo's counter.
+	// Another customer (which the sidecar never sends with this memo),
+	// another meter, another Meter: never into this memo's counter.
+	c3 := memo.counter.Load()
 	m.CountMemo("cus_B", "calls", 7, memo)
+	if memo.counter.Load() != c3 {
+		t.Fatal("another customer's count changed the memo")
+	}
+	m.CountMemo("cus_A", "exports", 5, memo)
 	m2 := r.start(func(o *Options) { o.Sender, o.Now = nil, clk.Now })
 	m2.CountMemo("cus_A", "calls", 9, memo)
-	if a, b, a2 := used("cus_A", m), used("cus_B", m), used("cus_A", m2); a != want || b != 7 || a2 != 9 {
-		t.Fatalf("Used: cus_A %d (want %d), cus_B %d (want 7), cus_A on the second meter %d (want 9)", a, want, b, a2)
+	exports, err := m.Used(ctx, "cus_A", "exports", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, a2 := used("cus_A", m), used("cus_B", m), used("cus_A", m2); a != want || b != 7 || a2 != 9 || exports != 5 {
+		t.Fatalf("Used: cus_A %d (want %d), cus_B %d (want 7), cus_A exports %d (want 5), cus_A on the second meter %d (want 9)", a, want, b, exports, a2)
+	}
+	// A memo for no customer is never used.
+	var zero Memo
+	m.CountMemo("cus_A", "calls", 1, &zero)
+	want++
+	if zero.counter.Load() != nil || used("cus_A", m) != want {
+		t.Fatalf("with a zero memo: memo %p (want none), Used %d (want %d)", zero.counter.Load(), used("cus_A", m), want)
 	}
 
 	// Closed: nothing is counted, loudly, though the memo holds a counter.
@@ -264,7 +299,7 @@ func TestCountMemoLosesNothingUnderFlushes(t *testing.T) {
 	r := newRig(t)
 	m := r.start(func(o *Options) { o.Sender = nil })
 	const workers, counts = 4, 3000
-	memos := []*Memo{{}, {}}
+	memos := []*Memo{{customer: "cus_C"}, {customer: "cus_C"}}
 	stop := make(chan struct{})
 	drained := make(chan struct{})
 	go func() { // drains beside the flusher's own, so that counters are dropped and made again

@@ -186,11 +186,9 @@ func (m *Meter) CountMemo(customer, meter string, units int64, memo *Memo) {
 		m.refused(k, units, reasonInvalidUnits)
 		return
 	}
-	var c *counter
-	if memo != nil {
-		if c = memo.counter.Load(); c != nil && (c.key != k || c.shard.m != m) {
-			c = nil
-		}
+	c := memo.counterFor(customer) // (the memo's counters are all of customer)
+	if c != nil && (c.key.window != k.window || c.key.meter != k.meter || c.shard.m != m) {
+		c = nil
 	}
 	s := m.shardOf(customer, c)
 	s.mu.Lock()
@@ -204,9 +202,7 @@ func (m *Meter) CountMemo(customer, meter string, units int64, memo *Memo) {
 			c = &counter{shard: s, key: k}
 			s.cur[k] = c
 		}
-		if memo != nil {
-			memo.counter.Store(c)
-		}
+		memo.keepCounter(customer, c)
 	}
 	sum, ok := addUnits(c.n, units)
 	if ok {

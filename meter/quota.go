@@ -219,9 +219,9 @@ func (q *Quotas) share(c Claim, fromMemo bool) (*Share, error) {
 	if q.closed.Load() {
 		return nil, ErrQuotasClosed
 	}
-	if fromMemo && c.Memo != nil {
-		if s := c.Memo.share.Load(); s != nil && s.q == q && s.key == k {
-			return s, nil
+	if fromMemo {
+		if s := c.Memo.shareFor(c.Customer); s != nil && s.q == q && s.key.meter == k.meter && s.key.period == k.period {
+			return s, nil // (the memo's shares are all of c.Customer)
 		}
 	}
 	q.mu.RLock()
@@ -233,9 +233,7 @@ func (q *Quotas) share(c Claim, fromMemo bool) (*Share, error) {
 			return nil, err
 		}
 	}
-	if c.Memo != nil {
-		c.Memo.share.Store(s)
-	}
+	c.Memo.keepShare(c.Customer, s)
 	return s, nil
 }
 

@@ -28,7 +28,7 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	if !route.Require.Any() && !a.limited[route.Meter] {
 		return proxy.Decision{}, nil // metered, but no plan limits it: nothing to look up
 	}
-	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, memoOf(id.Memo).gate())
+	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, memoOf(id.Customer, id.Memo).gate())
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial != nil {
 		return pd, httpDenial(d.Denial)
@@ -83,7 +83,7 @@ func (a quotaAdapter) Overrun(c proxy.Claim) (proxy.Hold, error) {
 func meterClaim(c proxy.Claim) meter.Claim {
 	return meter.Claim{Customer: c.Customer, Meter: c.Meter, Units: c.Units,
 		Limit: c.Limit.Units, PeriodStart: c.Limit.PeriodStart, PeriodEnd: c.Limit.PeriodEnd,
-		Memo: memoOf(c.Memo).meter()}
+		Memo: memoOf(c.Customer, c.Memo).meter()}
 }
 
 // hold is a reservation: one pointer, so that it fits an interface value

@@ -16,9 +16,10 @@ type customerMemo struct {
 	m meter.Memo
 }
 
-// memoOf is the customer memo in m, made on first use; nil for a nil m (an
-// identity without a customer).
-func memoOf(m *auth.Memo) *customerMemo {
+// memoOf is the customer memo in m, an identity's auth.Memo, made on first
+// use; nil for a nil m (an identity without a customer). An auth.Memo
+// always comes with the same customer, whose memo this is.
+func memoOf(customer string, m *auth.Memo) *customerMemo {
 	v := m.Slot()
 	if v == nil {
 		return nil
@@ -27,6 +28,7 @@ func memoOf(m *auth.Memo) *customerMemo {
 		return c
 	}
 	c := new(customerMemo)
+	c.m.Init(customer)
 	if v.CompareAndSwap(nil, c) {
 		return c
 	}

@@ -28,7 +28,7 @@ type counterAdapter struct{ m meterService }
 var _ proxy.Counter = counterAdapter{}
 
 func (a counterAdapter) Count(id auth.Identity, meter string, units int64) {
-	a.m.CountMemo(id.Customer, meter, units, memoOf(id.Memo).meter())
+	a.m.CountMemo(id.Customer, meter, units, memoOf(id.Customer, id.Memo).meter())
 }
 
 // newMeter builds the usage meter and starts its workers (issue 6). It

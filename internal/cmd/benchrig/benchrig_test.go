@@ -184,3 +184,53 @@ func TestReportJoinsRuns(t *testing.T) {
 		t.Errorf("report:\n%s", b.String())
 	}
 }
+
+// scripts/bench-ab.sh refuses what it cannot run, naming what is wrong,
+// and, run for real on a small benchmark with the same revision as both
+// builds, prints each round and a median ratio.
+func TestBenchABScript(t *testing.T) {
+	for _, tool := range []string{"bash", "git", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s", tool)
+		}
+	}
+	const script = "../../../scripts/bench-ab.sh"
+	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("bash", script, "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), "-bench REGEX BASE [NEW]") {
+		t.Fatalf("bench-ab.sh -h = %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-x"}, "unknown flag -x"},
+		{[]string{"HEAD"}, "-bench REGEX is required"},
+		{[]string{"-bench", "X"}, "want BASE [NEW] revisions"},
+		{[]string{"-rounds", "0", "-bench", "X", "HEAD"}, "-rounds 0: want a whole number"},
+		{[]string{"-bench", "X", "no-such-revision-here"}, "no-such-revision-here is not a revision"},
+		{[]string{"-bench"}, "-bench needs a value"},
+	} {
+		out, err := exec.Command("bash", append([]string{script}, c.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("bench-ab.sh %v = %v; want a refusal saying %q\n%s", c.args, err, c.want, out)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	if err := exec.Command("git", "-C", "../../..", "rev-parse", "--verify", "-q", "HEAD").Run(); err != nil {
+		t.Skip("not in a git checkout")
+	}
+	out, err := exec.Command("bash", script, "-rounds", "2", "-benchtime", "200x", "-pkg", "./internal/logging/",
+		"-bench", "BenchmarkPlain$", "HEAD").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench-ab.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"round 1: base ", "round 2: base ", " new/base ", "median new/base over 2 rounds: "} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
