@@ -7,13 +7,18 @@
 # share the 2 cores and the memory).
 #
 #   scripts/bench-ab.sh [-rounds 3] [-benchtime 3000000x] [-pkg ./internal/sidecar/]
-#                       -bench REGEX BASE [NEW]
+#                       [-no-barrier] -bench REGEX BASE [NEW]
 #
-# BASE and NEW are git revisions; NEW defaults to the working tree. Prints
-# each round's ns/op of both and NEW/BASE, then the median ratio.
+# REGEX should match one benchmark. BASE and NEW are git revisions; NEW
+# defaults to the working tree. Prints each round's ns/op of both and
+# NEW/BASE, then the median ratio. The two measured loops start together:
+# both benchmarks wait after their setup (benchBarrier, internal/sidecar)
+# until both are ready. A build whose benchmark has no such wait is
+# refused; -no-barrier runs it anyway, its loop then overlapping the
+# other's only by chance.
 set -euo pipefail
-rounds=3 benchtime=3000000x pkg=./internal/sidecar/ bench=""
-usage() { sed -n '2,13p' "$0"; }
+rounds=3 benchtime=3000000x pkg=./internal/sidecar/ bench="" barrier=1
+usage() { sed -n '2,18p' "$0"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds | -benchtime | -pkg | -bench)
@@ -25,6 +30,7 @@ while [ $# -gt 0 ]; do
 		-bench) bench=$2 ;;
 		esac
 		shift 2 ;;
+	-no-barrier) barrier=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	-*) echo "bench-ab: unknown flag $1 (see -h)" >&2; exit 2 ;;
 	*) break ;;
@@ -53,12 +59,33 @@ build() { # build NAME REV: the test binary of pkg at REV ("" for the working tr
 }
 build base "$base"
 build new "$new"
+if [ $barrier = 1 ]; then
+	for b in base new; do
+		grep -q TOLLGATE_BENCH_BARRIER "$work/$b.test" || {
+			echo "bench-ab: the $b build's benchmarks do not wait for each other (no benchBarrier); -no-barrier to run it anyway" >&2
+			exit 2
+		}
+	done
+fi
 run() { "$work/$1.test" -test.run '^$' -test.bench "$bench" -test.benchtime "$benchtime" >"$work/$1.out" 2>&1; }
+# release DIR PID...: once both benchmarks are ready in DIR, let them go.
+release() {
+	local dir=$1; shift
+	while [ "$(find "$dir" -name 'ready.*' | wc -l)" -lt 2 ]; do
+		for p in "$@"; do kill -0 "$p" 2>/dev/null || return 0; done # one ended: its error is reported below
+		sleep 0.1
+	done
+	touch "$dir/go"
+}
 nsop() { awk '/^Benchmark/ { for (i = 1; i < NF; i++) if ($(i+1) == "ns/op") { print $i; exit } }' "$work/$1.out"; }
 ratios=()
 for i in $(seq 1 "$rounds"); do
+	gate=$work/barrier.$i
+	mkdir "$gate"
+	[ $barrier = 0 ] || export TOLLGATE_BENCH_BARRIER=$gate
 	run base & a=$!
 	run new & b=$!
+	[ $barrier = 0 ] || release "$gate" $a $b
 	wait $a || { cat "$work/base.out" >&2; exit 1; }
 	wait $b || { cat "$work/new.out" >&2; exit 1; }
 	x=$(nsop base) y=$(nsop new)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -205,6 +207,7 @@ func BenchmarkInProcessPath(b *testing.B) {
 	if err := step(r); err != nil {
 		b.Fatal(err)
 	}
+	benchBarrier(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := step(r); err != nil {
@@ -281,6 +284,7 @@ func BenchmarkCachedPathScale(b *testing.B) {
 				return err
 			})
 			runtime.GC() // the setup's garbage is not the path's
+			benchBarrier(b)
 			b.ReportAllocs()
 			// A request's own bytes have just arrived from the network, so
 			// they are in the CPU's cache when tollgate reads them; what is
@@ -343,5 +347,32 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
+	}
+}
+
+// benchBarrier holds a benchmark between its setup and its measured loop
+// while scripts/bench-ab.sh runs two builds at once, so that the two loops
+// run together whatever their setups took: with TOLLGATE_BENCH_BARRIER set
+// to a directory, it writes ready.<pid> there and waits for a file named
+// go. Without it, it does nothing.
+func benchBarrier(b *testing.B) {
+	dir := os.Getenv("TOLLGATE_BENCH_BARRIER")
+	if dir == "" {
+		return
+	}
+	b.StopTimer()
+	defer b.StartTimer()
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ready.%d", os.Getpid())), nil, 0o600); err != nil {
+		b.Fatalf("bench barrier: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("bench barrier: no %s/go after 30 minutes", dir)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

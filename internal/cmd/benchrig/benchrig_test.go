@@ -223,9 +223,15 @@ func TestBenchABScript(t *testing.T) {
 	if err := exec.Command("git", "-C", "../../..", "rev-parse", "--verify", "-q", "HEAD").Run(); err != nil {
 		t.Skip("not in a git checkout")
 	}
-	// Run as the docs run it: by its path, so it must be executable.
-	out, err := exec.Command(script, "-rounds", "2", "-benchtime", "200x", "-pkg", "./internal/logging/",
-		"-bench", "BenchmarkPlain$", "HEAD").CombinedOutput()
+	// Run as the docs run it: by its path, so it must be executable. The
+	// logging benchmarks do not wait for each other (benchBarrier is the
+	// sidecar's): refused, unless told to run anyway.
+	args := []string{"-rounds", "2", "-benchtime", "200x", "-pkg", "./internal/logging/", "-bench", "BenchmarkPlain$", "HEAD"}
+	out, err := exec.Command(script, args...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "do not wait for each other") {
+		t.Fatalf("bench-ab.sh without a barrier = %v; want a refusal\n%s", err, out)
+	}
+	out, err = exec.Command(script, append([]string{"-no-barrier"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench-ab.sh: %v\n%s", err, out)
 	}
