@@ -6,19 +6,20 @@
 # ratio is what to quote (each figure is higher than a run alone: they
 # share the 2 cores and the memory).
 #
-#   scripts/bench-ab.sh [-rounds 3] [-benchtime 3000000x] [-pkg ./internal/sidecar/]
+#   scripts/bench-ab.sh [-rounds 3] [-benchtime 20s] [-pkg ./internal/sidecar/]
 #                       [-no-barrier] -bench REGEX BASE [NEW]
 #
 # REGEX should match one benchmark. BASE and NEW are git revisions; NEW
 # defaults to the working tree. Prints each round's ns/op of both and
 # NEW/BASE, then the median ratio. The two measured loops start together:
 # both benchmarks wait after their setup (benchBarrier, internal/sidecar)
-# until both are ready. A build whose benchmark has no such wait is
-# refused; -no-barrier runs it anyway, its loop then overlapping the
-# other's only by chance.
+# until both are ready, and with a -benchtime that is a duration (not Nx)
+# both then measure over the same seconds. A build whose benchmark has no
+# such wait is refused; -no-barrier runs it anyway, its loop then
+# overlapping the other's only by chance.
 set -euo pipefail
-rounds=3 benchtime=3000000x pkg=./internal/sidecar/ bench="" barrier=1
-usage() { sed -n '2,18p' "$0"; }
+rounds=3 benchtime=20s pkg=./internal/sidecar/ bench="" barrier=1
+usage() { sed -n '2,19p' "$0"; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds | -benchtime | -pkg | -bench)
