@@ -55,8 +55,8 @@ type Claim struct {
 	PeriodStart, PeriodEnd time.Time
 	Units                  int64 // at least 1
 	// Memo, when not nil, keeps the customer's share from one reservation
-	// to the next (see Memo); it must only ever be used for Customer and
-	// for these Quotas.
+	// to the next (see Memo): used only when it is Customer's, and it must
+	// only ever be used with these Quotas.
 	Memo *Memo
 }
 
