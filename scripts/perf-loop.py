@@ -11,9 +11,39 @@ import re
 import sys
 
 LOOP = "BenchmarkCachedPathScale.func1"
+# The path's closure: when the compiler does not inline it into the loop,
+# the steps are inlined into it instead, and a sample's step is told by the
+# package of the function the closure called (STEPS, first match).
+PATH = "inProcessPath.func1"
+STEPS = (
+    ("proxy/auth.", "token"),
+    ("sidecar.gateAdapter", "decision"),
+    ("entitlements.", "decision"),
+    ("sidecar.quotaAdapter", "reservation"),
+    ("meter.(*Quotas)", "reservation"),
+    ("meter.(*Share)", "reservation"),
+    ("sidecar.hold", "reservation"),
+    ("sidecar.counterAdapter", "count"),
+    ("meter.(*Meter)", "count"),
+    ("meter.ckey", "count"),
+    ("sidecar.memoOf", "memo"),
+)
 # The loop's own bookkeeping, not the path: warming the next requests and
 # the stopped timer.
 SKIP = ("warm", "StopTimer", "StartTimer")
+
+
+def step_of(below, callee):
+    """The step of a sample whose frame below the loop is below and, under
+    that, callee (None when the sample is in below itself)."""
+    if not below.endswith(PATH):
+        return short(below)
+    if callee is None:
+        return "the path's closure"
+    for prefix, name in STEPS:
+        if prefix in callee:
+            return name
+    return "other: " + short(callee)
 
 
 def short(frame):
@@ -30,8 +60,9 @@ def main(lines):
                 below = stack[i - 1] if i else "(the loop)"
                 if not any(s in below for s in SKIP):
                     total += 1
-                    step[short(below)] += 1
-                    where[(short(below), short(stack[0]))] += 1
+                    name = step_of(below, stack[i - 2] if i >= 2 else None)
+                    step[name] += 1
+                    where[(name, short(stack[0]))] += 1
                 return
 
     for line in lines:

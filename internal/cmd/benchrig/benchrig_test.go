@@ -88,6 +88,32 @@ func TestPerfScaleScript(t *testing.T) {
 	if strings.Contains(string(out), "warm") || strings.Contains(string(out), "mallocgc") {
 		t.Errorf("perf-loop.py counted a sample outside the path:\n%s", out)
 	}
+
+	// When the path's closure is not inlined into the loop, its steps are
+	// inlined into it: a sample's step is told by the package of what the
+	// closure called.
+	const path = "github.com/tollgate-dev/tollgate/internal/sidecar.inProcessPath.func1"
+	in = sample("github.com/tollgate-dev/tollgate/proxy/auth.sameToken", path) +
+		sample("runtime.memeqbody", "github.com/tollgate-dev/tollgate/meter.(*Quotas).share", path) +
+		sample("github.com/tollgate-dev/tollgate/meter.(*Meter).CountMemo", path) +
+		sample("github.com/tollgate-dev/tollgate/entitlements.(*Gate).cached", path) +
+		sample("runtime.mapaccess2_fast64", path) +
+		sample(path)
+	cmd = exec.Command("python3", "../../../scripts/perf-loop.py")
+	cmd.Stdin = strings.NewReader(in)
+	if out, err = cmd.CombinedOutput(); err != nil {
+		t.Fatalf("perf-loop.py: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"6 samples in the measured loop",
+		" 16.67%  token\n", " 16.67%  reservation\n", " 16.67%  count\n", " 16.67%  decision\n",
+		" 16.67%  other: runtime.mapaccess2_fast64\n", " 16.67%  the path's closure\n",
+		" 16.67%  reservation  runtime.memeqbody\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("perf-loop.py output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestTargetSendsTheSameBytes(t *testing.T) {
