@@ -31,32 +31,11 @@ type Memo struct {
 // Init makes m the memo of customer. Call it once, before m is shared.
 func (m *Memo) Init(customer string) { m.customer = customer }
 
-// shareFor is the memo's share for customer, or nil.
-func (m *Memo) shareFor(customer string) *Share {
+// of is m when it is customer's memo, else nil: what a claim or a count
+// of customer may read from and keep in.
+func (m *Memo) of(customer string) *Memo {
 	if m == nil || m.customer != customer {
 		return nil
 	}
-	return m.share.Load()
-}
-
-// keepShare keeps s, the share of a claim of customer.
-func (m *Memo) keepShare(customer string, s *Share) {
-	if m != nil && m.customer == customer {
-		m.share.Store(s)
-	}
-}
-
-// counterFor is the memo's counter for customer, or nil.
-func (m *Memo) counterFor(customer string) *counter {
-	if m == nil || m.customer != customer {
-		return nil
-	}
-	return m.counter.Load()
-}
-
-// keepCounter keeps c, a counter of customer.
-func (m *Memo) keepCounter(customer string, c *counter) {
-	if m != nil && m.customer == customer {
-		m.counter.Store(c)
-	}
+	return m
 }

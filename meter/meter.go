@@ -186,9 +186,11 @@ func (m *Meter) CountMemo(customer, meter string, units int64, memo *Memo) {
 		m.refused(k, units, reasonInvalidUnits)
 		return
 	}
-	c := memo.counterFor(customer) // (the memo's counters are all of customer)
-	if c != nil && (c.key.window != k.window || c.key.meter != k.meter || c.shard.m != m) {
-		c = nil
+	var c *counter
+	if memo = memo.of(customer); memo != nil { // (so its counter is of customer)
+		if c = memo.counter.Load(); c != nil && (c.key.window != k.window || c.key.meter != k.meter || c.shard.m != m) {
+			c = nil
+		}
 	}
 	s := m.shardOf(customer, c)
 	s.mu.Lock()
@@ -202,7 +204,9 @@ func (m *Meter) CountMemo(customer, meter string, units int64, memo *Memo) {
 			c = &counter{shard: s, key: k}
 			s.cur[k] = c
 		}
-		memo.keepCounter(customer, c)
+		if memo != nil {
+			memo.counter.Store(c)
+		}
 	}
 	sum, ok := addUnits(c.n, units)
 	if ok {

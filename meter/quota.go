@@ -219,9 +219,10 @@ func (q *Quotas) share(c Claim, fromMemo bool) (*Share, error) {
 	if q.closed.Load() {
 		return nil, ErrQuotasClosed
 	}
-	if fromMemo {
-		if s := c.Memo.shareFor(c.Customer); s != nil && s.q == q && s.key.meter == k.meter && s.key.period == k.period {
-			return s, nil // (the memo's shares are all of c.Customer)
+	memo := c.Memo.of(c.Customer) // (so its share is of c.Customer)
+	if fromMemo && memo != nil {
+		if s := memo.share.Load(); s != nil && s.q == q && s.key.meter == k.meter && s.key.period == k.period {
+			return s, nil
 		}
 	}
 	q.mu.RLock()
@@ -233,7 +234,9 @@ func (q *Quotas) share(c Claim, fromMemo bool) (*Share, error) {
 			return nil, err
 		}
 	}
-	c.Memo.keepShare(c.Customer, s)
+	if memo != nil {
+		memo.share.Store(s)
+	}
 	return s, nil
 }
 

@@ -269,10 +269,11 @@ type linkEntry struct {
 // Links answer, or a cached token's customer claim), so that the next
 // request it names the same customer for can skip those lookups (issue 13:
 // the sidecar keeps the customer's entitlement cache entry, quota share and
-// usage counter in it). auth never reads it. A memo is dropped with its answer, so it lives no longer
-// than the link TTL or the token's cache entry, and it always stands for
-// one customer: Identity.Customer of every request it comes with. What is
-// kept in it must be checked to be current before it is used.
+// usage counter in it). auth never reads it. A memo is dropped with its
+// answer, so it lives no longer than the link TTL or the token's cache
+// entry, and it always stands for one customer: Identity.Customer of every
+// request it comes with. What is kept in it must be checked to be current
+// before it is used.
 type Memo struct{ v atomic.Value }
 
 // Slot is the memo's room; nil for a nil Memo (an identity without a

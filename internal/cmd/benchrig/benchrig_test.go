@@ -13,21 +13,31 @@ import (
 	"time"
 )
 
+// checkScript returns the path of scripts/name after checking its syntax
+// (bash -n) and that -h prints help containing want; it skips the test
+// when bash or one of tools is missing.
+func checkScript(t *testing.T, name, want string, tools ...string) string {
+	t.Helper()
+	for _, tool := range append([]string{"bash"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s", tool)
+		}
+	}
+	script := "../../../scripts/" + name
+	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n %s: %v\n%s", name, err, out)
+	}
+	if out, err := exec.Command("bash", script, "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), want) {
+		t.Fatalf("%s -h = %v; want help containing %q\n%s", name, err, want, out)
+	}
+	return script
+}
+
 // The script is not run by CI (too slow and load-sensitive), so at least
 // its syntax and its help are checked on every test run.
 func TestBenchCompareScriptParses(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	const script = "../../../scripts/bench-compare.sh"
-	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
-		t.Fatalf("bash -n: %v\n%s", err, out)
-	}
-	out, err := exec.Command("bash", script, "-h").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "-rounds N") {
-		t.Fatalf("bench-compare.sh -h = %v\n%s", err, out)
-	}
-	out, err = exec.Command("bash", script, "-rounds", "0").CombinedOutput()
+	script := checkScript(t, "bench-compare.sh", "-rounds N")
+	out, err := exec.Command("bash", script, "-rounds", "0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "-rounds must be 1..20") {
 		t.Fatalf("bench-compare.sh -rounds 0 = %v, want a refusal naming the flag\n%s", err, out)
 	}
@@ -40,18 +50,7 @@ func TestBenchCompareScriptParses(t *testing.T) {
 // measured loop count, the loop's bookkeeping does not, and each sample
 // goes to the step below the loop and the function it is in.
 func TestPerfScaleScript(t *testing.T) {
-	for _, tool := range []string{"bash", "python3"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
-	const script = "../../../scripts/perf-scale.sh"
-	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
-		t.Fatalf("bash -n: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("bash", script, "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), "-n 3000000") {
-		t.Fatalf("perf-scale.sh -h = %v\n%s", err, out)
-	}
+	script := checkScript(t, "perf-scale.sh", "-n 3000000", "python3")
 	if out, err := exec.Command("bash", script, "-x").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown flag -x") {
 		t.Fatalf("perf-scale.sh -x = %v, want a refusal naming the flag\n%s", err, out)
 	}
@@ -215,18 +214,7 @@ func TestReportJoinsRuns(t *testing.T) {
 // and, run for real on a small benchmark with the same revision as both
 // builds, prints each round and a median ratio.
 func TestBenchABScript(t *testing.T) {
-	for _, tool := range []string{"bash", "git", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
-	const script = "../../../scripts/bench-ab.sh"
-	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
-		t.Fatalf("bash -n: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("bash", script, "-h").CombinedOutput(); err != nil || !strings.Contains(string(out), "-bench REGEX BASE [NEW]") {
-		t.Fatalf("bench-ab.sh -h = %v\n%s", err, out)
-	}
+	script := checkScript(t, "bench-ab.sh", "-bench REGEX BASE [NEW]", "git", "go")
 	for _, c := range []struct {
 		args []string
 		want string
