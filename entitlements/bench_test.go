@@ -44,7 +44,7 @@ func BenchmarkDecideMemo(b *testing.B) {
 	var memo Memo
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := g.DecideMemo(ctx, "cus_bench", req, false, &memo); !d.Allowed() {
+		if d := g.DecideMemo(ctx, "cus_bench", req, false, &memo, time.Time{}); !d.Allowed() {
 			b.Fatal(d.Denial)
 		}
 	}

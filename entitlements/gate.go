@@ -124,7 +124,7 @@ var (
 // Decide answers whether customer may use a route that requires req.
 // failOpen allows the request when the state cannot be known.
 func (g *Gate) Decide(ctx context.Context, customer string, req config.Require, failOpen bool) Decision {
-	return g.DecideMemo(ctx, customer, req, failOpen, nil)
+	return g.DecideMemo(ctx, customer, req, failOpen, nil, time.Time{})
 }
 
 // Memo keeps a customer's cache entry from one decision to the next
@@ -137,14 +137,22 @@ type Memo struct{ e atomic.Pointer[entry] }
 // 100,000 customers cached, the lookup was a third of the request path's
 // time). The decision is the one Decide makes. memo must only ever be used
 // for this customer and this Gate; nil is Decide.
-func (g *Gate) DecideMemo(ctx context.Context, customer string, req config.Require, failOpen bool, memo *Memo) Decision {
+//
+// now is the request's time on the clock the Gate was built with
+// (Options.Now), for a caller that has just read that clock (the sidecar
+// passes the time its token was checked at, auth.Identity.At): a clock read
+// was a tenth of the cached request path (issue 13). The zero time reads
+// the clock.
+func (g *Gate) DecideMemo(ctx context.Context, customer string, req config.Require, failOpen bool, memo *Memo, now time.Time) Decision {
 	if customer == "" {
 		if !req.Any() {
 			return Decision{} // nothing required: an unsubscribed caller may pass
 		}
 		return Decision{Denial: g.withUpgrade(denyNoCustomer)}
 	}
-	now := g.now()
+	if now.IsZero() {
+		now = g.now()
+	}
 	e := g.cached(customer, memo)
 	if e != nil && e.negative() && now.UnixNano() > e.negativeUntil {
 		e = nil // a negative answer expired: ask again

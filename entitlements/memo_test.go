@@ -30,7 +30,7 @@ func TestDecideMemoFollowsTheCache(t *testing.T) {
 	runGate(t, g)
 	ctx, pro := context.Background(), config.Require{Plans: []string{"pro"}}
 	var memo Memo
-	decide := func() Decision { return g.DecideMemo(ctx, "cus_m", pro, false, &memo) }
+	decide := func() Decision { return g.DecideMemo(ctx, "cus_m", pro, false, &memo, time.Time{}) }
 	misses := func() float64 { return testutil.ToFloat64(m.EntitlementCache.WithLabelValues("miss")) }
 	memoGone := func() bool { return memo.e.Load().gone.Load() }
 
@@ -110,6 +110,67 @@ func TestCacheMarksWhatLeavesGone(t *testing.T) {
 			if !e.gone.Load() {
 				t.Errorf("removed %s is not gone", k)
 			}
+		}
+	}
+}
+
+// A decision made at a time the caller passes (the sidecar passes the time
+// the request's token was checked at) is made at that time, not at the
+// gate's clock: at a time past max_staleness the entry is too old, the
+// customer is read again and the decision is counted stale; at the
+// clock's own time, or at the zero time, which reads the clock, the entry
+// is fresh and the decision a hit (issue 13).
+func TestDecideMemoAtTheCallersTime(t *testing.T) {
+	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
+	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})
+	put(t, s, &State{Customer: "cus_m", Subscriptions: []Subscription{sub("active", "price_pro")}})
+	clk := &clock{}
+	clk.advance(-time.Until(t0.Add(-time.Hour))) // decisions happen inside the period
+	m := metrics.New()
+	gcfg := gating()
+	g := New(Options{Store: s, Plans: testPlans, Gating: gcfg, Metrics: m, Logger: quiet, Now: clk.now})
+	runGate(t, g)
+	ctx, pro := context.Background(), config.Require{Plans: []string{"pro"}}
+	var memo Memo
+	if d := g.DecideMemo(ctx, "cus_m", pro, false, &memo, time.Time{}); !d.Allowed() {
+		t.Fatalf("first decision: %+v", d.Denial)
+	}
+	results := []string{"hit", "miss", "stale", "negative", "unavailable"}
+	counts := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, r := range results {
+			out[r] = testutil.ToFloat64(m.EntitlementCache.WithLabelValues(r))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name   string
+		at     func() time.Time
+		result string
+		old    bool // aged past max_staleness
+	}{
+		{"the zero time", func() time.Time { return time.Time{} }, "hit", false},
+		{"the clock's time", clk.now, "hit", false},
+		{"past max_staleness", func() time.Time { return clk.now().Add(2 * gcfg.MaxStaleness) }, "stale", true},
+		{"the clock's time again", clk.now, "hit", false},
+	} {
+		before := counts()
+		d := g.DecideMemo(ctx, "cus_m", pro, false, &memo, c.at())
+		if !d.Allowed() {
+			t.Fatalf("%s: %+v", c.name, d.Denial)
+		}
+		after := counts()
+		for _, r := range results {
+			want := 0.0
+			if r == c.result {
+				want = 1
+			}
+			if got := after[r] - before[r]; got != want {
+				t.Errorf("%s: %q decisions +%v; want +%v", c.name, r, got, want)
+			}
+		}
+		if old := d.Age > gcfg.MaxStaleness; old != c.old {
+			t.Errorf("%s: age %v; want past max_staleness (%v): %v", c.name, d.Age, gcfg.MaxStaleness, c.old)
 		}
 	}
 }

@@ -28,7 +28,7 @@ func (a gateAdapter) Decide(ctx context.Context, route *config.Route, id auth.Id
 	if !route.Require.Any() && !a.limited[route.Meter] {
 		return proxy.Decision{}, nil // metered, but no plan limits it: nothing to look up
 	}
-	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, memoOf(id.Customer, id.Memo).gate())
+	d := a.g.DecideMemo(ctx, id.Customer, route.Require, route.FailOpen, memoOf(id.Customer, id.Memo).gate(), id.At)
 	pd := proxy.Decision{Plan: d.Plan, Status: d.Status, Features: d.Features}
 	if d.Denial != nil {
 		return pd, httpDenial(d.Denial)

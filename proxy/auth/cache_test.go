@@ -114,6 +114,30 @@ func TestCacheHitRejectsAfterExpiry(t *testing.T) {
 	}
 }
 
+// An identity carries the time its token was checked at, on the
+// verifier's clock, verified or from the cache: the sidecar's gate takes
+// it as the request's time (issue 13), so it must be the time of this
+// request's check, never one kept from an earlier request.
+func TestIdentityAtIsTheCheck(t *testing.T) {
+	clock := newClock(t0)
+	v := newVerifier(t, hmacOptions(clock))
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "exp", t0.Add(time.Hour).Unix()))
+	for i, step := range []time.Duration{0, time.Second, 17 * time.Minute} {
+		clock.Advance(step)
+		want := clock.Now()
+		id, err := v.Authenticate(bearer(tok))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if !id.At.Equal(want) {
+			t.Errorf("request %d (verifications %d): At %v; want the clock's %v", i, v.verifications.Load(), id.At, want)
+		}
+	}
+	if got := v.verifications.Load(); got != 1 {
+		t.Errorf("verifications = %d; want 1 (the later requests were cache hits)", got)
+	}
+}
+
 // Rejections are not cached: a failing token costs a verification every
 // time, and cannot fill the cache.
 func TestCacheStoresOnlyVerified(t *testing.T) {
