@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -114,28 +116,62 @@ func TestCacheHitRejectsAfterExpiry(t *testing.T) {
 	}
 }
 
-// An identity carries the time its token was checked at, on the
-// verifier's clock, verified or from the cache: the sidecar's gate takes
-// it as the request's time (issue 13), so it must be the time of this
-// request's check, never one kept from an earlier request.
-func TestIdentityAtIsTheCheck(t *testing.T) {
+// An identity carries a reading of the verifier's clock taken when it was
+// complete (Identity.At), which the sidecar's gate decides at (issue 13):
+// on a cache hit whose link is remembered, the time its token was checked
+// at; after a link read, which may wait for Redis, a reading after it;
+// never a time kept from an earlier request.
+func TestIdentityAtIsWhenTheIdentityWasComplete(t *testing.T) {
 	clock := newClock(t0)
-	v := newVerifier(t, hmacOptions(clock))
-	tok := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "exp", t0.Add(time.Hour).Unix()))
-	for i, step := range []time.Duration{0, time.Second, 17 * time.Minute} {
-		clock.Advance(step)
+	o := hmacOptions(clock)
+	const lookup = 3 * time.Second // a slow link read
+	o.Links = slowLinks{clock: clock, took: lookup}
+	var reads atomic.Int64 // the verifier's readings of its clock
+	o.Now = func() time.Time { reads.Add(1); return clock.Now() }
+	v := newVerifier(t, o)
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, with(claimsAt(t0), "stripe_customer_id", nil,
+		"exp", t0.Add(time.Hour).Unix()))
+	for i, c := range []struct {
+		advance time.Duration
+		lookup  bool // the link is read (the first request, and after the link TTL)
+	}{
+		{0, true}, {time.Second, false}, {time.Second, false}, {DefaultLinkTTL, true}, {time.Millisecond, false},
+	} {
+		clock.Advance(c.advance)
 		want := clock.Now()
+		if c.lookup {
+			want = want.Add(lookup)
+		}
+		before := reads.Load()
 		id, err := v.Authenticate(bearer(tok))
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		if !id.At.Equal(want) {
-			t.Errorf("request %d (verifications %d): At %v; want the clock's %v", i, v.verifications.Load(), id.At, want)
+		// A hit with its link remembered reads the clock once; that is
+		// the point of carrying the reading.
+		if n := reads.Load() - before; !c.lookup && n != 1 {
+			t.Errorf("request %d (a cache hit): %d readings of the clock; want 1", i, n)
+		}
+		if id.Customer != "cus_slow" || !id.At.Equal(want) {
+			t.Errorf("request %d (link read %v): customer %q, At %v; want cus_slow at %v", i, c.lookup, id.Customer,
+				id.At, want)
 		}
 	}
 	if got := v.verifications.Load(); got != 1 {
 		t.Errorf("verifications = %d; want 1 (the later requests were cache hits)", got)
 	}
+}
+
+// slowLinks links every user to cus_slow, its clock advancing by took
+// during each lookup.
+type slowLinks struct {
+	clock *testClock
+	took  time.Duration
+}
+
+func (l slowLinks) CustomerForUser(context.Context, string) (string, bool, error) {
+	l.clock.Advance(l.took)
+	return "cus_slow", true, nil
 }
 
 // Rejections are not cached: a failing token costs a verification every

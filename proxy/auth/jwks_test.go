@@ -25,9 +25,10 @@ type jwksServer struct {
 	*httptest.Server
 	hits atomic.Int64
 
-	mu   sync.Mutex
-	mode string // "ok", "500", "garbage", "huge", "hang"
-	body []byte
+	mu      sync.Mutex
+	mode    string // "ok", "500", "garbage", "huge", "hang"
+	body    []byte
+	onFetch func() // when set, called on every fetch before it is answered
 }
 
 func newJWKSServer(t testing.TB, body []byte) *jwksServer {
@@ -49,8 +50,11 @@ func (s *jwksServer) set(mode string, body []byte) {
 func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.hits.Add(1)
 	s.mu.Lock()
-	mode, body := s.mode, s.body
+	mode, body, onFetch := s.mode, s.body, s.onFetch
 	s.mu.Unlock()
+	if onFetch != nil {
+		onFetch()
+	}
 	switch mode {
 	case "ok", "raw":
 		w.Header().Set("Content-Type", "application/json")
@@ -216,6 +220,36 @@ func TestJWKSRotation(t *testing.T) {
 	old := sign(t, jwt.SigningMethodRS256, rsaKey(), claimsAt(t0), "kid", "old")
 	if _, err := v.Authenticate(bearer(old)); reasonOf(err) != ReasonUnknownKey {
 		t.Errorf("Authenticate(retired key) = %v; want %s", err, ReasonUnknownKey)
+	}
+}
+
+// A token signed with a key the verifier has yet to fetch waits for the
+// JWKS: its identity's time (Identity.At, which the gate decides at) is a
+// reading after the fetch, not the one its time claims were checked
+// against before it, even when its customer claim needs no link read
+// (issue 13).
+func TestIdentityAtAfterAKeyFetch(t *testing.T) {
+	clock := newClock(t0)
+	srv := newJWKSServer(t, jwksJSON(t, jwk{"old", "RS256", &rsaKey().PublicKey}))
+	v := jwksVerifier(t, srv, clock)
+	const fetch = 2 * time.Second // a slow JWKS
+	srv.mu.Lock()
+	srv.body = jwksJSON(t, jwk{"old", "RS256", &rsaKey().PublicKey}, jwk{"new", "RS256", &rsaKey2().PublicKey})
+	srv.onFetch = func() { clock.Advance(fetch) }
+	srv.mu.Unlock()
+	tok := sign(t, jwt.SigningMethodRS256, rsaKey2(), claimsAt(t0), "kid", "new")
+	id, err := v.Authenticate(bearer(tok))
+	if err != nil {
+		t.Fatalf("Authenticate(rotated key) = %v; want ok", err)
+	}
+	if want := t0.Add(fetch); id.Customer == "" || !id.At.Equal(want) {
+		t.Errorf("customer %q, At %v; want the claim's customer, at %v (after the fetch)", id.Customer, id.At, want)
+	}
+	// The next request is a cache hit: at its own check.
+	clock.Advance(time.Second)
+	want := clock.Now()
+	if id, err = v.Authenticate(bearer(tok)); err != nil || !id.At.Equal(want) {
+		t.Errorf("cache hit: err %v, At %v; want %v", err, id.At, want)
 	}
 }
 

@@ -27,10 +27,13 @@ type Identity struct {
 	// Memo is the memo of what named Customer (see Memo); nil when
 	// Customer is "".
 	Memo *Memo
-	// At is the time the token was checked at, on the verifier's clock
-	// (Options.Now): the steps after authentication take it as the
-	// request's time instead of reading a clock again (issue 13). Zero in
-	// an Identity that Authenticate did not make.
+	// At is a reading of the verifier's clock (Options.Now) taken when the
+	// identity was complete: on a cache hit whose link is remembered, the
+	// one its time claims were checked against; after a verification or a
+	// link read (which may wait for the JWKS or Redis), a reading taken
+	// after them. The steps after authentication take it as the request's
+	// time instead of reading a clock again (issue 13). Zero in an Identity
+	// that Authenticate did not make.
 	At time.Time
 }
 
@@ -205,13 +208,16 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		return Identity{}, e
 	}
 	now := v.o.Now()
-	ver, e := v.verifyCached(r.Context(), tok, now)
+	ver, hit, e := v.verifyCached(r.Context(), tok, now)
 	if e != nil {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims, At: now}
 	if l := ver.link.Load(); v.links.current(l, now) {
 		l.identify(&id) // the token's customer claim, or its last request's link
+		if !hit {
+			id.At = v.o.Now() // after a verification, which may have waited for the JWKS
+		}
 		return id, nil
 	}
 	if v.o.Links != nil {
@@ -221,28 +227,30 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		}
 		l.identify(&id)
 	}
+	id.At = v.o.Now() // after a verification or a link read, which wait for the JWKS or Redis
 	return id, nil
 }
 
 // verifyCached serves a token (extractCandidate's) from the cache,
 // re-checking its time claims against now, or checks its shape, verifies
 // it and caches the result.
-func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (*verified, *Error) {
+func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (ver *verified, hit bool, e *Error) {
 	if v.tokens == nil {
-		return v.verifyShaped(ctx, tok)
+		ver, e = v.verifyShaped(ctx, tok)
+		return ver, false, e
 	}
 	key := v.tokens.key(tok)
 	if ver, rej, ok := v.tokens.get(key, tok, now); ok {
-		return ver, rej
+		return ver, true, rej
 	}
-	ver, e := v.verifyShaped(ctx, tok)
+	ver, e = v.verifyShaped(ctx, tok)
 	if e == nil {
 		// A copy: tok is part of the request's header, which the entry
 		// must not keep alive.
 		ver.token = strings.Clone(tok)
 		v.tokens.put(key, ver, now)
 	}
-	return ver, e
+	return ver, false, e
 }
 
 // verifyShaped is verify of a token that passes checkShape.
