@@ -115,6 +115,74 @@ func TestPerfScaleScript(t *testing.T) {
 	}
 }
 
+// scripts/callgrind-groups.py groups the self cost of the functions in
+// callgrind profiles into the rows of docs/performance.md's "Where the
+// instructions go". It is run on a profile in callgrind's format whose
+// answer is known: a call's inclusive cost (the line after calls=) is not
+// its caller's own, compressed names (defined by fn= or cfn=, used by id
+// later) resolve, and each function lands in its row.
+func TestCallgrindGroupsScript(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("no python3")
+	}
+	profile := filepath.Join(t.TempDir(), "cg.out")
+	const cg = `# callgrind format
+version: 1
+positions: line
+events: Ir
+
+ob=(1) /x/tollgate
+fl=(1) /src/proxy/server.go
+fn=(1) github.com/tollgate-dev/tollgate/proxy.(*Server).ServeHTTP
+10 3000
++2 1000
+cfl=(2) /go/src/net/textproto/reader.go
+cfn=(2) net/textproto.readMIMEHeader
+calls=1 50
+12 9000000
+* 1000
+fl=(2)
+fn=(2)
+50 6000
+fn=(3) runtime.mallocgc
+7 2000
+fn=(4) slices.pdqsortCmpFunc[go.shape.struct { net/http.key string; net/http.values []string }]
+1 400
+fn=(5) runtime.selectgo
+1 600
+fn=(6) net/http/httputil.(*ReverseProxy).ServeHTTP
+1 1000
+fn=(1)
++3 2000
+
+totals: 21000
+`
+	if err := os.WriteFile(profile, []byte(cg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("python3", "../../../scripts/callgrind-groups.py", "-n", "2", "-own", "t="+profile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("callgrind-groups.py: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"| tollgate's own code", "| 3.5 k |", // 3000+1000+1000+2000 over 2 requests, not the call's 9,000,000
+		"| writing and parsing headers", "| 3.2 k |", // readMIMEHeader 6000, the header sort 400
+		"| allocation | 1.0 k |",
+		"| scheduling, channels, locks, system calls, the network poller, copying | 0.3 k |",
+		"| the rest (`net/http` request and connection handling, `ReverseProxy`, contexts, URLs) | 0.5 k |",
+		"| **total** | **8.5 k** |",
+		"3500  github.com/tollgate-dev/tollgate/proxy.(*Server).ServeHTTP\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("callgrind-groups.py output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := exec.Command("python3", "../../../scripts/callgrind-groups.py", "-x").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "unknown argument -x") {
+		t.Errorf("callgrind-groups.py -x = %v; want a refusal naming the argument\n%s", err, out)
+	}
+}
+
 func TestTargetSendsTheSameBytes(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
