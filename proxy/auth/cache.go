@@ -134,14 +134,30 @@ func (c *tokenCache) key(tok string) uint64 {
 // longer pass returns the rejection; an expired entry is also dropped so no
 // entry outlives exp.
 func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, rej *Error, ok bool) {
+	e, _, rej, ok = c.getLinked(key, tok, now, nil)
+	return e, rej, ok
+}
+
+// getLinked is get, which also returns the entry's link (verified.link)
+// when links finds it current at now (nil links: never). The link is read
+// before the token is compared, though only used after: with many tokens
+// cached, the link entry is a read from memory, and the comparison's reads
+// of the cached copy go on meanwhile instead of before it (issue 13).
+func (c *tokenCache) getLinked(key uint64, tok string, now time.Time, links *linkCache) (e *verified, link *linkEntry, rej *Error, ok bool) {
 	c.mu.RLock()
 	e, ok = c.entries[key]
 	c.mu.RUnlock()
-	if !ok || !sameToken(e.token, tok) {
-		return nil, nil, false
+	if !ok {
+		return nil, nil, nil, false
+	}
+	if l := e.link.Load(); links != nil && links.current(l, now) {
+		link = l
+	}
+	if !sameToken(e.token, tok) {
+		return nil, nil, nil, false
 	}
 	if e.inBounds(now) {
-		return e, nil, true
+		return e, link, nil, true
 	}
 	if rej = e.checkTimes(now, c.leeway); rej != nil && rej.Reason == ReasonExpired {
 		c.mu.Lock()
@@ -150,7 +166,7 @@ func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, re
 		}
 		c.mu.Unlock()
 	}
-	return e, rej, true
+	return e, link, rej, true
 }
 
 // sameToken compares two tokens in constant time (for tokens of one

@@ -208,16 +208,18 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		return Identity{}, e
 	}
 	now := v.o.Now()
-	ver, hit, e := v.verifyCached(r.Context(), tok, now)
+	ver, l, e := v.verifyCached(r.Context(), tok, now)
 	if e != nil {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims, At: now}
-	if l := ver.link.Load(); v.links.current(l, now) {
+	if l != nil { // a cache hit with its link current
 		l.identify(&id) // the token's customer claim, or its last request's link
-		if !hit {
-			id.At = v.o.Now() // after a verification, which may have waited for the JWKS
-		}
+		return id, nil
+	}
+	if l := ver.link.Load(); v.links.current(l, now) { // a verification's customer claim
+		l.identify(&id)
+		id.At = v.o.Now() // after a verification, which may have waited for the JWKS
 		return id, nil
 	}
 	if v.o.Links != nil {
@@ -233,15 +235,16 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 
 // verifyCached serves a token (extractCandidate's) from the cache,
 // re-checking its time claims against now, or checks its shape, verifies
-// it and caches the result.
-func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (ver *verified, hit bool, e *Error) {
+// it and caches the result. link is the cached token's link when it is
+// current at now (never after a verification).
+func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (ver *verified, link *linkEntry, e *Error) {
 	if v.tokens == nil {
 		ver, e = v.verifyShaped(ctx, tok)
-		return ver, false, e
+		return ver, nil, e
 	}
 	key := v.tokens.key(tok)
-	if ver, rej, ok := v.tokens.get(key, tok, now); ok {
-		return ver, true, rej
+	if ver, link, rej, ok := v.tokens.getLinked(key, tok, now, v.links); ok {
+		return ver, link, rej
 	}
 	ver, e = v.verifyShaped(ctx, tok)
 	if e == nil {
@@ -250,7 +253,7 @@ func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) 
 		ver.token = strings.Clone(tok)
 		v.tokens.put(key, ver, now)
 	}
-	return ver, false, e
+	return ver, nil, e
 }
 
 // verifyShaped is verify of a token that passes checkShape.
