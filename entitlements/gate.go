@@ -140,9 +140,9 @@ type Memo struct{ e atomic.Pointer[entry] }
 //
 // now is the request's time on the clock the Gate was built with
 // (Options.Now), for a caller that has just read that clock (the sidecar
-// passes the time its token was checked at, auth.Identity.At): a clock read
-// was a tenth of the cached request path (issue 13). The zero time reads
-// the clock.
+// passes auth.Identity.At, read when the request's identity was complete):
+// a clock read was a tenth of the cached request path (issue 13). The zero
+// time reads the clock.
 func (g *Gate) DecideMemo(ctx context.Context, customer string, req config.Require, failOpen bool, memo *Memo, now time.Time) Decision {
 	if customer == "" {
 		if !req.Any() {

@@ -38,8 +38,8 @@ func TestMemoOfIsMadeOnceForTheCustomer(t *testing.T) {
 	}
 }
 
-// The gate decides at the time the identity's token was checked at
-// (auth.Identity.At), not at a second reading of the clock (issue 13): a
+// The gate decides at the identity's reading of the clock
+// (auth.Identity.At), not at a second reading of its own (issue 13): a
 // decision at a time past max_staleness finds the customer's state too
 // old, one at the time of the check does not, and an identity without a
 // time (not made by Authenticate) is decided at the gate's clock.
