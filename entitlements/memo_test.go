@@ -114,12 +114,12 @@ func TestCacheMarksWhatLeavesGone(t *testing.T) {
 	}
 }
 
-// A decision made at a time the caller passes (the sidecar passes the time
-// the request's token was checked at) is made at that time, not at the
-// gate's clock: at a time past max_staleness the entry is too old, the
-// customer is read again and the decision is counted stale; at the
-// clock's own time, or at the zero time, which reads the clock, the entry
-// is fresh and the decision a hit (issue 13).
+// A decision made at a time the caller passes (the sidecar passes the
+// identity's reading of the clock, auth.Identity.At) is made at that time,
+// not at the gate's clock: at a time past max_staleness the entry is too
+// old, the customer is read again and the decision is counted stale; at
+// the clock's own time, or at the zero time, which reads the clock, the
+// entry is fresh and the decision a hit (issue 13).
 func TestDecideMemoAtTheCallersTime(t *testing.T) {
 	rd := testrig.StartRedis(t, testrig.WithoutPersistence())
 	s := openStore(t, config.Redis{URL: rd.URL(), Prefix: "tg:"})

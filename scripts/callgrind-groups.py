@@ -12,6 +12,7 @@ first. Reads the callgrind format itself (no callgrind_annotate needed):
 a function's self cost is the sum of its cost lines, not counting the
 inclusive cost that follows each calls= line.
 """
+import argparse
 import re
 import sys
 
@@ -57,6 +58,7 @@ GROUPS = (
      r"|^syscall\.|^internal/poll\.|^sync\.|^internal/sync\.|^internal/runtime/(atomic|syscall)\.|^memmove$"
      r"|^internal/chacha8rand\.|^net\.\(\*(conn|netFD)\)\.|^io\.(Copy|copyBuffer|ReadFull|ReadAtLeast)"),
 )
+OWN = GROUPS[0][0]
 REST = "the rest (`net/http` request and connection handling, `ReverseProxy`, contexts, URLs)"
 RULES = [(name, re.compile(rx)) for name, rx in GROUPS]
 
@@ -109,36 +111,34 @@ def compressed(names, spec):
     return names.get(m.group(1), spec)
 
 
+def profile(arg):
+    """A LABEL=FILE argument."""
+    label, sep, path = arg.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"{arg!r} is not LABEL=FILE")
+    return label, path
+
+
 def main(argv):
-    n, own, profiles = 20000, False, []
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a == "-n" and args:
-            n = int(args.pop(0))
-        elif a == "-own":
-            own = True
-        elif a in ("-h", "--help"):
-            print(__doc__.strip())
-            return 0
-        elif "=" in a and not a.startswith("-"):
-            label, path = a.split("=", 1)
-            profiles.append((label, path))
-        else:
-            print(f"callgrind-groups: unknown argument {a} (see -h)", file=sys.stderr)
-            return 2
-    if not profiles or n <= 0:
-        print("callgrind-groups: give -n > 0 and at least one LABEL=FILE (see -h)", file=sys.stderr)
-        return 2
+    p = argparse.ArgumentParser(prog="callgrind-groups.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", type=int, default=20000, help="requests each profile counted (default 20000)")
+    p.add_argument("-own", action="store_true", help="list tollgate's own functions per profile")
+    p.add_argument("profiles", nargs="+", type=profile, metavar="LABEL=FILE")
+    a = p.parse_args(argv)
+    if a.n <= 0:
+        p.error("-n must be > 0")
+    n, own, profiles = a.n, a.own, a.profiles
     rows = [name for name, _ in GROUPS] + [REST]
     table, owns = {}, {}
     for label, path in profiles:
-        per = dict.fromkeys(rows, 0)
-        costs = self_costs(path)
-        for fn, ir in costs.items():
-            per[group_of(fn)] += ir
-        table[label] = per
-        owns[label] = sorted(((ir, fn) for fn, ir in costs.items() if group_of(fn) == rows[0]), reverse=True)
+        per, mine = dict.fromkeys(rows, 0), []
+        for fn, ir in self_costs(path).items():
+            g = group_of(fn)
+            per[g] += ir
+            if g == OWN:
+                mine.append((ir, fn))
+        table[label], owns[label] = per, sorted(mine, reverse=True)
     labels = [label for label, _ in profiles]
     print("| what | " + " | ".join(labels) + " |")
     print("|---|" + "---|" * len(labels))

@@ -130,27 +130,21 @@ func (c *tokenCache) key(tok string) uint64 {
 	return maphash.String(c.seed, tok) ^ uint64(n)*0x9e3779b97f4a7c15
 }
 
-// get returns the entry for tok, or ok false. A hit whose time claims no
-// longer pass returns the rejection; an expired entry is also dropped so no
-// entry outlives exp.
-func (c *tokenCache) get(key uint64, tok string, now time.Time) (e *verified, rej *Error, ok bool) {
-	e, _, rej, ok = c.getLinked(key, tok, now, nil)
-	return e, rej, ok
-}
-
-// getLinked is get, which also returns the entry's link (verified.link)
-// when links finds it current at now (nil links: never). The link is read
-// before the token is compared, though only used after: with many tokens
-// cached, the link entry is a read from memory, and the comparison's reads
-// of the cached copy go on meanwhile instead of before it (issue 13).
-func (c *tokenCache) getLinked(key uint64, tok string, now time.Time, links *linkCache) (e *verified, link *linkEntry, rej *Error, ok bool) {
+// get returns the entry for tok, or ok false, and the entry's link
+// (verified.link) when links finds it current at now. A hit whose time
+// claims no longer pass returns the rejection; an expired entry is also
+// dropped so no entry outlives exp. The link is read before the token is
+// compared, though only used after: with many tokens cached, the link
+// entry is a read from memory, and the comparison's reads of the cached
+// copy go on meanwhile instead of before it (issue 13).
+func (c *tokenCache) get(key uint64, tok string, now time.Time, links *linkCache) (e *verified, link *linkEntry, rej *Error, ok bool) {
 	c.mu.RLock()
 	e, ok = c.entries[key]
 	c.mu.RUnlock()
 	if !ok {
 		return nil, nil, nil, false
 	}
-	if l := e.link.Load(); links != nil && links.current(l, now) {
+	if l := e.link.Load(); links.current(l, now) {
 		link = l
 	}
 	if !sameToken(e.token, tok) {

@@ -208,52 +208,55 @@ func (v *Verifier) authenticate(r *http.Request) (Identity, *Error) {
 		return Identity{}, e
 	}
 	now := v.o.Now()
-	ver, l, e := v.verifyCached(r.Context(), tok, now)
+	ver, l, hit, e := v.verifyCached(r.Context(), tok, now)
 	if e != nil {
 		return Identity{}, e
 	}
 	id := Identity{User: ver.user, ExpiresAt: ver.exp, Claims: ver.claims, At: now}
-	if l != nil { // a cache hit with its link current
-		l.identify(&id) // the token's customer claim, or its last request's link
-		return id, nil
-	}
-	if l := ver.link.Load(); v.links.current(l, now) { // a verification's customer claim
+	if hit && l != nil {
+		// A cache hit with its link current: the token's customer claim,
+		// or its last request's link; nothing waited since now.
 		l.identify(&id)
-		id.At = v.o.Now() // after a verification, which may have waited for the JWKS
 		return id, nil
 	}
-	if v.o.Links != nil {
-		l, e := v.linkedCustomer(r.Context(), ver, now)
-		if e != nil {
+	if l == nil && v.o.Links != nil {
+		if l, e = v.linkedCustomer(r.Context(), ver, now); e != nil {
 			return id, e
 		}
+	}
+	if l != nil {
 		l.identify(&id)
 	}
-	id.At = v.o.Now() // after a verification or a link read, which wait for the JWKS or Redis
+	id.At = v.o.Now() // after a verification or a link read, which may have waited for the JWKS or Redis
 	return id, nil
 }
 
 // verifyCached serves a token (extractCandidate's) from the cache,
 // re-checking its time claims against now, or checks its shape, verifies
-// it and caches the result. link is the cached token's link when it is
-// current at now (never after a verification).
-func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (ver *verified, link *linkEntry, e *Error) {
+// it and caches the result; hit reports a cache hit. link is the token's
+// link (verified.link) when it is current at now.
+func (v *Verifier) verifyCached(ctx context.Context, tok string, now time.Time) (ver *verified, link *linkEntry, hit bool, e *Error) {
 	if v.tokens == nil {
 		ver, e = v.verifyShaped(ctx, tok)
-		return ver, nil, e
+	} else {
+		key := v.tokens.key(tok)
+		if ver, link, rej, ok := v.tokens.get(key, tok, now, v.links); ok {
+			return ver, link, true, rej
+		}
+		if ver, e = v.verifyShaped(ctx, tok); e == nil {
+			// A copy: tok is part of the request's header, which the
+			// entry must not keep alive.
+			ver.token = strings.Clone(tok)
+			v.tokens.put(key, ver, now)
+		}
 	}
-	key := v.tokens.key(tok)
-	if ver, link, rej, ok := v.tokens.getLinked(key, tok, now, v.links); ok {
-		return ver, link, rej
+	if e != nil {
+		return nil, nil, false, e
 	}
-	ver, e = v.verifyShaped(ctx, tok)
-	if e == nil {
-		// A copy: tok is part of the request's header, which the entry
-		// must not keep alive.
-		ver.token = strings.Clone(tok)
-		v.tokens.put(key, ver, now)
+	if l := ver.link.Load(); v.links.current(l, now) { // a customer claim's entry
+		link = l
 	}
-	return ver, nil, e
+	return ver, link, false, nil
 }
 
 // verifyShaped is verify of a token that passes checkShape.

@@ -178,9 +178,11 @@ totals: 21000
 		"| the rest (`net/http` request and connection handling, `ReverseProxy`, contexts, URLs) | 0.5 k |\n",
 		"| **total** | **8.5 k** |\n",
 		"     3500  github.com/tollgate-dev/tollgate/proxy.(*Server).ServeHTTP\n")
-	if out, err := exec.Command("python3", "../../../scripts/callgrind-groups.py", "-x").CombinedOutput(); err == nil ||
-		!strings.Contains(string(out), "unknown argument -x") {
-		t.Errorf("callgrind-groups.py -x = %v; want a refusal naming the argument\n%s", err, out)
+	for _, bad := range [][]string{{"-x", "t=" + profile}, {"nolabel"}, {"-n", "0", "t=" + profile}} {
+		out, err := exec.Command("python3", append([]string{"../../../scripts/callgrind-groups.py"}, bad...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "error: ") || !strings.Contains(string(out), bad[0]) {
+			t.Errorf("callgrind-groups.py %q = %v; want a refusal naming the argument\n%s", bad, err, out)
+		}
 	}
 }
 
